@@ -1,0 +1,216 @@
+//! Validated contact fields. Each type can only be built by parsing, so a value that reached
+//! the store has already been checked and normalised (parse, don't validate).
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// A field value failed validation; the message is safe to show (it never echoes the input).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FieldError(pub &'static str);
+
+/// An email address checked against RFC 5322 (via `email_address`), trimmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    /// Parses and trims an address.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let trimmed = raw.trim();
+        if trimmed.len() > 254 {
+            return Err(FieldError("must be at most 254 characters"));
+        }
+        let parsed: email_address::EmailAddress = trimmed
+            .parse()
+            .map_err(|_| FieldError("must be a valid email address"))?;
+        // `email_address` accepts display-name forms ("Ann <a@b.c>"); a contact holds the bare address.
+        if parsed.as_str() != trimmed || !parsed.domain().contains('.') {
+            return Err(FieldError("must be a valid email address"));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The address as given (trimmed).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form uniqueness and lookups use: lower-cased.
+    pub fn normalized(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+/// A phone number, validated by libphonenumber's metadata and stored as E.164 (`+14155552671`).
+/// Numbers without a country code are read as US numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Phone(String);
+
+impl Phone {
+    /// Parses a number in any common notation and normalises it to E.164.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.len() > 32 {
+            return Err(FieldError("must be a valid phone number"));
+        }
+        let number = phonenumber::parse(Some(phonenumber::country::Id::US), trimmed)
+            .map_err(|_| FieldError("must be a valid phone number"))?;
+        if !phonenumber::is_valid(&number) {
+            return Err(FieldError("must be a valid phone number"));
+        }
+        Ok(Self(
+            number.format().mode(phonenumber::Mode::E164).to_string(),
+        ))
+    }
+
+    /// Reads back a stored E.164 value.
+    pub fn from_stored(e164: String) -> Self {
+        Self(e164)
+    }
+
+    /// The E.164 form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+const US_STATES: [&str; 56] = [
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS",
+    "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY",
+    "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV",
+    "WI", "WY", "DC", "PR", "GU", "VI", "AS", "MP",
+];
+
+/// A US state, district or territory as its USPS two-letter code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct UsState(&'static str);
+
+impl UsState {
+    /// Parses a two-letter USPS code, case-insensitively.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let upper = raw.trim().to_ascii_uppercase();
+        US_STATES
+            .iter()
+            .find(|s| **s == upper)
+            .map(|s| Self(s))
+            .ok_or(FieldError("must be a two-letter US state code such as CA"))
+    }
+
+    /// The code.
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+/// A tag: 1–64 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Tag(String);
+
+impl Tag {
+    /// Most tags one contact can carry.
+    pub const MAX_PER_CONTACT: usize = 50;
+
+    /// Parses and trims a tag.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let t = raw.trim();
+        if t.is_empty() || t.chars().count() > 64 {
+            return Err(FieldError("each tag must be 1 to 64 characters"));
+        }
+        if t.chars().any(char::is_control) {
+            return Err(FieldError("tags cannot contain control characters"));
+        }
+        Ok(Self(t.to_owned()))
+    }
+
+    /// The tag text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A display name: 1–200 characters after trimming.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct PersonName(String);
+
+impl PersonName {
+    /// Parses and trims a name.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let t = raw.trim();
+        if t.is_empty() || t.chars().count() > 200 {
+            return Err(FieldError("must be 1 to 200 characters"));
+        }
+        if t.chars().any(char::is_control) {
+            return Err(FieldError("cannot contain control characters"));
+        }
+        Ok(Self(t.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            Email::parse(" Ann@Example.com ").map(|e| e.normalized()),
+            Ok("ann@example.com".into())
+        );
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.com",
+            "Ann <ann@example.com>",
+            "ann@localhost",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn phones_normalise_to_e164() {
+        for (raw, want) in [
+            ("+1 (415) 555-2671", "+14155552671"),
+            ("415.555.2671", "+14155552671"),
+            ("+44 20 7946 0958", "+442079460958"),
+        ] {
+            assert_eq!(
+                Phone::parse(raw).map(|p| p.as_str().to_owned()),
+                Ok(want.to_owned()),
+                "{raw}"
+            );
+        }
+        for bad in ["", "12", "+1 000 000 0000", "call me", "+999 1234567"] {
+            assert!(Phone::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn states_and_tags() {
+        assert_eq!(UsState::parse("ca").map(|s| s.as_str()), Ok("CA"));
+        assert!(UsState::parse("California").is_err());
+        assert!(UsState::parse("ZZ").is_err());
+        assert!(Tag::parse("  vip ").is_ok_and(|t| t.as_str() == "vip"));
+        assert!(Tag::parse(" ").is_err());
+        assert!(Tag::parse(&"x".repeat(65)).is_err());
+        assert!(Tag::parse("a\nb").is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! Typed, prefixed identifiers (`org_…`, `ws_…`, `ct_…`), Stripe style. The body is a ULID:
+//! 128 bits, time-ordered, 80 of them random, written lower-case. Each kind is its own type,
+//! so a contact id can never be passed where a workspace id is expected, and parsing checks
+//! the prefix, so `ct_…` pasted into a workspace slot is rejected before any query runs.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use ulid::Ulid;
+
+/// Why a string is not an id of the expected kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// The prefix is missing or belongs to another kind of object.
+    #[error("expected an id starting with `{expected}_`")]
+    WrongPrefix {
+        /// The prefix this kind of id carries.
+        expected: &'static str,
+    },
+    /// The part after the prefix is not a valid ULID.
+    #[error("malformed `{expected}_` id")]
+    Malformed {
+        /// The prefix this kind of id carries.
+        expected: &'static str,
+    },
+}
+
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Ulid);
+
+        impl $name {
+            /// The prefix written before the body, without the underscore.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A fresh id whose body sorts after ids made earlier (millisecond resolution).
+            pub fn generate() -> Self {
+                Self(Ulid::new())
+            }
+
+            /// Parses `prefix_body`; the body is case-insensitive and is normalised.
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                let body = s
+                    .strip_prefix($prefix)
+                    .and_then(|rest| rest.strip_prefix('_'))
+                    .ok_or(IdError::WrongPrefix { expected: $prefix })?;
+                if body.len() != 26 {
+                    return Err(IdError::Malformed { expected: $prefix });
+                }
+                Ulid::from_string(body)
+                    .map(Self)
+                    .map_err(|_| IdError::Malformed { expected: $prefix })
+            }
+
+            /// The lower-case body without the prefix (used inside API key strings).
+            pub fn body(&self) -> String {
+                self.0.to_string().to_ascii_lowercase()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}_{}", $prefix, self.body())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+typed_id!(
+    /// An organization: the tenant that owns workspaces, a plan and a data key.
+    OrgId,
+    "org"
+);
+typed_id!(
+    /// A workspace: one business inside an organization; every tenant row carries one.
+    WorkspaceId,
+    "ws"
+);
+typed_id!(
+    /// A person who can sign in.
+    UserId,
+    "usr"
+);
+typed_id!(
+    /// A contact (person or lead) inside a workspace.
+    ContactId,
+    "ct"
+);
+typed_id!(
+    /// An API key, bound to one workspace and one role.
+    ApiKeyId,
+    "key"
+);
+typed_id!(
+    /// A membership: one user's role in one workspace.
+    MembershipId,
+    "mem"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_normalises_case() {
+        let id = ContactId::generate();
+        let text = id.to_string();
+        assert!(text.starts_with("ct_"));
+        assert_eq!(text.len(), 3 + 26);
+        assert_eq!(ContactId::parse(&text), Ok(id));
+        let upper = format!("ct_{}", id.body().to_ascii_uppercase());
+        assert_eq!(ContactId::parse(&upper), Ok(id));
+    }
+
+    #[test]
+    fn rejects_wrong_prefix_and_garbage() {
+        let ws = WorkspaceId::generate().to_string();
+        assert_eq!(
+            ContactId::parse(&ws),
+            Err(IdError::WrongPrefix { expected: "ct" })
+        );
+        assert_eq!(
+            ContactId::parse("ct"),
+            Err(IdError::WrongPrefix { expected: "ct" })
+        );
+        assert_eq!(
+            ContactId::parse("ct_"),
+            Err(IdError::Malformed { expected: "ct" })
+        );
+        assert_eq!(
+            ContactId::parse("ct_0000000000000000000000000!"),
+            Err(IdError::Malformed { expected: "ct" })
+        );
+        // 27 characters of valid alphabet is still not a ULID.
+        assert!(ContactId::parse("ct_000000000000000000000000000").is_err());
+    }
+
+    #[test]
+    fn later_ids_sort_after_earlier_ones() {
+        let a = ContactId::generate();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = ContactId::generate();
+        assert!(a.to_string() < b.to_string());
+    }
+
+    #[test]
+    fn serde_checks_the_prefix() {
+        let ws = WorkspaceId::generate();
+        let json = serde_json::to_string(&ws).unwrap_or_default();
+        let back: WorkspaceId =
+            serde_json::from_str(&json).unwrap_or_else(|_| WorkspaceId::generate());
+        assert_eq!(back, ws);
+        assert!(serde_json::from_str::<OrgId>(&json).is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! Rampart's shared vocabulary. Nothing here knows about a database or HTTP: these are the
+//! types every other room speaks, built so that the wrong thing is hard to express (an id of
+//! one kind cannot be passed where another is expected; a tenant grant cannot be made without
+//! an authorization decision).
+
+pub mod clock;
+pub mod contact;
+pub mod error;
+pub mod ids;
+pub mod plan;
+pub mod principal;
+pub mod role;
+pub mod secret;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use contact::{Email, FieldError, PersonName, Phone, Tag, UsState};
+pub use error::ErrorCode;
+pub use ids::{ApiKeyId, ContactId, IdError, MembershipId, OrgId, UserId, WorkspaceId};
+pub use plan::Plan;
+pub use principal::{AccessDenied, Actor, AuthMethod, Membership, Principal, TenantGrant};
+pub use role::{Permission, Role};
+pub use secret::Secret;

@@ -1,0 +1,176 @@
+//! Configuration: defaults < TOML file (`--config`) < `RAMPART_*` environment variables <
+//! command-line flags. Every key is documented in the README with its default. Validated at
+//! start-up; the master key is held in a redacting wrapper.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use rampart_core::Secret;
+use serde::{Deserialize, Serialize};
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A key has the wrong type or an unparseable value.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// The raw, layered configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Directory for the SQLite database, the generated master key and file mail.
+    pub data_dir: PathBuf,
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` or `postgres://…`; empty means SQLite in `data_dir`.
+    pub database_url: String,
+    /// PostgreSQL URL of the role that owns the schema, used for migrations only.
+    pub database_owner_url: String,
+    /// Database connections (PostgreSQL) or SQLite readers.
+    pub database_max_connections: u32,
+    /// The externally visible base URL (links in mail, cookie security).
+    pub public_url: String,
+    /// Master key file; empty means `data_dir/master.key`.
+    pub master_key_file: PathBuf,
+    /// Base64 master key; takes precedence over the file when set.
+    #[serde(skip_serializing)]
+    pub master_key: Option<String>,
+    /// Where mail goes: `file:DIR`, `smtp://…` or `smtps://…`; empty means `file:data_dir/mail`.
+    pub mail_transport: String,
+    /// `text` or `json` log lines.
+    pub log_format: String,
+    /// Log filter, e.g. `info` or `rampart=debug`.
+    pub log: String,
+    /// Seconds an authenticated API key is cached per node (capped at 60).
+    pub key_cache_ttl_secs: u64,
+    /// Seconds `serve` waits for in-flight requests after SIGTERM.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./rampart-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: String::new(),
+            database_owner_url: String::new(),
+            database_max_connections: 8,
+            public_url: String::new(),
+            master_key_file: PathBuf::new(),
+            master_key: None,
+            mail_transport: String::new(),
+            log_format: "text".into(),
+            log: "info".into(),
+            key_cache_ttl_secs: 30,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// Where the database lives, decided from `database_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (kept out of `Debug` output elsewhere: it may hold a password).
+    Postgres(String),
+}
+
+impl Settings {
+    /// Layers defaults, the optional TOML file and the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        // RAMPART_TEST_* variables belong to the test harness, not the server.
+        fig = fig.merge(Env::prefixed("RAMPART_").filter(|k| !k.as_str().starts_with("test_")));
+        let settings: Settings = fig
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid(
+                "log_format must be `text` or `json`".into(),
+            ));
+        }
+        if self.database_max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "database_max_connections must be at least 1".into(),
+            ));
+        }
+        self.database()?;
+        Ok(())
+    }
+
+    /// The database this configuration points at.
+    pub fn database(&self) -> Result<Database, ConfigError> {
+        let url = self.database_url.trim();
+        if url.is_empty() {
+            return Ok(Database::Sqlite(self.data_dir.join("rampart.db")));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Database::Postgres(url.to_owned()));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            return Ok(Database::Sqlite(PathBuf::from(path)));
+        }
+        Err(ConfigError::Invalid(
+            "database_url must start with sqlite:// or postgres://".into(),
+        ))
+    }
+
+    /// The master key file path.
+    pub fn master_key_path(&self) -> PathBuf {
+        if self.master_key_file.as_os_str().is_empty() {
+            self.data_dir.join("master.key")
+        } else {
+            self.master_key_file.clone()
+        }
+    }
+
+    /// The inline master key, if configured, in a redacting wrapper.
+    pub fn master_key_inline(&self) -> Option<Secret<String>> {
+        self.master_key.clone().map(Secret::new)
+    }
+
+    /// The public base URL (defaults to `http://` + the listen address).
+    pub fn public_url(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.public_url.clone()
+        }
+    }
+
+    /// The mail transport (defaults to files under the data dir).
+    pub fn mail_transport(&self) -> String {
+        if self.mail_transport.is_empty() {
+            format!("file:{}", self.data_dir.join("mail").display())
+        } else {
+            self.mail_transport.clone()
+        }
+    }
+}
+
+/// The role name in a PostgreSQL URL (granted table privileges by `migrate`).
+pub fn postgres_user(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let (auth, _) = rest.split_once('@')?;
+    let user = auth.split(':').next()?;
+    (!user.is_empty()).then(|| user.to_owned())
+}

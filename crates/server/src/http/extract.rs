@@ -1,0 +1,204 @@
+//! Extractors that turn every kind of bad input into a clear envelope error: broken JSON is a
+//! 400, an unknown or mistyped field a 422 naming the field, a body over 1 MiB a 413, a
+//! wrongly prefixed id or a bad query parameter a 400. And [`Ctx`], which hands a handler its
+//! grant and a transaction confined to the authorized workspace.
+
+use std::str::FromStr;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use rampart_core::{ErrorCode, IdError, TenantGrant};
+use rampart_store::{Mode, TenantTx};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::guard::TxSlot;
+use crate::manifest::RouteSpec;
+use crate::state::AppState;
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// A JSON body parsed strictly into `T` (which should `deny_unknown_fields`).
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+fn is_json(req: &Request) -> bool {
+    let Some(ct) = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Parses JSON text into `T`, classifying errors for the envelope.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if path == "." { "body".to_owned() } else { path };
+                ApiError::invalid(field, inner.to_string())
+            }
+            _ => ApiError::bad_request(format!("malformed JSON: {inner}")),
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(&req) {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "send the body as application/json",
+            ));
+        }
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
+            .await
+            .map_err(|e| {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                if too_large {
+                    ApiError::new(ErrorCode::PayloadTooLarge, "request body exceeds 1 MiB")
+                } else {
+                    ApiError::bad_request("could not read the request body")
+                }
+            })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Query parameters parsed into `T`; a malformed or unknown parameter is a 400.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(v)| QueryParams(v))
+            .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
+    }
+}
+
+/// The `{id}` path segment parsed as a typed id; a wrong prefix is a 400.
+#[derive(Debug)]
+pub struct PathId<T>(pub T);
+
+impl<S: Send + Sync, T: FromStr<Err = IdError>> FromRequestParts<S> for PathId<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::internal())?;
+        let raw = params
+            .iter()
+            .find(|(k, _)| *k == "id")
+            .map(|(_, v)| v)
+            .ok_or_else(ApiError::internal)?;
+        raw.parse::<T>()
+            .map(PathId)
+            .map_err(|e| ApiError::bad_request(format!("invalid id in path: {e}")))
+    }
+}
+
+/// A handler's context: the grant the guard made and a transaction in its workspace (a write
+/// transaction on mutating routes). The guard commits it after a successful response.
+pub struct Ctx {
+    grant: TenantGrant,
+    tx: Option<TenantTx>,
+    slot: TxSlot,
+    state: AppState,
+}
+
+impl Ctx {
+    /// The authorization this request runs under.
+    pub fn grant(&self) -> &TenantGrant {
+        &self.grant
+    }
+
+    /// The workspace-bound transaction.
+    pub fn tx(&mut self) -> &mut TenantTx {
+        match self.tx.as_mut() {
+            Some(tx) => tx,
+            None => unreachable!("the transaction is only taken on drop"),
+        }
+    }
+
+    /// Shared state.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The injected clock's time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.state.clock().now()
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            self.slot.put(tx);
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        // Only the guard inserts these; a handler reached without it cannot build a Ctx.
+        let grant = parts
+            .extensions
+            .get::<TenantGrant>()
+            .copied()
+            .ok_or_else(ApiError::internal)?;
+        let slot = parts
+            .extensions
+            .get::<TxSlot>()
+            .cloned()
+            .ok_or_else(ApiError::internal)?;
+        let spec = parts
+            .extensions
+            .get::<&'static RouteSpec>()
+            .copied()
+            .ok_or_else(ApiError::internal)?;
+        let mode = if spec.mutates {
+            Mode::Write
+        } else {
+            Mode::Read
+        };
+        let tx = state.store().tenant(&grant, mode).await?;
+        Ok(Ctx {
+            grant,
+            tx: Some(tx),
+            slot,
+            state: state.clone(),
+        })
+    }
+}

@@ -1,0 +1,13 @@
+//! The Rampart server: HTTP API, route manifest and operator commands. Only this crate knows
+//! axum; the rooms below it speak domain types.
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod keycache;
+pub mod manifest;
+pub mod routes;
+pub mod state;
+pub mod telemetry;
+
+pub use state::AppState;

@@ -1,0 +1,47 @@
+//! What every handler can reach: the store, the clock, the API-key cache and the settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_core::Clock;
+use rampart_store::Store;
+
+use crate::keycache::KeyCache;
+
+/// Shared application state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    keys: KeyCache,
+}
+
+impl AppState {
+    /// State over a store, a clock and the API-key cache lifetime (at most 60 s: revocations
+    /// made on another node take effect here within that bound).
+    pub fn new(store: Store, clock: Arc<dyn Clock>, key_cache_ttl: Duration) -> Self {
+        let ttl = key_cache_ttl.min(Duration::from_secs(60));
+        Self(Arc::new(Inner {
+            store,
+            clock,
+            keys: KeyCache::new(ttl),
+        }))
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    /// The injected clock.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.0.clock
+    }
+
+    /// The per-node API-key cache.
+    pub fn keys(&self) -> &KeyCache {
+        &self.0.keys
+    }
+}

@@ -1,0 +1,380 @@
+//! Contacts: a tenant table, with tags in `contact_tags` (a composite foreign key keeps a tag
+//! row in its contact's workspace). Every statement names the transaction's workspace.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rampart_core::{ContactId, Email, PersonName, Phone, Tag, UsState, WorkspaceId};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sqlx::Row;
+use sqlx::types::Json;
+
+use crate::conn::{execute, fetch_all, fetch_optional, id};
+use crate::{StoreError, TenantTx, db_time};
+
+const EMAIL_TAKEN: &str = "a contact with this email already exists in the workspace";
+
+/// A stored contact, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Contact {
+    /// The id.
+    pub id: ContactId,
+    /// The workspace it belongs to.
+    pub workspace_id: WorkspaceId,
+    /// Display name.
+    pub name: Option<String>,
+    /// Email address as given.
+    pub email: Option<String>,
+    /// Phone number, E.164.
+    pub phone: Option<String>,
+    /// USPS state code.
+    pub us_state: Option<String>,
+    /// Tags, sorted.
+    pub tags: Vec<String>,
+    /// Free-form fields (a JSON object).
+    pub custom_fields: Value,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A validated new contact.
+#[derive(Debug, Clone, Default)]
+pub struct NewContact {
+    /// Display name.
+    pub name: Option<PersonName>,
+    /// Email.
+    pub email: Option<Email>,
+    /// Phone.
+    pub phone: Option<Phone>,
+    /// State.
+    pub us_state: Option<UsState>,
+    /// Tags (duplicates are merged).
+    pub tags: Vec<Tag>,
+    /// Custom fields.
+    pub custom_fields: Map<String, Value>,
+}
+
+/// A validated change: `None` leaves a field alone, `Some(None)` clears it. Custom fields
+/// merge key by key; a `null` value removes that key.
+#[derive(Debug, Clone, Default)]
+pub struct ContactPatch {
+    /// New name.
+    pub name: Option<Option<PersonName>>,
+    /// New email.
+    pub email: Option<Option<Email>>,
+    /// New phone.
+    pub phone: Option<Option<Phone>>,
+    /// New state.
+    pub us_state: Option<Option<UsState>>,
+    /// Replacement tag set.
+    pub tags: Option<Vec<Tag>>,
+    /// Keys to set or (with `null`) remove.
+    pub custom_fields: Option<Map<String, Value>>,
+}
+
+/// Which contacts a list returns.
+#[derive(Debug, Clone, Default)]
+pub struct ContactFilter {
+    /// Only this email (compared case-insensitively).
+    pub email: Option<Email>,
+    /// Only contacts carrying this tag.
+    pub tag: Option<Tag>,
+    /// Only contacts changed at or after this time.
+    pub updated_since: Option<DateTime<Utc>>,
+    /// Only contacts after this id (the cursor).
+    pub after: Option<ContactId>,
+}
+
+struct Row0 {
+    id: ContactId,
+    name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    us_state: Option<String>,
+    custom_fields: Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+macro_rules! row0 {
+    ($r:expr) => {{
+        let r = $r;
+        let e = StoreError::from_sqlx;
+        Ok(Row0 {
+            id: id(r.try_get::<String, _>("id").map_err(e)?)?,
+            name: r.try_get("name").map_err(e)?,
+            email: r.try_get("email").map_err(e)?,
+            phone: r.try_get("phone").map_err(e)?,
+            us_state: r.try_get("us_state").map_err(e)?,
+            custom_fields: r.try_get::<Json<Value>, _>("custom_fields").map_err(e)?.0,
+            created_at: r.try_get("created_at").map_err(e)?,
+            updated_at: r.try_get("updated_at").map_err(e)?,
+        })
+    }};
+}
+
+const COLUMNS: &str = "id, name, email, phone, us_state, custom_fields, created_at, updated_at";
+
+impl Row0 {
+    fn into_contact(self, workspace_id: WorkspaceId, tags: Vec<String>) -> Contact {
+        Contact {
+            id: self.id,
+            workspace_id,
+            name: self.name,
+            email: self.email,
+            phone: self.phone,
+            us_state: self.us_state,
+            tags,
+            custom_fields: self.custom_fields,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+fn dedup(tags: &[Tag]) -> Vec<String> {
+    let mut v: Vec<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+async fn write_tags(
+    tx: &mut TenantTx,
+    contact: ContactId,
+    tags: &[String],
+) -> Result<(), StoreError> {
+    let ws = tx.ws();
+    execute!(
+        &mut tx.conn,
+        "DELETE FROM contact_tags WHERE workspace_id = $1 AND contact_id = $2",
+        ws.clone(),
+        contact.to_string()
+    )
+    .map_err(StoreError::from_sqlx)?;
+    for tag in tags {
+        execute!(
+            &mut tx.conn,
+            "INSERT INTO contact_tags (workspace_id, contact_id, tag) VALUES ($1, $2, $3)",
+            ws.clone(),
+            contact.to_string(),
+            tag.as_str()
+        )
+        .map_err(StoreError::from_sqlx)?;
+    }
+    Ok(())
+}
+
+async fn tags_of(tx: &mut TenantTx, contact: ContactId) -> Result<Vec<String>, StoreError> {
+    let ws = tx.ws();
+    fetch_all!(
+        &mut tx.conn,
+        "SELECT tag FROM contact_tags WHERE workspace_id = $1 AND contact_id = $2 ORDER BY tag",
+        [ws, contact.to_string()],
+        |r| r.try_get::<String, _>("tag").map_err(StoreError::from_sqlx)
+    )
+}
+
+/// Creates a contact in the transaction's workspace.
+pub async fn create(
+    tx: &mut TenantTx,
+    new: NewContact,
+    now: DateTime<Utc>,
+) -> Result<Contact, StoreError> {
+    let contact = ContactId::generate();
+    let now = db_time(now);
+    let ws = tx.ws();
+    let custom = Value::Object(new.custom_fields);
+    execute!(&mut tx.conn,
+        "INSERT INTO contacts (id, workspace_id, name, email, email_lower, phone, us_state, custom_fields, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        contact.to_string(), ws,
+        new.name.as_ref().map(|n| n.as_str().to_owned()),
+        new.email.as_ref().map(|e| e.as_str().to_owned()),
+        new.email.as_ref().map(Email::normalized),
+        new.phone.as_ref().map(|p| p.as_str().to_owned()),
+        new.us_state.map(|s| s.as_str()),
+        Json(&custom), now, now)
+    .map_err(|e| StoreError::classify(e, EMAIL_TAKEN))?;
+    let tags = dedup(&new.tags);
+    write_tags(tx, contact, &tags).await?;
+    Ok(Contact {
+        id: contact,
+        workspace_id: tx.workspace(),
+        name: new.name.map(|n| n.as_str().to_owned()),
+        email: new.email.map(|e| e.as_str().to_owned()),
+        phone: new.phone.map(|p| p.as_str().to_owned()),
+        us_state: new.us_state.map(|s| s.as_str().to_owned()),
+        tags,
+        custom_fields: custom,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// One contact of this workspace.
+pub async fn get(tx: &mut TenantTx, contact: ContactId) -> Result<Option<Contact>, StoreError> {
+    let ws = tx.ws();
+    let row: Option<Row0> = fetch_optional!(
+        &mut tx.conn,
+        sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM contacts WHERE workspace_id = $1 AND id = $2"
+        )),
+        [ws, contact.to_string()],
+        |r| row0!(r)
+    )?;
+    let Some(row) = row else { return Ok(None) };
+    let tags = tags_of(tx, contact).await?;
+    Ok(Some(row.into_contact(tx.workspace(), tags)))
+}
+
+/// Applies a change; `None` when this workspace has no such contact.
+pub async fn update(
+    tx: &mut TenantTx,
+    contact: ContactId,
+    patch: ContactPatch,
+    now: DateTime<Utc>,
+) -> Result<Option<Contact>, StoreError> {
+    let Some(mut current) = get(tx, contact).await? else {
+        return Ok(None);
+    };
+    let ws = tx.ws();
+    if let Some(name) = patch.name {
+        current.name = name.map(|n| n.as_str().to_owned());
+    }
+    let mut email_lower = current.email.as_ref().map(|e| e.to_lowercase());
+    if let Some(email) = patch.email {
+        email_lower = email.as_ref().map(Email::normalized);
+        current.email = email.map(|e| e.as_str().to_owned());
+    }
+    if let Some(phone) = patch.phone {
+        current.phone = phone.map(|p| p.as_str().to_owned());
+    }
+    if let Some(state) = patch.us_state {
+        current.us_state = state.map(|s| s.as_str().to_owned());
+    }
+    if let Some(changes) = patch.custom_fields {
+        let mut merged: BTreeMap<String, Value> = match std::mem::take(&mut current.custom_fields) {
+            Value::Object(m) => m.into_iter().collect(),
+            _ => BTreeMap::new(),
+        };
+        for (k, v) in changes {
+            if v.is_null() {
+                merged.remove(&k);
+            } else {
+                merged.insert(k, v);
+            }
+        }
+        current.custom_fields = Value::Object(merged.into_iter().collect());
+    }
+    current.updated_at = db_time(now);
+    execute!(&mut tx.conn,
+        "UPDATE contacts SET name = $1, email = $2, email_lower = $3, phone = $4, us_state = $5, custom_fields = $6, updated_at = $7 \
+         WHERE workspace_id = $8 AND id = $9",
+        current.name.clone(), current.email.clone(), email_lower, current.phone.clone(), current.us_state.clone(),
+        Json(&current.custom_fields), current.updated_at, ws, contact.to_string())
+    .map_err(|e| StoreError::classify(e, EMAIL_TAKEN))?;
+    if let Some(tags) = patch.tags {
+        current.tags = dedup(&tags);
+        write_tags(tx, contact, &current.tags).await?;
+    }
+    Ok(Some(current))
+}
+
+/// Deletes a contact (its tags go with it); `false` when this workspace has no such contact.
+pub async fn delete(tx: &mut TenantTx, contact: ContactId) -> Result<bool, StoreError> {
+    let ws = tx.ws();
+    let n = execute!(
+        &mut tx.conn,
+        "DELETE FROM contacts WHERE workspace_id = $1 AND id = $2",
+        ws,
+        contact.to_string()
+    )
+    .map_err(StoreError::from_sqlx)?;
+    Ok(n == 1)
+}
+
+/// A page of contacts in id order, and the id to continue after when there are more.
+pub async fn list(
+    tx: &mut TenantTx,
+    filter: &ContactFilter,
+    limit: u32,
+) -> Result<(Vec<Contact>, Option<ContactId>), StoreError> {
+    let ws = tx.ws();
+    let fetch = i64::from(limit) + 1;
+    let rows: Vec<Row0> = fetch_all!(
+        &mut tx.conn,
+        sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM contacts c WHERE c.workspace_id = $1 \
+             AND ($2 IS NULL OR c.id > $2) \
+             AND ($3 IS NULL OR c.email_lower = $3) \
+             AND ($4 IS NULL OR c.updated_at >= $4) \
+             AND ($5 IS NULL OR EXISTS (SELECT 1 FROM contact_tags t WHERE t.workspace_id = c.workspace_id AND t.contact_id = c.id AND t.tag = $5)) \
+             ORDER BY c.id LIMIT $6"
+        )),
+        [
+            ws.clone(),
+            filter.after.map(|a| a.to_string()),
+            filter.email.as_ref().map(Email::normalized),
+            filter.updated_since.map(db_time),
+            filter.tag.as_ref().map(|t| t.as_str().to_owned()),
+            fetch
+        ],
+        |r| row0!(r)
+    )?;
+    let mut rows = rows;
+    let next = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
+    let (Some(first), Some(last)) = (rows.first().map(|r| r.id), rows.last().map(|r| r.id)) else {
+        return Ok((Vec::new(), None));
+    };
+    let pairs: Vec<(String, String)> = fetch_all!(
+        &mut tx.conn,
+        "SELECT contact_id, tag FROM contact_tags WHERE workspace_id = $1 AND contact_id >= $2 AND contact_id <= $3 ORDER BY contact_id, tag",
+        [ws, first.to_string(), last.to_string()],
+        |r| Ok((
+            r.try_get::<String, _>("contact_id")
+                .map_err(StoreError::from_sqlx)?,
+            r.try_get::<String, _>("tag")
+                .map_err(StoreError::from_sqlx)?
+        ))
+    )?;
+    let mut by_contact: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (c, t) in pairs {
+        by_contact.entry(c).or_default().push(t);
+    }
+    let workspace = tx.workspace();
+    let contacts = rows
+        .into_iter()
+        .map(|r| {
+            let tags = by_contact.remove(&r.id.to_string()).unwrap_or_default();
+            r.into_contact(workspace, tags)
+        })
+        .collect();
+    Ok((contacts, next))
+}
+
+/// Inserts a tag row naming `contact` but carrying `tag_workspace`: exists only so tests can
+/// show that the database itself refuses a cross-workspace reference.
+#[doc(hidden)]
+pub async fn insert_raw_tag_for_test(
+    tx: &mut TenantTx,
+    tag_workspace: WorkspaceId,
+    contact: ContactId,
+) -> Result<(), StoreError> {
+    execute!(
+        &mut tx.conn,
+        "INSERT INTO contact_tags (workspace_id, contact_id, tag) VALUES ($1, $2, 'forged')",
+        tag_workspace.to_string(),
+        contact.to_string()
+    )
+    .map_err(StoreError::from_sqlx)?;
+    Ok(())
+}

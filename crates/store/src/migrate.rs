@@ -1,0 +1,139 @@
+//! Plain-SQL migrations, one folder per backend with identical names, embedded in the binary
+//! and applied in order. Each is recorded with a SHA-256 of its text: a migration edited after
+//! it ran, or a database newer than the binary, stops start-up instead of drifting.
+
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::StoreError;
+
+/// (version, name, SQL) for SQLite.
+pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[(
+    1,
+    "spine",
+    include_str!("../migrations/sqlite/0001_spine.sql"),
+)];
+
+/// (version, name, SQL) for PostgreSQL.
+pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[(
+    1,
+    "spine",
+    include_str!("../migrations/postgres/0001_spine.sql"),
+)];
+
+fn checksum(sql: &str) -> String {
+    hex::encode(Sha256::digest(sql.as_bytes()))
+}
+
+fn check_known(applied: &[(i64, String)], known: &[(i64, &str, &str)]) -> Result<(), StoreError> {
+    for (version, sum) in applied {
+        match known.iter().find(|(v, _, _)| v == version) {
+            None => return Err(StoreError::MigrationUnknown(*version)),
+            Some((_, _, sql)) if checksum(sql) != *sum => {
+                return Err(StoreError::MigrationChanged(*version));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn sqlite(pool: &SqlitePool) -> Result<usize, StoreError> {
+    let e = StoreError::from_sqlx;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(e)?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS rampart_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(e)?;
+    let applied: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, checksum FROM rampart_migrations")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(e)?;
+    check_known(&applied, MIGRATIONS_SQLITE)?;
+    let mut count = 0;
+    for (version, name, sql) in MIGRATIONS_SQLITE {
+        if applied.iter().any(|(v, _)| v == version) {
+            continue;
+        }
+        sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(e)?;
+        sqlx::query("INSERT INTO rampart_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)")
+            .bind(version)
+            .bind(name)
+            .bind(checksum(sql))
+            .bind(chrono::Utc::now())
+            .execute(&mut *tx)
+            .await
+            .map_err(e)?;
+        count += 1;
+    }
+    tx.commit().await.map_err(e)?;
+    Ok(count)
+}
+
+/// A role name safe to splice into `GRANT … TO "name"` (it cannot be a bind parameter).
+fn checked_role(role: &str) -> Result<&str, StoreError> {
+    let ok = !role.is_empty()
+        && role.len() <= 63
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(role)
+    } else {
+        Err(StoreError::BadUrl)
+    }
+}
+
+pub(crate) async fn postgres(pool: &PgPool, grant_to: Option<&str>) -> Result<usize, StoreError> {
+    let e = StoreError::from_sqlx;
+    let mut tx = pool.begin().await.map_err(e)?;
+    // Several nodes may start at once; one migrates, the others wait and find nothing to do.
+    sqlx::query("SELECT pg_advisory_xact_lock(7261626d70617274)")
+        .execute(&mut *tx)
+        .await
+        .map_err(e)?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS rampart_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(e)?;
+    let applied: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, checksum FROM rampart_migrations")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(e)?;
+    check_known(&applied, MIGRATIONS_POSTGRES)?;
+    let mut count = 0;
+    for (version, name, sql) in MIGRATIONS_POSTGRES {
+        if applied.iter().any(|(v, _)| v == version) {
+            continue;
+        }
+        sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(e)?;
+        sqlx::query("INSERT INTO rampart_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, now())")
+            .bind(version)
+            .bind(name)
+            .bind(checksum(sql))
+            .execute(&mut *tx)
+            .await
+            .map_err(e)?;
+        count += 1;
+    }
+    if let Some(role) = grant_to {
+        let role = checked_role(role)?;
+        let grants = format!(
+            "GRANT USAGE ON SCHEMA public TO \"{role}\";
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO \"{role}\";
+             REVOKE INSERT, UPDATE, DELETE ON rampart_migrations FROM \"{role}\";"
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(grants))
+            .execute(&mut *tx)
+            .await
+            .map_err(e)?;
+    }
+    tx.commit().await.map_err(e)?;
+    Ok(count)
+}

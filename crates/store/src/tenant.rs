@@ -1,0 +1,100 @@
+//! The tenant-bound transaction: the only door to tenant tables.
+
+use rampart_core::{OrgId, TenantGrant, WorkspaceId};
+
+use crate::conn::Conn;
+use crate::{Backend, Store, StoreError};
+
+/// Whether a transaction will write. SQLite write transactions take the write lock up front
+/// (`BEGIN IMMEDIATE`) so two writers never deadlock on a lock upgrade; PostgreSQL read
+/// transactions are `READ ONLY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Reads only.
+    Read,
+    /// Reads and writes.
+    Write,
+}
+
+/// A transaction bound to one workspace. Dropping it rolls back; [`TenantTx::commit`] consumes it.
+pub struct TenantTx {
+    workspace: WorkspaceId,
+    org: Option<OrgId>,
+    pub(crate) conn: Conn,
+}
+
+impl std::fmt::Debug for TenantTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantTx")
+            .field("workspace", &self.workspace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens a transaction in the grant's workspace.
+    pub async fn tenant(&self, grant: &TenantGrant, mode: Mode) -> Result<TenantTx, StoreError> {
+        let mut tx = self.bind(grant.workspace(), mode).await?;
+        tx.org = Some(grant.org());
+        Ok(tx)
+    }
+
+    /// Binds a transaction to a workspace without a grant. Private to the store: used only to
+    /// authenticate a credential that names its own workspace, before any grant exists.
+    pub(crate) async fn bind(
+        &self,
+        workspace: WorkspaceId,
+        mode: Mode,
+    ) -> Result<TenantTx, StoreError> {
+        let conn = match (&*self.0, mode) {
+            (Backend::Sqlite { readers, .. }, Mode::Read) => {
+                Conn::Sqlite(readers.begin().await.map_err(StoreError::from_sqlx)?)
+            }
+            (Backend::Sqlite { writer, .. }, Mode::Write) => Conn::Sqlite(
+                writer
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(StoreError::from_sqlx)?,
+            ),
+            (Backend::Postgres(pool), mode) => {
+                let mut tx = match mode {
+                    Mode::Read => pool.begin_with("BEGIN READ ONLY").await,
+                    Mode::Write => pool.begin().await,
+                }
+                .map_err(StoreError::from_sqlx)?;
+                sqlx::query("SELECT set_config('rampart.workspace_id', $1, true)")
+                    .bind(workspace.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                Conn::Pg(tx)
+            }
+        };
+        Ok(TenantTx {
+            workspace,
+            org: None,
+            conn,
+        })
+    }
+}
+
+impl TenantTx {
+    /// The workspace every statement in this transaction is confined to.
+    pub fn workspace(&self) -> WorkspaceId {
+        self.workspace
+    }
+
+    /// The organization owning the workspace, when opened from a grant.
+    pub fn org(&self) -> Option<OrgId> {
+        self.org
+    }
+
+    pub(crate) fn ws(&self) -> String {
+        self.workspace.to_string()
+    }
+
+    /// Commits everything done in the transaction.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.conn.commit().await
+    }
+}
