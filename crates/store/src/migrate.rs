@@ -91,7 +91,7 @@ pub(crate) async fn postgres(pool: &PgPool, grant_to: Option<&str>) -> Result<us
     let e = StoreError::from_sqlx;
     let mut tx = pool.begin().await.map_err(e)?;
     // Several nodes may start at once; one migrates, the others wait and find nothing to do.
-    sqlx::query("SELECT pg_advisory_xact_lock(7261626d70617274)")
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('rampart.migrations'))")
         .execute(&mut *tx)
         .await
         .map_err(e)?;

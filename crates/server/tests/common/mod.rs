@@ -1,0 +1,385 @@
+//! The test harness: a real Rampart on a random loopback port over a fresh database, spoken to
+//! over real HTTP. SQLite gets a fresh file; PostgreSQL (when `RAMPART_TEST_POSTGRES_URL`
+//! names a superuser connection) gets a fresh database owned by a migration role, and the
+//! server connects as a restricted application role, exactly as in production, because a
+//! superuser would bypass row-level security and prove nothing.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart::AppState;
+use rampart_core::{Email, ManualClock, Plan, Role, TenantGrant, WorkspaceId};
+use rampart_crypto::NewApiKey;
+use rampart_store::{Mode, PoolSettings, Store, api_keys};
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+pub const OWNER_ROLE: &str = "rampart_test_owner";
+pub const APP_ROLE: &str = "rampart_test_app";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where a test database lives.
+pub enum Db {
+    Sqlite(std::path::PathBuf),
+    Postgres {
+        admin_url: String,
+        owner_url: String,
+        app_url: String,
+        name: String,
+    },
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub store: Store,
+    pub backend: Backend,
+    pub clock: ManualClock,
+    pub db: Db,
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+}
+
+/// An organization with its first workspace and an owner key.
+#[derive(Clone)]
+pub struct Org {
+    pub org: rampart_core::OrgId,
+    pub ws: WorkspaceId,
+    pub owner_key: String,
+}
+
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("RAMPART_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+                panic!(
+                    "CI is set but RAMPART_TEST_POSTGRES_URL is not: PostgreSQL tests must not skip in CI"
+                );
+            }
+            eprintln!(
+                "SKIPPED (PostgreSQL): set RAMPART_TEST_POSTGRES_URL to run this test on PostgreSQL"
+            );
+            None
+        }
+    }
+}
+
+static ROLES: OnceCell<()> = OnceCell::const_new();
+
+async fn admin_pool(admin_url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(admin_url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("RAMPART_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}")
+        })
+}
+
+fn with_user_and_db(admin_url: &str, user: &str, db: &str) -> String {
+    let opts: sqlx::postgres::PgConnectOptions = admin_url.parse().unwrap();
+    format!(
+        "postgres://{user}@{}:{}/{db}",
+        opts.get_host(),
+        opts.get_port()
+    )
+}
+
+/// A fresh PostgreSQL database, migrated by the owner role; returns (owner url, app url, name).
+pub async fn fresh_postgres(admin_url: &str) -> (String, String, String) {
+    let pool = admin_pool(admin_url).await;
+    ROLES
+        .get_or_init(|| async {
+            for (role, extra) in [(OWNER_ROLE, ""), (APP_ROLE, "")] {
+                let sql = format!(
+                    "DO $$ BEGIN CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE {extra}; \
+                     EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+                );
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+            }
+        })
+        .await;
+    let name = format!(
+        "rampart_t_{}",
+        ulid::Ulid::new().to_string().to_ascii_lowercase()
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} OWNER {OWNER_ROLE}"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let owner_url = with_user_and_db(admin_url, OWNER_ROLE, &name);
+    let app_url = with_user_and_db(admin_url, APP_ROLE, &name);
+    rampart_store::migrate_postgres_as_owner(&owner_url, Some(APP_ROLE))
+        .await
+        .unwrap();
+    (owner_url, app_url, name)
+}
+
+impl TestApp {
+    /// Starts an app on `backend`; `None` (after saying so) when PostgreSQL is not configured.
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with_ttl(backend, Duration::from_secs(30)).await
+    }
+
+    pub async fn spawn_with_ttl(backend: Backend, ttl: Duration) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, db) = match backend {
+            Backend::Sqlite => {
+                let path = dir.path().join("rampart.db");
+                let store = Store::open_sqlite(&path, PoolSettings::default())
+                    .await
+                    .unwrap();
+                store.migrate().await.unwrap();
+                (store, Db::Sqlite(path))
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url()?;
+                let (owner_url, app_url, name) = fresh_postgres(&admin_url).await;
+                let store = Store::connect_postgres(&app_url, PoolSettings::default())
+                    .await
+                    .unwrap();
+                store.ensure_restricted_role().await.unwrap();
+                (
+                    store,
+                    Db::Postgres {
+                        admin_url,
+                        owner_url,
+                        app_url,
+                        name,
+                    },
+                )
+            }
+        };
+        Some(Self::serve(store, backend, db, dir, ttl).await)
+    }
+
+    /// A second node over the same database (its own key cache), as behind a load balancer.
+    pub async fn second_node(&self, ttl: Duration) -> TestApp {
+        let (store, db) = match &self.db {
+            Db::Sqlite(path) => (
+                Store::open_sqlite(path, PoolSettings::default())
+                    .await
+                    .unwrap(),
+                Db::Sqlite(path.clone()),
+            ),
+            Db::Postgres {
+                admin_url,
+                owner_url,
+                app_url,
+                name,
+            } => (
+                Store::connect_postgres(app_url, PoolSettings::default())
+                    .await
+                    .unwrap(),
+                Db::Postgres {
+                    admin_url: admin_url.clone(),
+                    owner_url: owner_url.clone(),
+                    app_url: app_url.clone(),
+                    name: name.clone(),
+                },
+            ),
+        };
+        Self::serve(store, self.backend, db, tempfile::tempdir().unwrap(), ttl).await
+    }
+
+    async fn serve(
+        store: Store,
+        backend: Backend,
+        db: Db,
+        dir: tempfile::TempDir,
+        ttl: Duration,
+    ) -> TestApp {
+        let clock = ManualClock::new(chrono::Utc::now());
+        let state = AppState::new(store.clone(), Arc::new(clock.clone()), ttl);
+        let app = rampart::app::build(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        });
+        TestApp {
+            base: format!("http://{addr}"),
+            client: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            store,
+            backend,
+            clock,
+            db,
+            dir,
+            addr,
+        }
+    }
+
+    pub async fn org(&self, name: &str) -> Org {
+        self.org_on(name, Plan::Growth).await
+    }
+
+    pub async fn org_on(&self, name: &str, plan: Plan) -> Org {
+        let email = Email::parse(&format!("owner@{}.example.com", name.to_lowercase())).unwrap();
+        let made = self
+            .store
+            .create_org(name, plan, &email, chrono::Utc::now())
+            .await
+            .unwrap();
+        let owner_key = self.key(made.workspace_id, Role::Owner).await;
+        Org {
+            org: made.org_id,
+            ws: made.workspace_id,
+            owner_key,
+        }
+    }
+
+    /// Mints a key as the operator CLI does.
+    pub async fn key(&self, ws: WorkspaceId, role: Role) -> String {
+        let (org, _) = self.store.workspace_org(ws).await.unwrap().unwrap();
+        let minted = NewApiKey::generate(ws).unwrap();
+        let mut tx = self
+            .store
+            .tenant(&TenantGrant::operator(org, ws), Mode::Write)
+            .await
+            .unwrap();
+        api_keys::create(
+            &mut tx,
+            "test",
+            role,
+            &minted.hash,
+            &minted.display_prefix,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        minted.token.expose().clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn req(&self, method: Method, path: &str, key: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(key)
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Response {
+        self.req(Method::GET, path, key).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.req(Method::POST, path, key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.req(Method::PATCH, path, key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str, key: &str) -> Response {
+        self.req(Method::DELETE, path, key).send().await.unwrap()
+    }
+
+    /// Creates a contact and returns its JSON.
+    pub async fn contact(&self, org: &Org, body: Value) -> Value {
+        let r = self
+            .post(
+                &format!("/v1/workspaces/{}/contacts", org.ws),
+                &org.owner_key,
+                &body,
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        r.json().await.unwrap()
+    }
+
+    /// Every contact of a workspace, all pages, as the owner sees them.
+    pub async fn all_contacts(&self, org: &Org) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/workspaces/{}/contacts?limit=200", org.ws);
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let page: Value = self.get(&path, &org.owner_key).await.json().await.unwrap();
+            out.extend(page["data"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return out,
+            }
+        }
+    }
+}
+
+/// Reads an error envelope, checking its shape, and returns (status, code).
+pub async fn error_of(r: Response) -> (u16, String, Value) {
+    let status = r.status().as_u16();
+    let header_id = r
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body: Value = r.json().await.unwrap();
+    let err = &body["error"];
+    assert!(err["message"].is_string(), "envelope has a message: {body}");
+    assert_eq!(
+        err["request_id"].as_str(),
+        header_id.as_deref(),
+        "envelope carries the request id"
+    );
+    (
+        status,
+        err["code"].as_str().unwrap_or_default().to_owned(),
+        body,
+    )
+}
+
+/// Declares each listed `async fn name(app: TestApp)` as a test on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::common::TestApp::spawn($crate::common::Backend::Sqlite).await.unwrap();
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::common::TestApp::spawn($crate::common::Backend::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
