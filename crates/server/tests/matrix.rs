@@ -1,0 +1,193 @@
+//! The cross-tenant matrix (ARCHITECTURE §3 rule 5), generated from the route manifest: for
+//! every `Tenant` route, on SQLite and PostgreSQL, every role of another organization tries to
+//! read, list, change and delete this organization's objects, through this organization's
+//! workspace path and through forged paths in its own workspace. Every attempt must be
+//! indistinguishable from asking for something that does not exist, and nothing may change.
+//! A route added to the manifest joins the matrix without a new test; a new kind of `{id}`
+//! target fails to compile here until it has a fixture.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Org, TestApp, error_of};
+use rampart::manifest::{Scope, Target, specs};
+use rampart_core::{ApiKeyId, ContactId, Role};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+both_backends!(no_principal_of_another_org_reaches_anything);
+
+struct Fixtures {
+    contact: String,
+    api_key_id: String,
+    api_key: String,
+}
+
+async fn fixtures(app: &TestApp, org: &Org) -> Fixtures {
+    let c = app
+        .contact(
+            org,
+            json!({"name": "Secret Person", "email": "secret@a.example.com", "tags": ["vip"]}),
+        )
+        .await;
+    let r = app
+        .post(
+            &format!("/v1/workspaces/{}/api-keys", org.ws),
+            &org.owner_key,
+            &json!({"name": "fixture", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let k: Value = r.json().await.unwrap();
+    Fixtures {
+        contact: c["id"].as_str().unwrap().to_owned(),
+        api_key_id: k["id"].as_str().unwrap().to_owned(),
+        api_key: k["key"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// The id of A's object that a route's `{id}` names, and a well-formed id that exists nowhere.
+fn target_ids(target: Target, f: &Fixtures) -> Option<(String, String)> {
+    match target {
+        Target::None => None,
+        Target::Contact => Some((f.contact.clone(), ContactId::generate().to_string())),
+        Target::ApiKey => Some((f.api_key_id.clone(), ApiKeyId::generate().to_string())),
+    }
+}
+
+async fn snapshot(app: &TestApp, org: &Org, f: &Fixtures) -> Value {
+    let keys: Value = app
+        .get(
+            &format!("/v1/workspaces/{}/api-keys", org.ws),
+            &org.owner_key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let keys: Vec<Value> = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| json!({"id": k["id"], "name": k["name"], "role": k["role"]}))
+        .collect();
+    let fixture_key_works = app
+        .get(&format!("/v1/workspaces/{}/contacts", org.ws), &f.api_key)
+        .await
+        .status()
+        == 200;
+    json!({"contacts": app.all_contacts(org).await, "keys": keys, "fixture_key_works": fixture_key_works})
+}
+
+async fn attempt(
+    app: &TestApp,
+    method: &Method,
+    path: &str,
+    key: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut req = app.req(method.clone(), path, key);
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_owned());
+    }
+    let (status, code, _) = error_of(req.send().await.unwrap()).await;
+    (status, code)
+}
+
+async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
+    let a = app.org("Victim").await;
+    let b = app.org("Attacker").await;
+    let f = fixtures(&app, &a).await;
+    let before = snapshot(&app, &a, &f).await;
+
+    let mut attackers = Vec::new();
+    for role in Role::ALL {
+        attackers.push((role, app.key(b.ws, role).await));
+    }
+
+    let mut attempts = 0;
+    let tenant_routes: Vec<_> = specs()
+        .into_iter()
+        .filter(|s| s.scope == Scope::Tenant)
+        .collect();
+    assert!(
+        tenant_routes.len() >= 8,
+        "the manifest's tenant routes are all here"
+    );
+    for spec in &tenant_routes {
+        let ids = target_ids(spec.target, &f);
+        let fill = |ws: &str, id: Option<&str>| {
+            let p = spec.path.replace("{ws}", ws);
+            match id {
+                Some(id) => p.replace("{id}", id),
+                None => p,
+            }
+        };
+        for (role, key) in &attackers {
+            // A's workspace in the path: no membership, so exactly "not found".
+            let path = fill(
+                &a.ws.to_string(),
+                ids.as_ref().map(|(real, _)| real.as_str()),
+            );
+            let got = attempt(&app, &spec.method, &path, key, spec.example_body).await;
+            assert_eq!(
+                got,
+                (404, "NOT_FOUND".into()),
+                "{role} on {} {path}",
+                spec.method
+            );
+            attempts += 1;
+
+            // Forged: B's own workspace in the path, A's object id. Must answer exactly as for
+            // an id that exists nowhere (404, or 403 where the role lacks the permission anyway).
+            if let Some((real, missing)) = &ids {
+                let forged = attempt(
+                    &app,
+                    &spec.method,
+                    &fill(&b.ws.to_string(), Some(real)),
+                    key,
+                    spec.example_body,
+                )
+                .await;
+                let nowhere = attempt(
+                    &app,
+                    &spec.method,
+                    &fill(&b.ws.to_string(), Some(missing)),
+                    key,
+                    spec.example_body,
+                )
+                .await;
+                assert_eq!(
+                    forged, nowhere,
+                    "{role} on {} forged path with A's id",
+                    spec.method
+                );
+                assert!(
+                    forged.0 == 404
+                        || (forged.0 == 403 && !spec.permission.is_none_or(|p| role.can(p))),
+                    "{role}: {forged:?}"
+                );
+                attempts += 2;
+            }
+        }
+    }
+    // A's owner key, aimed at B's workspace, is refused the same way (the rule is symmetric).
+    let (status, code, _) = error_of(
+        app.get(&format!("/v1/workspaces/{}/contacts", b.ws), &a.owner_key)
+            .await,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (404, "NOT_FOUND"));
+
+    let after = snapshot(&app, &a, &f).await;
+    assert_eq!(after, before, "nothing of the victim's changed");
+    assert_eq!(after["fixture_key_works"], true);
+    eprintln!(
+        "cross-tenant matrix on {:?}: {attempts} attempts over {} tenant routes, all refused",
+        app.backend,
+        tenant_routes.len()
+    );
+}
