@@ -122,6 +122,11 @@ impl MasterKey {
     pub fn id(&self) -> String {
         hex::encode(&Sha256::digest(self.0.expose())[..4])
     }
+
+    /// The raw key, for wrapping data keys inside this crate only.
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        self.0.expose()
+    }
 }
 
 #[cfg(test)]

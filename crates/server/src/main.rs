@@ -282,7 +282,14 @@ async fn serve(settings: Settings) -> Result<()> {
             tokio::time::sleep(grace).await;
         } => tracing::warn!("grace period over; exiting with requests still in flight (their transactions roll back)"),
     }
-    store.close().await;
+    // A request abandoned after the grace period still holds its connection; exiting closes
+    // it and the database rolls its transaction back.
+    if tokio::time::timeout(Duration::from_secs(2), store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("closing with database connections still busy");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Logging to stderr, as text or JSON lines. Log lines carry ids, routes, statuses and
 //! timings; handlers never log headers, bodies, tokens or personal data.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber; `filter` is an `EnvFilter` directive such as `info`.

@@ -95,12 +95,19 @@ pub(crate) async fn postgres(pool: &PgPool, grant_to: Option<&str>) -> Result<us
         .execute(&mut *tx)
         .await
         .map_err(e)?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS rampart_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)",
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(e)?;
+    // The application role may not create tables; when the schema is current it needs none.
+    let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass('rampart_migrations') IS NOT NULL")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(e)?;
+    if !exists {
+        sqlx::query(
+            "CREATE TABLE rampart_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(e)?;
+    }
     let applied: Vec<(i64, String)> =
         sqlx::query_as("SELECT version, checksum FROM rampart_migrations")
             .fetch_all(&mut *tx)

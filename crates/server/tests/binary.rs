@@ -1,0 +1,559 @@
+//! End to end through the real `rampart` binary: first start, the operator CLI (also while the
+//! server runs), secrets kept out of logs, graceful shutdown, and no partial write when a
+//! request is cut off.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rampart");
+
+struct Server {
+    child: Child,
+    addr: String,
+    log: PathBuf,
+}
+
+fn cli(data: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> Value {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RAMPART_DATA_DIR", data)
+        .envs(extra_env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rampart {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?} printed non-JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn start(data: &Path, extra_env: &[(&str, &str)]) -> Server {
+    let log = data.with_extension("log");
+    let file = std::fs::File::create(&log).unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RAMPART_DATA_DIR", data)
+        .env("RAMPART_LOG_FORMAT", "json")
+        .env("RAMPART_LOG", "debug")
+        .envs(extra_env.iter().copied())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        for line in text.lines() {
+            if let Ok(v) = serde_json::from_str::<Value>(line)
+                && v["fields"]["message"] == "rampart is serving"
+            {
+                let addr = v["fields"]["listen"].as_str().unwrap().to_owned();
+                return Server { child, addr, log };
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not start: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn first_start_makes_a_private_data_dir_and_master_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("rampart-data");
+    let server = start(&data, &[]);
+    let key = data.join("master.key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert!(data.join("rampart.db").exists());
+    assert!(
+        server.log_text().contains("BACK IT UP"),
+        "a loud line tells the operator to back the key up"
+    );
+    let r = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-request-id").is_some());
+    assert_eq!(
+        reqwest::get(server.url("/readyz")).await.unwrap().status(),
+        200
+    );
+
+    // A key file others can read is refused, with the reason.
+    drop(server);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RAMPART_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn operator_cli_and_api_work_together_and_no_secret_reaches_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let org = cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "create-org",
+            "--name",
+            "Acme",
+            "--owner-email",
+            "owner@acme.example.com",
+            "--plan",
+            "growth",
+            "--json",
+        ],
+    );
+    let ws = org["workspace_id"].as_str().unwrap().to_owned();
+    assert!(org["org_id"].as_str().unwrap().starts_with("org_"));
+    assert!(org["user_id"].as_str().unwrap().starts_with("usr_"));
+    let owner = cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "create-api-key",
+            "--workspace",
+            &ws,
+            "--role",
+            "owner",
+            "--name",
+            "ops",
+            "--json",
+        ],
+    );
+    let owner_key = owner["key"].as_str().unwrap().to_owned();
+    assert!(owner["id"].as_str().unwrap().starts_with("key_"));
+    assert!(owner_key.starts_with(owner["prefix"].as_str().unwrap()));
+
+    let mut server = start(&data, &[]);
+    let client = reqwest::Client::new();
+    // The CLI works while the server runs on the same data.
+    let ws2 = cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "create-workspace",
+            "--org",
+            org["org_id"].as_str().unwrap(),
+            "--name",
+            "Second",
+            "--json",
+        ],
+    );
+    assert!(ws2["workspace_id"].as_str().unwrap().starts_with("ws_"));
+    let member = cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "add-member",
+            "--workspace",
+            &ws,
+            "--email",
+            "ann@acme.example.com",
+            "--role",
+            "sales",
+            "--json",
+        ],
+    );
+    assert_eq!(member["role"], "sales");
+    let viewer = cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "create-api-key",
+            "--workspace",
+            &ws,
+            "--role",
+            "viewer",
+            "--name",
+            "bi",
+            "--json",
+        ],
+    );
+    let viewer_key = viewer["key"].as_str().unwrap().to_owned();
+
+    let contacts = server.url(&format!("/v1/workspaces/{ws}/contacts"));
+    let r = client
+        .post(&contacts)
+        .bearer_auth(&owner_key)
+        .json(&json!({"name": "Ann", "email": "ann@example.com", "phone": "+1 415 555 2671"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        client
+            .get(&contacts)
+            .bearer_auth(&viewer_key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let minted: Value = client
+        .post(server.url(&format!("/v1/workspaces/{ws}/api-keys")))
+        .bearer_auth(&owner_key)
+        .json(&json!({"name": "api-made", "role": "member"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let api_key = minted["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        client
+            .get(&contacts)
+            .bearer_auth(&api_key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Failed attempts with near-miss keys are logged as 401s, never with the key.
+    let mut near = api_key.clone();
+    near.pop();
+    near.push('x');
+    assert_eq!(
+        client
+            .get(&contacts)
+            .bearer_auth(&near)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let r = client
+        .delete(server.url(&format!(
+            "/v1/workspaces/{ws}/api-keys/{}",
+            minted["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&owner_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        client
+            .get(&contacts)
+            .bearer_auth(&api_key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    assert!(server.terminate().success());
+    let log = server.log_text();
+    assert!(log.lines().count() > 5, "the scenario was logged");
+    for secret in [&owner_key, &viewer_key, &api_key, &near] {
+        let secret_part = secret.rsplit('_').next().unwrap();
+        assert!(!log.contains(secret_part), "a key's secret reached the log");
+    }
+    for pii in ["ann@example.com", "+14155552671", "owner@acme.example.com"] {
+        assert!(!log.contains(pii), "PII `{pii}` reached the log");
+    }
+    let master = std::fs::read_to_string(data.join("master.key")).unwrap();
+    assert!(
+        !log.contains(master.trim()),
+        "the master key reached the log"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let org = cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "create-org",
+            "--name",
+            "Acme",
+            "--owner-email",
+            "o@acme.example.com",
+            "--json",
+        ],
+    );
+    let ws = org["workspace_id"].as_str().unwrap().to_owned();
+    let key = cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "create-api-key",
+            "--workspace",
+            &ws,
+            "--role",
+            "owner",
+            "--name",
+            "k",
+            "--json",
+        ],
+    )["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut server = start(&data, &[]);
+
+    // A request in flight: headers and half the body sent when SIGTERM arrives.
+    let body = br#"{"name":"Drained","email":"drained@example.com"}"#;
+    let mut sock = std::net::TcpStream::connect(&server.addr).unwrap();
+    write!(
+        sock,
+        "POST /v1/workspaces/{ws}/contacts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    sock.write_all(&body[..10]).unwrap();
+    sock.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // New connections are no longer accepted...
+    assert!(
+        std::net::TcpStream::connect(&server.addr).is_err()
+            || server.child.try_wait().unwrap().is_none()
+    );
+    // ...but the request in flight completes.
+    sock.write_all(&body[10..]).unwrap();
+    let mut response = String::new();
+    BufReader::new(&sock).read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    let status = server.terminate_wait();
+    assert!(status.success(), "clean exit after draining");
+    assert!(server.log_text().contains("draining in-flight requests"));
+
+    // The drained write is durable.
+    let server = start(&data, &[]);
+    let list: Value = reqwest::Client::new()
+        .get(server.url(&format!(
+            "/v1/workspaces/{ws}/contacts?email=drained@example.com"
+        )))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    let _ = BufRead::lines(BufReader::new(std::io::empty())).count();
+}
+
+impl Server {
+    fn terminate_wait(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A write transaction that is cut off half-way (its tag rows blocked by a lock, then the
+/// process told to stop with a 1 s grace period) leaves nothing behind: not the contact row
+/// it had already inserted, not a tag.
+#[tokio::test]
+async fn a_request_cut_off_midway_leaves_no_partial_write() {
+    let Some(admin_url) = common::postgres_admin_url() else {
+        return;
+    };
+    let (owner_url, app_url, _name) = common::fresh_postgres(&admin_url).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let env = [
+        ("RAMPART_DATABASE_URL", app_url.as_str()),
+        ("RAMPART_DATABASE_OWNER_URL", owner_url.as_str()),
+        ("RAMPART_SHUTDOWN_GRACE_SECS", "1"),
+    ];
+    let org = cli(
+        &data,
+        &env,
+        &[
+            "admin",
+            "create-org",
+            "--name",
+            "Acme",
+            "--owner-email",
+            "o@acme.example.com",
+            "--json",
+        ],
+    );
+    let ws = org["workspace_id"].as_str().unwrap().to_owned();
+    let key = cli(
+        &data,
+        &env,
+        &[
+            "admin",
+            "create-api-key",
+            "--workspace",
+            &ws,
+            "--role",
+            "owner",
+            "--name",
+            "k",
+            "--json",
+        ],
+    )["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut server = start(&data, &env);
+
+    let owner = sqlx::PgPool::connect(&owner_url).await.unwrap();
+    let mut blocker = owner.begin().await.unwrap();
+    sqlx::query("LOCK TABLE contact_tags IN EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+
+    let url = server.url(&format!("/v1/workspaces/{ws}/contacts"));
+    let k = key.clone();
+    let request = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(k)
+            .json(&json!({"name": "Half", "tags": ["a", "b"]}))
+            .send()
+            .await
+    });
+    // Wait until the handler has inserted the contact row and is blocked on the tags.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the tag insert"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = server.terminate();
+    // The server gave up on the request after its grace period and exited.
+    let _ = status;
+    let outcome = request.await.unwrap();
+    assert!(
+        outcome.is_err() || !outcome.unwrap().status().is_success(),
+        "the cut-off request did not succeed"
+    );
+    blocker.commit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut tx = owner.begin().await.unwrap();
+    sqlx::query("SELECT set_config('rampart.workspace_id', $1, true)")
+        .bind(&ws)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let (contacts,): (i64,) = sqlx::query_as("SELECT count(*) FROM contacts")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    let (tags,): (i64,) = sqlx::query_as("SELECT count(*) FROM contact_tags")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(
+        (contacts, tags),
+        (0, 0),
+        "nothing of the cut-off request was written"
+    );
+}
