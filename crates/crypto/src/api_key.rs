@@ -157,13 +157,9 @@ mod tests {
         let a = NewApiKey::generate(ws).unwrap_or_else(|_| unreachable!());
         let b = NewApiKey::generate(ws).unwrap_or_else(|_| unreachable!());
         assert_ne!(a.hash, b.hash);
-        let secret = a
-            .token
-            .expose()
-            .rsplit('_')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
+        // The secret is the fixed-length tail: base64url may itself contain `_`.
+        let token = a.token.expose();
+        let secret = token[token.len() - SECRET_CHARS..].to_owned();
         let decoded = URL_SAFE_NO_PAD.decode(secret).unwrap_or_default();
         assert_eq!(decoded.len() * 8, 256);
     }

@@ -143,7 +143,7 @@ mod tests {
     use super::*;
     use crate::field::{self, FieldAad};
 
-    fn kek() -> MasterKey {
+    fn new_kek() -> MasterKey {
         MasterKey::from_base64(
             &STANDARD.encode(crate::random::bytes::<32>().unwrap()),
             "test",
@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn wrap_unwrap_round_trip_keeps_key_and_version() {
-        let kek = kek();
+        let kek = new_kek();
         let org = OrgId::generate();
         let dek = DataKey::generate(4).unwrap();
         let wrapped = wrap_dek(&kek, org, &dek).unwrap();
@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn each_wrap_uses_a_fresh_nonce() {
-        let kek = kek();
+        let kek = new_kek();
         let org = OrgId::generate();
         let dek = DataKey::generate(1).unwrap();
         let a = wrap_dek(&kek, org, &dek).unwrap();
@@ -192,8 +192,8 @@ mod tests {
 
     #[test]
     fn wrong_kek_fails_even_with_a_forged_kek_id() {
-        let kek = kek();
-        let other = kek();
+        let kek = new_kek();
+        let other = new_kek();
         let org = OrgId::generate();
         let wrapped = wrap_dek(&kek, org, &DataKey::generate(1).unwrap()).unwrap();
         assert!(matches!(
@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn wrong_org_or_version_fails() {
-        let kek = kek();
+        let kek = new_kek();
         let org = OrgId::generate();
         let wrapped = wrap_dek(&kek, org, &DataKey::generate(1).unwrap()).unwrap();
         assert!(matches!(
@@ -237,7 +237,7 @@ mod tests {
 
     #[test]
     fn tampered_or_truncated_wraps_fail_with_typed_errors() {
-        let kek = kek();
+        let kek = new_kek();
         let org = OrgId::generate();
         let wrapped = wrap_dek(&kek, org, &DataKey::generate(1).unwrap()).unwrap();
         for i in 0..wrapped.bytes.len() {
@@ -273,8 +273,8 @@ mod tests {
 
     #[test]
     fn rewrap_moves_a_dek_to_the_new_kek_unchanged() {
-        let old = kek();
-        let new = kek();
+        let old = new_kek();
+        let new = new_kek();
         let org = OrgId::generate();
         let dek = DataKey::generate(2).unwrap();
         let wrapped = wrap_dek(&old, org, &dek).unwrap();
@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn unwrapped_keys_print_redacted() {
-        let kek = kek();
+        let kek = new_kek();
         let org = OrgId::generate();
         let dek = DataKey::generate(1).unwrap();
         let back = unwrap_dek(&kek, org, &wrap_dek(&kek, org, &dek).unwrap()).unwrap();

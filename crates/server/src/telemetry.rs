@@ -13,11 +13,12 @@ pub fn init(filter: &str, json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
-    let result = if json {
+    // Fails only if a subscriber is already installed (tests), which is fine.
+    let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
-    let _ = result;
 }

@@ -327,7 +327,7 @@ async fn operator_cli_and_api_work_together_and_no_secret_reaches_the_log() {
     let log = server.log_text();
     assert!(log.lines().count() > 5, "the scenario was logged");
     for secret in [&owner_key, &viewer_key, &api_key, &near] {
-        let secret_part = secret.rsplit('_').next().unwrap();
+        let secret_part = &secret[secret.len() - 43..];
         assert!(!log.contains(secret_part), "a key's secret reached the log");
     }
     for pii in ["ann@example.com", "+14155552671", "owner@acme.example.com"] {
