@@ -26,7 +26,7 @@ impl Email {
             .parse()
             .map_err(|_| FieldError("must be a valid email address"))?;
         // `email_address` accepts display-name forms ("Ann <a@b.c>"); a contact holds the bare address.
-        if parsed.as_str() != trimmed || !parsed.domain().contains('.') {
+        if parsed.email() != trimmed || !parsed.domain().contains('.') {
             return Err(FieldError("must be a valid email address"));
         }
         Ok(Self(trimmed.to_owned()))

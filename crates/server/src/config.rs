@@ -174,3 +174,56 @@ pub fn postgres_user(url: &str) -> Option<String> {
     let user = auth.split(':').next()?;
     (!user.is_empty()).then(|| user.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_toml_file_overrides_defaults_and_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rampart.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9999\"\ndata_dir = \"/srv/rampart\"\nkey_cache_ttl_secs = 10\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file)).unwrap();
+        assert_eq!(s.listen.port(), 9999);
+        assert_eq!(
+            s.database().unwrap(),
+            Database::Sqlite(PathBuf::from("/srv/rampart/rampart.db"))
+        );
+        assert_eq!(
+            s.master_key_path(),
+            PathBuf::from("/srv/rampart/master.key")
+        );
+        assert_eq!(s.public_url(), "http://127.0.0.1:9999");
+        assert_eq!(s.key_cache_ttl_secs, 10);
+
+        std::fs::write(&file, "log_format = \"xml\"\n").unwrap();
+        assert!(Settings::load(Some(&file)).is_err());
+        std::fs::write(&file, "database_url = \"mysql://x\"\n").unwrap();
+        assert!(Settings::load(Some(&file)).is_err());
+        std::fs::write(&file, "listen = 42\n").unwrap();
+        assert!(Settings::load(Some(&file)).is_err());
+        assert!(Settings::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+
+    #[test]
+    fn postgres_urls_name_their_role() {
+        assert_eq!(
+            postgres_user("postgres://app:pw@db:5432/x").as_deref(),
+            Some("app")
+        );
+        assert_eq!(postgres_user("postgres://db/x"), None);
+        let s = Settings {
+            database_url: "postgresql://u@h/d".into(),
+            ..Settings::default()
+        };
+        assert_eq!(
+            s.database().unwrap(),
+            Database::Postgres("postgresql://u@h/d".into())
+        );
+    }
+}

@@ -1,7 +1,12 @@
 //! API keys: shown once, stored only as a SHA-256 hash, bound to one workspace and one role,
 //! revoked at once on the revoking node and within the cache TTL on every other node.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

@@ -1,7 +1,12 @@
 //! A request that fails half-way through its writes leaves nothing behind, and its error is
 //! the generic envelope: no SQL, no database message.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

@@ -2,14 +2,19 @@
 //! server runs), secrets kept out of logs, graceful shutdown, and no partial write when a
 //! request is cut off.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -47,7 +52,7 @@ fn cli(data: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> Value {
 fn start(data: &Path, extra_env: &[(&str, &str)]) -> Server {
     let log = data.with_extension("log");
     let file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -70,7 +75,11 @@ fn start(data: &Path, extra_env: &[(&str, &str)]) -> Server {
                 return Server { child, addr, log };
             }
         }
-        assert!(Instant::now() < deadline, "server did not start: {text}");
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server did not start: {text}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }

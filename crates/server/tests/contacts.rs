@@ -1,7 +1,12 @@
 //! Contacts over HTTP, on SQLite and PostgreSQL: the shapes a client sees, every kind of bad
 //! input answered with a clear error that changes nothing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

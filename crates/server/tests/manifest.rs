@@ -1,7 +1,12 @@
 //! The route manifest is the single table the router and the guard read: every entry is
 //! routed, and no route exists outside it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

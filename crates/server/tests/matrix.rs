@@ -6,7 +6,12 @@
 //! A route added to the manifest joins the matrix without a new test; a new kind of `{id}`
 //! target fails to compile here until it has a fixture.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

@@ -1,6 +1,11 @@
 //! Tenancy rules 1–4 of ARCHITECTURE §3, each shown directly against the database.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod common;
 

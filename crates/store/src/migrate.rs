@@ -59,11 +59,12 @@ pub(crate) async fn sqlite(pool: &SqlitePool) -> Result<usize, StoreError> {
             continue;
         }
         sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(e)?;
-        sqlx::query("INSERT INTO rampart_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)")
-            .bind(version)
-            .bind(name)
-            .bind(checksum(sql))
-            .bind(chrono::Utc::now())
+        sqlx::query(
+            "INSERT INTO rampart_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        )
+        .bind(version)
+        .bind(name)
+        .bind(checksum(sql))
             .execute(&mut *tx)
             .await
             .map_err(e)?;
@@ -143,4 +144,57 @@ pub(crate) async fn postgres(pool: &PgPool, grant_to: Option<&str>) -> Result<us
     }
     tx.commit().await.map_err(e)?;
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{PoolSettings, Store, StoreError};
+
+    #[tokio::test]
+    async fn migrations_apply_once_and_refuse_drift() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let store = Store::open_sqlite(&path, PoolSettings::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            store.migrate().await.unwrap(),
+            super::MIGRATIONS_SQLITE.len()
+        );
+        assert_eq!(store.migrate().await.unwrap(), 0, "idempotent");
+        store.close().await;
+
+        let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query("UPDATE rampart_migrations SET checksum = 'x' WHERE version = 1")
+            .execute(&raw)
+            .await
+            .unwrap();
+        let store = Store::open_sqlite(&path, PoolSettings::default())
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.migrate().await,
+            Err(StoreError::MigrationChanged(1))
+        ));
+        store.close().await;
+
+        sqlx::query("UPDATE rampart_migrations SET checksum = $1 WHERE version = 1")
+            .bind(super::checksum(super::MIGRATIONS_SQLITE[0].2))
+            .execute(&raw)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO rampart_migrations VALUES (999, 'future', 'x', '2030-01-01')")
+            .execute(&raw)
+            .await
+            .unwrap();
+        let store = Store::open_sqlite(&path, PoolSettings::default())
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.migrate().await,
+            Err(StoreError::MigrationUnknown(999))
+        ));
+    }
 }

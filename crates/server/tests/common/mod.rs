@@ -4,7 +4,13 @@
 //! server connects as a restricted application role, exactly as in production, because a
 //! superuser would bypass row-level security and prove nothing.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
