@@ -3,6 +3,7 @@
 //! one kind cannot be passed where another is expected; a tenant grant cannot be made without
 //! an authorization decision).
 
+pub mod audit;
 pub mod clock;
 pub mod contact;
 pub mod error;

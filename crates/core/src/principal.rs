@@ -21,6 +21,17 @@ pub enum Actor {
     Operator,
 }
 
+impl Actor {
+    /// How ledgers and version history name the actor: `usr_…`, `key_…` or `operator`.
+    pub fn label(&self) -> String {
+        match self {
+            Actor::User(u) => u.to_string(),
+            Actor::ApiKey(k) => k.to_string(),
+            Actor::Operator => "operator".to_owned(),
+        }
+    }
+}
+
 /// How the actor proved who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -31,6 +42,17 @@ pub enum AuthMethod {
     ApiKey,
     /// The operator CLI on the server's host.
     Cli,
+}
+
+impl AuthMethod {
+    /// The ledger's name for the method.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Session => "session",
+            AuthMethod::ApiKey => "api_key",
+            AuthMethod::Cli => "cli",
+        }
+    }
 }
 
 /// An authenticated caller, however they authenticated.

@@ -73,7 +73,11 @@ async fn a_tenant_transaction_cannot_see_another_workspace(app: TestApp) {
             .unwrap()
             .is_none()
     );
-    assert!(!contacts::delete(&mut tx, contact).await.unwrap());
+    assert!(
+        !contacts::delete(&mut tx, contact, chrono::Utc::now())
+            .await
+            .unwrap()
+    );
     let (page, _) = contacts::list(&mut tx, &Default::default(), 200)
         .await
         .unwrap();

@@ -127,7 +127,7 @@ impl Store {
         token: &ApiKeyToken,
     ) -> Result<Option<AuthenticatedKey>, StoreError> {
         let workspace: WorkspaceId = token.workspace();
-        let mut tx = self.bind(workspace, Mode::Read).await?;
+        let mut tx = self.bind(workspace, None, Mode::Read).await?;
         let ws = tx.ws();
         fetch_optional!(
             &mut tx.conn,
@@ -157,7 +157,7 @@ impl Store {
         key: ApiKeyId,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.bind(workspace, Mode::Write).await?;
+        let mut tx = self.bind(workspace, None, Mode::Write).await?;
         let ws = tx.ws();
         execute!(
             &mut tx.conn,

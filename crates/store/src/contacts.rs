@@ -11,8 +11,11 @@ use sqlx::Row;
 use sqlx::types::Json;
 
 use crate::conn::{execute, fetch_all, fetch_optional, id};
+use crate::versions::{self, VersionEvent};
 use crate::{StoreError, TenantTx, db_time};
 
+/// The `object_type` contacts carry in version history.
+pub const OBJECT_TYPE: &str = "contact";
 const EMAIL_TAKEN: &str = "a contact with this email already exists in the workspace";
 
 /// A stored contact, as the API shows it.
@@ -201,7 +204,7 @@ pub async fn create(
     .map_err(|e| StoreError::classify(e, EMAIL_TAKEN))?;
     let tags = dedup(&new.tags);
     write_tags(tx, contact, &tags).await?;
-    Ok(Contact {
+    let created = Contact {
         id: contact,
         workspace_id: tx.workspace(),
         name: new.name.map(|n| n.as_str().to_owned()),
@@ -212,7 +215,41 @@ pub async fn create(
         custom_fields: custom,
         created_at: now,
         updated_at: now,
-    })
+    };
+    version(
+        tx,
+        &created.id,
+        VersionEvent::Create,
+        None,
+        Some(&created),
+        now,
+    )
+    .await?;
+    Ok(created)
+}
+
+async fn version(
+    tx: &mut TenantTx,
+    contact: &ContactId,
+    event: VersionEvent,
+    before: Option<&Contact>,
+    after: Option<&Contact>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let json =
+        |c: &Contact| serde_json::to_value(c).map_err(|_| crate::error::corrupt("contact json"));
+    let before = before.map(json).transpose()?;
+    let after = after.map(json).transpose()?;
+    versions::record(
+        tx,
+        OBJECT_TYPE,
+        &contact.to_string(),
+        event,
+        before.as_ref(),
+        after.as_ref(),
+        now,
+    )
+    .await
 }
 
 /// One contact of this workspace.
@@ -241,6 +278,7 @@ pub async fn update(
     let Some(mut current) = get(tx, contact).await? else {
         return Ok(None);
     };
+    let before = current.clone();
     let ws = tx.ws();
     if let Some(name) = patch.name {
         current.name = name.map(|n| n.as_str().to_owned());
@@ -281,11 +319,27 @@ pub async fn update(
         current.tags = dedup(&tags);
         write_tags(tx, contact, &current.tags).await?;
     }
+    version(
+        tx,
+        &contact,
+        VersionEvent::Update,
+        Some(&before),
+        Some(&current),
+        now,
+    )
+    .await?;
     Ok(Some(current))
 }
 
 /// Deletes a contact (its tags go with it); `false` when this workspace has no such contact.
-pub async fn delete(tx: &mut TenantTx, contact: ContactId) -> Result<bool, StoreError> {
+pub async fn delete(
+    tx: &mut TenantTx,
+    contact: ContactId,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let Some(before) = get(tx, contact).await? else {
+        return Ok(false);
+    };
     let ws = tx.ws();
     let n = execute!(
         &mut tx.conn,
@@ -294,6 +348,9 @@ pub async fn delete(tx: &mut TenantTx, contact: ContactId) -> Result<bool, Store
         contact.to_string()
     )
     .map_err(StoreError::from_sqlx)?;
+    if n == 1 {
+        version(tx, &contact, VersionEvent::Delete, Some(&before), None, now).await?;
+    }
     Ok(n == 1)
 }
 

@@ -15,7 +15,10 @@ mod platform;
 mod tenant;
 
 pub mod api_keys;
+pub mod audit;
 pub mod contacts;
+pub mod idempotency;
+pub mod versions;
 
 pub use error::StoreError;
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};

@@ -8,18 +8,32 @@ use sqlx::{PgPool, SqlitePool};
 use crate::StoreError;
 
 /// (version, name, SQL) for SQLite.
-pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "spine",
-    include_str!("../migrations/sqlite/0001_spine.sql"),
-)];
+pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "spine",
+        include_str!("../migrations/sqlite/0001_spine.sql"),
+    ),
+    (
+        2,
+        "audit",
+        include_str!("../migrations/sqlite/0002_audit.sql"),
+    ),
+];
 
 /// (version, name, SQL) for PostgreSQL.
-pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[(
-    1,
-    "spine",
-    include_str!("../migrations/postgres/0001_spine.sql"),
-)];
+pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "spine",
+        include_str!("../migrations/postgres/0001_spine.sql"),
+    ),
+    (
+        2,
+        "audit",
+        include_str!("../migrations/postgres/0002_audit.sql"),
+    ),
+];
 
 fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))

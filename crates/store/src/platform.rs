@@ -42,6 +42,10 @@ fn parse_plan(raw: String) -> Result<Plan, StoreError> {
 }
 
 impl Store {
+    pub(crate) async fn platform_read(&self) -> Result<Conn, StoreError> {
+        self.platform(false).await
+    }
+
     async fn platform(&self, write: bool) -> Result<Conn, StoreError> {
         let e = StoreError::from_sqlx;
         Ok(match &*self.0 {

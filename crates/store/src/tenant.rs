@@ -1,6 +1,6 @@
 //! The tenant-bound transaction: the only door to tenant tables.
 
-use rampart_core::{OrgId, TenantGrant, WorkspaceId};
+use rampart_core::{Actor, OrgId, TenantGrant, WorkspaceId};
 
 use crate::conn::Conn;
 use crate::{Backend, Store, StoreError};
@@ -20,6 +20,7 @@ pub enum Mode {
 pub struct TenantTx {
     workspace: WorkspaceId,
     org: Option<OrgId>,
+    actor: Option<Actor>,
     pub(crate) conn: Conn,
 }
 
@@ -34,8 +35,10 @@ impl std::fmt::Debug for TenantTx {
 impl Store {
     /// Opens a transaction in the grant's workspace.
     pub async fn tenant(&self, grant: &TenantGrant, mode: Mode) -> Result<TenantTx, StoreError> {
-        let mut tx = self.bind(grant.workspace(), mode).await?;
-        tx.org = Some(grant.org());
+        let mut tx = self
+            .bind(grant.workspace(), Some(grant.org()), mode)
+            .await?;
+        tx.actor = Some(grant.principal().actor);
         Ok(tx)
     }
 
@@ -44,6 +47,7 @@ impl Store {
     pub(crate) async fn bind(
         &self,
         workspace: WorkspaceId,
+        org: Option<OrgId>,
         mode: Mode,
     ) -> Result<TenantTx, StoreError> {
         let conn = match (&*self.0, mode) {
@@ -62,8 +66,10 @@ impl Store {
                     Mode::Write => pool.begin().await,
                 }
                 .map_err(StoreError::from_sqlx)?;
-                sqlx::query("SELECT set_config('rampart.workspace_id', $1, true)")
+                // The organization binds the ledger tables; '' leaves them unreachable.
+                sqlx::query("SELECT set_config('rampart.workspace_id', $1, true), set_config('rampart.org_id', $2, true)")
                     .bind(workspace.to_string())
+                    .bind(org.map(|o| o.to_string()).unwrap_or_default())
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::from_sqlx)?;
@@ -72,7 +78,8 @@ impl Store {
         };
         Ok(TenantTx {
             workspace,
-            org: None,
+            org,
+            actor: None,
             conn,
         })
     }
@@ -87,6 +94,12 @@ impl TenantTx {
     /// The organization owning the workspace, when opened from a grant.
     pub fn org(&self) -> Option<OrgId> {
         self.org
+    }
+
+    /// Who acts in this transaction, as recorded in version history (`key_…`, `usr_…`, `operator`).
+    pub fn actor_label(&self) -> String {
+        self.actor
+            .map_or_else(|| "system".to_owned(), |a| a.label())
     }
 
     pub(crate) fn ws(&self) -> String {

@@ -3,9 +3,11 @@
 //! of the `{ws}` workspace, checks the role against the permission table and the plan against
 //! the route's minimum, then hands the handler a transaction slot. After the handler, it
 //! commits the transaction only if the response is a success; anything else, including a
-//! request cut off mid-way (the future is dropped), rolls back.
+//! request cut off mid-way (the future is dropped), rolls back. Mutating routes go through
+//! [`super::mutation`] as well: idempotency and the audit record.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Extension;
 use axum::extract::{RawPathParams, Request, State};
@@ -13,12 +15,14 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rampart_core::{
-    AccessDenied, Actor, AuthMethod, ErrorCode, Membership, Principal, TenantGrant, WorkspaceId,
+    AccessDenied, Actor, AuthMethod, ErrorCode, Membership, OrgId, Principal, TenantGrant,
+    WorkspaceId,
 };
 use rampart_crypto::ApiKeyToken;
 use rampart_store::TenantTx;
 
 use super::error::ApiError;
+use super::mutation;
 use crate::manifest::{RouteSpec, Scope};
 use crate::state::AppState;
 
@@ -31,7 +35,7 @@ impl TxSlot {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
     }
 
-    fn take(&self) -> Option<TenantTx> {
+    pub(crate) fn take(&self) -> Option<TenantTx> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
@@ -47,6 +51,14 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// An authenticated caller: who, and the organization and workspace they act from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller {
+    pub principal: Principal,
+    pub org: OrgId,
+    pub workspace: WorkspaceId,
 }
 
 /// Resolves the bearer key to a principal and its membership (of the key's own workspace).
@@ -82,23 +94,77 @@ async fn authenticate(
             }
         });
     }
-    Ok((
-        Principal {
-            actor: Actor::ApiKey(key.id),
-            method: AuthMethod::ApiKey,
-        },
-        key.membership,
-    ))
+    let principal = Principal {
+        actor: Actor::ApiKey(key.id),
+        method: AuthMethod::ApiKey,
+    };
+    Ok((principal, key.membership))
+}
+
+/// The `{ws}` (and `{id}`, when present) segments of the matched path.
+pub(crate) fn path_param<'a>(params: &'a RawPathParams, name: &str) -> Option<&'a str> {
+    params.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
 }
 
 fn path_workspace(params: &RawPathParams) -> Result<WorkspaceId, ApiError> {
-    let raw = params
-        .iter()
-        .find(|(name, _)| *name == "ws")
-        .map(|(_, value)| value)
-        .ok_or_else(ApiError::internal)?;
+    let raw = path_param(params, "ws").ok_or_else(ApiError::internal)?;
     raw.parse::<WorkspaceId>()
         .map_err(|e| ApiError::bad_request(format!("invalid workspace id in path: {e}")))
+}
+
+/// Why a request was not admitted, and what is known of who sent it.
+pub(crate) struct Refusal {
+    pub response: Response,
+    /// The path's workspace, when it parsed.
+    pub workspace: Option<WorkspaceId>,
+    /// The caller, when they authenticated.
+    pub caller: Option<Caller>,
+}
+
+/// Authentication, authorization and the plan gate, in that order.
+pub(crate) async fn admit(
+    state: &AppState,
+    spec: &'static RouteSpec,
+    params: &RawPathParams,
+    headers: &HeaderMap,
+) -> Result<TenantGrant, Refusal> {
+    let workspace = path_workspace(params).map_err(|e| Refusal {
+        response: e.into_response(),
+        workspace: None,
+        caller: None,
+    })?;
+    let (principal, membership) =
+        authenticate(state, headers)
+            .await
+            .map_err(|response| Refusal {
+                response,
+                workspace: Some(workspace),
+                caller: None,
+            })?;
+    let caller = Caller {
+        principal,
+        org: membership.org,
+        workspace: membership.workspace,
+    };
+    let refuse = |e: ApiError| Refusal {
+        response: e.into_response(),
+        workspace: Some(workspace),
+        caller: Some(caller),
+    };
+    let grant = TenantGrant::authorize(principal, workspace, Some(membership), spec.permission)
+        .map_err(|denied| match denied {
+            AccessDenied::NotAMember => refuse(ApiError::not_found()),
+            AccessDenied::Forbidden { .. } => {
+                refuse(ApiError::new(ErrorCode::Forbidden, denied.to_string()))
+            }
+        })?;
+    if membership.plan < spec.min_plan {
+        return Err(refuse(ApiError::new(
+            ErrorCode::PlanUpgradeRequired,
+            format!("this route needs the {} plan or higher", spec.min_plan),
+        )));
+    }
+    Ok(grant)
 }
 
 /// The guard itself; see the module documentation.
@@ -109,59 +175,26 @@ pub async fn guard(
     mut req: Request,
     next: Next,
 ) -> Response {
+    let started = Instant::now();
     let mut response = match spec.scope {
         Scope::Public => next.run(req).await,
         Scope::Platform => ApiError::not_found().into_response(),
+        Scope::Tenant if spec.mutates => {
+            mutation::run(&state, spec, &params, req, next, started).await
+        }
         Scope::Tenant => match admit(&state, spec, &params, req.headers()).await {
-            Err(refusal) => refusal,
+            Err(refusal) => refusal.response,
             Ok(grant) => {
                 let slot = TxSlot::default();
                 req.extensions_mut().insert(grant);
                 req.extensions_mut().insert(slot.clone());
                 let response = next.run(req).await;
-                finish(slot.take(), response).await
+                // A read commits nothing; dropping the transaction ends it.
+                drop(slot.take());
+                response
             }
         },
     };
     response.extensions_mut().insert(spec);
     response
-}
-
-async fn admit(
-    state: &AppState,
-    spec: &'static RouteSpec,
-    params: &RawPathParams,
-    headers: &HeaderMap,
-) -> Result<TenantGrant, Response> {
-    let workspace = path_workspace(params).map_err(IntoResponse::into_response)?;
-    let (principal, membership) = authenticate(state, headers).await?;
-    let grant = TenantGrant::authorize(principal, workspace, Some(membership), spec.permission)
-        .map_err(|denied| {
-            match denied {
-                AccessDenied::NotAMember => ApiError::not_found(),
-                AccessDenied::Forbidden { .. } => {
-                    ApiError::new(ErrorCode::Forbidden, denied.to_string())
-                }
-            }
-            .into_response()
-        })?;
-    if membership.plan < spec.min_plan {
-        return Err(ApiError::new(
-            ErrorCode::PlanUpgradeRequired,
-            format!("this route needs the {} plan or higher", spec.min_plan),
-        )
-        .into_response());
-    }
-    Ok(grant)
-}
-
-async fn finish(tx: Option<TenantTx>, response: Response) -> Response {
-    match tx {
-        Some(tx) if response.status().is_success() => match tx.commit().await {
-            Ok(()) => response,
-            Err(e) => ApiError::from(e).into_response(),
-        },
-        // Not a success: dropping the transaction rolls it back.
-        _ => response,
-    }
 }

@@ -4,4 +4,5 @@
 pub mod error;
 pub mod extract;
 pub mod guard;
+pub mod mutation;
 pub mod request_id;

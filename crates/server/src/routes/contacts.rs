@@ -209,7 +209,8 @@ pub async fn update(
 
 /// `DELETE …/contacts/{id}`
 pub async fn delete(mut ctx: Ctx, PathId(id): PathId<ContactId>) -> ApiResult<StatusCode> {
-    if contacts::delete(ctx.tx(), id).await? {
+    let now = ctx.now();
+    if contacts::delete(ctx.tx(), id, now).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found())

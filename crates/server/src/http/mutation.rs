@@ -1,0 +1,430 @@
+//! The mutation guard, driven by the manifest's `mutates` flag: every mutating request is
+//! recorded in the audit ledger whatever its outcome, and an `Idempotency-Key` makes a retry
+//! return the first outcome instead of doing the work twice.
+//!
+//! A successful request's event (and its idempotency record) is written in the handler's own
+//! transaction, so there is no change without its event and no event for a change that did
+//! not happen. A failed request's event is written in a transaction of its own after the
+//! handler's work has rolled back, so the rollback does not erase the evidence.
+
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, RawPathParams, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rampart_audit::{redact_args, truncate_ip};
+use rampart_core::{ErrorCode, OrgId, TenantGrant, WorkspaceId};
+use rampart_store::audit::{self, NewEvent};
+use rampart_store::idempotency::{self, Claim, StoredResponse};
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::extract::MAX_BODY;
+use super::guard::{Caller, Refusal, TxSlot, admit, path_param};
+use super::request_id::RequestId;
+use crate::manifest::RouteSpec;
+use crate::state::AppState;
+
+/// What the ledger needs to know about the request, gathered before it runs.
+struct Facts {
+    spec: &'static RouteSpec,
+    method: String,
+    path: String,
+    target: Option<String>,
+    args: String,
+    request_id: String,
+    client_ip: Option<String>,
+    idempotency_key: Option<String>,
+    started: Instant,
+}
+
+/// The status and error code of a response: what the ledger records of an outcome.
+struct Outcome {
+    status: u16,
+    error_code: Option<String>,
+}
+
+impl Outcome {
+    fn of(response: &Response) -> Self {
+        let error_code = (!response.status().is_success()).then(|| {
+            response
+                .extensions()
+                .get::<ApiError>()
+                .map_or_else(|| ApiError::from_status(response.status()).code, |e| e.code)
+                .as_str()
+                .to_owned()
+        });
+        Self {
+            status: response.status().as_u16(),
+            error_code,
+        }
+    }
+}
+
+impl Facts {
+    fn event(
+        &self,
+        workspace: Option<WorkspaceId>,
+        caller: Option<&Caller>,
+        outcome: Outcome,
+    ) -> NewEvent {
+        let Outcome { status, error_code } = outcome;
+        NewEvent {
+            workspace,
+            actor: caller.map_or_else(|| "anonymous".to_owned(), |c| c.principal.actor.label()),
+            auth_method: caller.map(|c| c.principal.method.as_str().to_owned()),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            action: self.spec.action.to_owned(),
+            target: self.target.clone(),
+            args: self.args.clone(),
+            status,
+            error_code,
+            duration_ms: i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            idempotency_key: self.idempotency_key.clone(),
+            request_id: self.request_id.clone(),
+            client_ip: self.client_ip.clone(),
+        }
+    }
+}
+
+fn facts(
+    spec: &'static RouteSpec,
+    parts: &Parts,
+    params: &RawPathParams,
+    body: &[u8],
+    started: Instant,
+) -> Facts {
+    Facts {
+        spec,
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        target: path_param(params, "id").map(str::to_owned),
+        args: redact_args(body),
+        request_id: parts
+            .extensions
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
+        client_ip: parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| truncate_ip(c.0.ip())),
+        idempotency_key: None,
+        started,
+    }
+}
+
+/// Writes a failed request's event in a transaction of its own. If even that fails, the
+/// failure is logged loudly: the response still goes out.
+async fn record_apart(state: &AppState, org: OrgId, event: NewEvent) {
+    let result = async {
+        let mut ledger = state
+            .store()
+            .ledger(org, rampart_store::Mode::Write)
+            .await?;
+        ledger.append(event, state.clock().now()).await?;
+        ledger.commit().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, %org, "COULD NOT RECORD AN AUDIT EVENT");
+    }
+}
+
+/// Records a request refused before it reached its handler, in the ledger of the organization
+/// the caller acted as (their own), or, for an unauthenticated caller, of the workspace named
+/// in the path, when it exists.
+async fn record_refused(
+    state: &AppState,
+    facts: &Facts,
+    caller: Option<Caller>,
+    path_workspace: Option<WorkspaceId>,
+    outcome: Outcome,
+) {
+    let target = match &caller {
+        Some(c) => Some((c.org, c.workspace)),
+        None => match path_workspace {
+            Some(ws) => state
+                .store()
+                .workspace_org(ws)
+                .await
+                .ok()
+                .flatten()
+                .map(|(org, _)| (org, ws)),
+            None => None,
+        },
+    };
+    match target {
+        None => tracing::info!(
+            action = facts.spec.action,
+            status = outcome.status,
+            "refused request names no workspace to record it in"
+        ),
+        Some((org, ws)) => {
+            record_apart(state, org, facts.event(Some(ws), caller.as_ref(), outcome)).await
+        }
+    }
+}
+
+fn valid_idempotency_key(k: &str) -> bool {
+    (1..=255).contains(&k.len()) && k.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+fn request_hash(method: &str, path: &str, body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(method.as_bytes());
+    h.update([0]);
+    h.update(path.as_bytes());
+    h.update([0]);
+    h.update(body);
+    hex::encode(h.finalize())
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    if let Ok(serde_json::Value::Object(saved)) =
+        serde_json::from_str::<serde_json::Value>(&stored.headers)
+        && let Some(location) = saved.get("location").and_then(|v| v.as_str())
+        && let Ok(v) = HeaderValue::from_str(location)
+    {
+        headers.insert(header::LOCATION, v);
+    }
+    response
+}
+
+async fn split_body(response: Response) -> (axum::http::response::Parts, Bytes) {
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    (parts, bytes)
+}
+
+fn stored(parts: &axum::http::response::Parts, body: &Bytes) -> StoredResponse {
+    let location = parts
+        .headers
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok());
+    StoredResponse {
+        status: parts.status.as_u16(),
+        headers: serde_json::json!({ "location": location }).to_string(),
+        body: String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+/// The mutation guard for one request; see the module documentation.
+pub(crate) async fn run(
+    state: &AppState,
+    spec: &'static RouteSpec,
+    params: &RawPathParams,
+    req: Request,
+    next: Next,
+    started: Instant,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let error = if too_large {
+                ApiError::new(ErrorCode::PayloadTooLarge, "request body exceeds 1 MiB")
+            } else {
+                ApiError::bad_request("could not read the request body")
+            };
+            let f = facts(spec, &parts, params, b"", started);
+            let refusal = match admit(state, spec, params, &parts.headers).await {
+                Ok(grant) => Refusal {
+                    response: error.into_response(),
+                    workspace: Some(grant.workspace()),
+                    caller: Some(caller_of(&grant)),
+                },
+                Err(r) => Refusal {
+                    response: error.into_response(),
+                    ..r
+                },
+            };
+            record_refused(
+                state,
+                &f,
+                refusal.caller,
+                refusal.workspace,
+                Outcome::of(&refusal.response),
+            )
+            .await;
+            return refusal.response;
+        }
+    };
+    let mut f = facts(spec, &parts, params, &bytes, started);
+
+    let grant = match admit(state, spec, params, &parts.headers).await {
+        Ok(grant) => grant,
+        Err(refusal) => {
+            record_refused(
+                state,
+                &f,
+                refusal.caller,
+                refusal.workspace,
+                Outcome::of(&refusal.response),
+            )
+            .await;
+            return refusal.response;
+        }
+    };
+    let caller = caller_of(&grant);
+
+    // Idempotency: claim the key in a transaction of its own, before any work.
+    let idem_key = match parts
+        .headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_owned))
+    {
+        None => None,
+        Some(Ok(k)) if valid_idempotency_key(&k) => Some(k),
+        Some(_) => {
+            let e = ApiError::invalid(
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters",
+            );
+            return fail(state, &f, &caller, e.into_response()).await;
+        }
+    };
+    f.idempotency_key = idem_key.clone();
+    if let Some(key) = &idem_key {
+        let hash = request_hash(&f.method, &f.path, &bytes);
+        let refusal = match state
+            .store()
+            .idempotency_claim(&grant, key, &hash, state.clock().now())
+            .await
+        {
+            Ok(Claim::Claimed) => None,
+            Ok(Claim::Replay(saved)) => Some(replay(saved)),
+            Ok(Claim::InUse) => Some(
+                ApiError::new(
+                    ErrorCode::IdempotencyKeyInUse,
+                    "a request with this Idempotency-Key is still in progress",
+                )
+                .into_response(),
+            ),
+            Ok(Claim::Reused) => Some(
+                ApiError::new(
+                    ErrorCode::IdempotencyKeyReused,
+                    "this Idempotency-Key was used with a different request",
+                )
+                .into_response(),
+            ),
+            Err(e) => Some(ApiError::from(e).into_response()),
+        };
+        if let Some(response) = refusal {
+            return fail(state, &f, &caller, response).await;
+        }
+    }
+
+    let slot = TxSlot::default();
+    parts.extensions.insert(grant);
+    parts.extensions.insert(slot.clone());
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    let tx = slot.take();
+
+    match tx {
+        Some(mut tx) if response.status().is_success() => {
+            let (rparts, rbody) = split_body(response).await;
+            if f.target.is_none() {
+                f.target = serde_json::from_slice::<serde_json::Value>(&rbody)
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
+            }
+            let event = f.event(
+                Some(caller.workspace),
+                Some(&caller),
+                Outcome {
+                    status: rparts.status.as_u16(),
+                    error_code: None,
+                },
+            );
+            let saved = stored(&rparts, &rbody);
+            let committed = async {
+                audit::append(&mut tx, event, state.clock().now()).await?;
+                if let Some(key) = &idem_key {
+                    idempotency::complete(&mut tx, key, &saved).await?;
+                }
+                tx.commit().await
+            }
+            .await;
+            match committed {
+                Ok(()) => Response::from_parts(rparts, Body::from(rbody)),
+                Err(e) => {
+                    settle(state, &grant, idem_key.as_deref(), None).await;
+                    fail(state, &f, &caller, ApiError::from(e).into_response()).await
+                }
+            }
+        }
+        tx => {
+            // Not a success (or a handler that never opened its transaction): the handler's
+            // work rolls back with the dropped transaction; the evidence is written apart.
+            drop(tx);
+            let status = response.status();
+            let retryable = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+            let response = if idem_key.is_some() && !retryable && !status.is_success() {
+                let (rparts, rbody) = split_body(response).await;
+                settle(
+                    state,
+                    &grant,
+                    idem_key.as_deref(),
+                    Some(stored(&rparts, &rbody)),
+                )
+                .await;
+                Response::from_parts(rparts, Body::from(rbody))
+            } else {
+                settle(state, &grant, idem_key.as_deref(), None).await;
+                response
+            };
+            fail(state, &f, &caller, response).await
+        }
+    }
+}
+
+fn caller_of(grant: &TenantGrant) -> Caller {
+    Caller {
+        principal: grant.principal(),
+        org: grant.org(),
+        workspace: grant.workspace(),
+    }
+}
+
+/// Records a failed (or replayed) request apart from its rolled-back work; returns the response.
+async fn fail(state: &AppState, f: &Facts, caller: &Caller, response: Response) -> Response {
+    let event = f.event(Some(caller.workspace), Some(caller), Outcome::of(&response));
+    record_apart(state, caller.org, event).await;
+    response
+}
+
+/// Stores the final response for an idempotency key, or releases the key (`None`).
+async fn settle(
+    state: &AppState,
+    grant: &TenantGrant,
+    key: Option<&str>,
+    response: Option<StoredResponse>,
+) {
+    if let Some(key) = key
+        && let Err(e) = state
+            .store()
+            .idempotency_settle(grant, key, response.as_ref())
+            .await
+    {
+        tracing::error!(error = %e, "could not settle an idempotency key");
+    }
+}

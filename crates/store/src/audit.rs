@@ -1,0 +1,411 @@
+//! The audit ledger's storage: one hash chain per organization (`audit_heads` holds each
+//! chain's last sequence number and hash). Appending locks the organization's head row, so
+//! writers inside one organization serialize without gaps or forks while organizations never
+//! wait on each other (on SQLite, the single writer serializes everything anyway).
+
+use chrono::{DateTime, Utc};
+use rampart_core::audit::{AuditEvent, GENESIS};
+use rampart_core::{OrgId, WorkspaceId};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::conn::{Conn, execute, fetch_all, fetch_optional, id};
+use crate::error::corrupt;
+use crate::{Backend, Mode, Store, StoreError, TenantTx, db_time};
+
+/// What a caller supplies for an event; the ledger adds organization, sequence, time and hashes.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent {
+    /// The workspace acted in or from.
+    pub workspace: Option<WorkspaceId>,
+    /// `key_…`, `usr_…`, `operator` or `anonymous`.
+    pub actor: String,
+    /// `api_key`, `session`, `cli`.
+    pub auth_method: Option<String>,
+    /// HTTP method or `CLI`.
+    pub method: String,
+    /// Path or CLI command.
+    pub path: String,
+    /// Manifest action.
+    pub action: String,
+    /// Object acted on.
+    pub target: Option<String>,
+    /// Redacted arguments, JSON text.
+    pub args: String,
+    /// Outcome status.
+    pub status: u16,
+    /// Error code, for failures.
+    pub error_code: Option<String>,
+    /// Duration in milliseconds.
+    pub duration_ms: i64,
+    /// Idempotency key sent.
+    pub idempotency_key: Option<String>,
+    /// Request id.
+    pub request_id: String,
+    /// Truncated client address.
+    pub client_ip: Option<String>,
+}
+
+/// An event as stored, with its chain links (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredEvent {
+    /// The event.
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    /// The previous link.
+    pub prev_hash: String,
+    /// This event's link.
+    pub hash: String,
+}
+
+/// A retention checkpoint: everything up to `seq` may be gone; `hash` is its link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Checkpoint {
+    /// Last removed sequence number.
+    pub seq: i64,
+    /// Its hash (hex).
+    pub hash: String,
+}
+
+/// Filters for listing a workspace's events.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this status.
+    pub status: Option<u16>,
+    /// At or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Before.
+    pub until: Option<DateTime<Utc>>,
+    /// Only events with a sequence number below this (the cursor; lists run newest first).
+    pub before_seq: Option<i64>,
+}
+
+const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+const COLUMNS: &str = "org_id, seq, workspace_id, at, actor, auth_method, method, path, action, target, args, status, \
+     error_code, duration_ms, idempotency_key, request_id, client_ip, prev_hash, hash";
+
+macro_rules! stored {
+    ($r:expr) => {{
+        let r = $r;
+        let e = StoreError::from_sqlx;
+        let workspace: Option<String> = r.try_get("workspace_id").map_err(e)?;
+        let status: i32 = r.try_get("status").map_err(e)?;
+        Ok::<StoredEvent, StoreError>(StoredEvent {
+            event: AuditEvent {
+                org: id(r.try_get::<String, _>("org_id").map_err(e)?)?,
+                seq: r.try_get("seq").map_err(e)?,
+                workspace: workspace.map(id).transpose()?,
+                at: r.try_get("at").map_err(e)?,
+                actor: r.try_get("actor").map_err(e)?,
+                auth_method: r.try_get("auth_method").map_err(e)?,
+                method: r.try_get("method").map_err(e)?,
+                path: r.try_get("path").map_err(e)?,
+                action: r.try_get("action").map_err(e)?,
+                target: r.try_get("target").map_err(e)?,
+                args: r.try_get("args").map_err(e)?,
+                status: u16::try_from(status).map_err(|_| corrupt("bad status"))?,
+                error_code: r.try_get("error_code").map_err(e)?,
+                duration_ms: r.try_get("duration_ms").map_err(e)?,
+                idempotency_key: r.try_get("idempotency_key").map_err(e)?,
+                request_id: r.try_get("request_id").map_err(e)?,
+                client_ip: r.try_get("client_ip").map_err(e)?,
+            },
+            prev_hash: r.try_get("prev_hash").map_err(e)?,
+            hash: r.try_get("hash").map_err(e)?,
+        })
+    }};
+}
+
+fn parse_hash(hex_text: &str) -> Result<[u8; 32], StoreError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut out).map_err(|_| corrupt("bad chain hash"))?;
+    Ok(out)
+}
+
+pub(crate) async fn create_head(c: &mut Conn, org: OrgId) -> Result<(), StoreError> {
+    execute!(c, "INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (org_id) DO NOTHING",
+        org.to_string(), ZERO_HASH)
+    .map_err(StoreError::from_sqlx)?;
+    Ok(())
+}
+
+async fn append_on(
+    c: &mut Conn,
+    org: OrgId,
+    new: NewEvent,
+    at: DateTime<Utc>,
+) -> Result<StoredEvent, StoreError> {
+    // Taking the next sequence number locks this organization's head row until commit.
+    let mut head: Option<(i64, String)> = fetch_optional!(
+        &mut *c,
+        "UPDATE audit_heads SET seq = seq + 1 WHERE org_id = $1 RETURNING seq, hash",
+        [org.to_string()],
+        |r| Ok((
+            r.try_get::<i64, _>("seq").map_err(StoreError::from_sqlx)?,
+            r.try_get::<String, _>("hash")
+                .map_err(StoreError::from_sqlx)?
+        ))
+    )?;
+    if head.is_none() {
+        create_head(c, org).await?;
+        head = fetch_optional!(
+            &mut *c,
+            "UPDATE audit_heads SET seq = seq + 1 WHERE org_id = $1 RETURNING seq, hash",
+            [org.to_string()],
+            |r| Ok((
+                r.try_get::<i64, _>("seq").map_err(StoreError::from_sqlx)?,
+                r.try_get::<String, _>("hash")
+                    .map_err(StoreError::from_sqlx)?
+            ))
+        )?;
+    }
+    let (seq, prev_hex) = head.ok_or_else(|| corrupt("no audit head"))?;
+    let prev = parse_hash(&prev_hex)?;
+    let event = AuditEvent {
+        org,
+        seq,
+        workspace: new.workspace,
+        at: db_time(at),
+        actor: new.actor,
+        auth_method: new.auth_method,
+        method: new.method,
+        path: new.path,
+        action: new.action,
+        target: new.target,
+        args: new.args,
+        status: new.status,
+        error_code: new.error_code,
+        duration_ms: new.duration_ms,
+        idempotency_key: new.idempotency_key,
+        request_id: new.request_id,
+        client_ip: new.client_ip,
+    };
+    let hash = hex::encode(event.chain_hash(&prev));
+    execute!(&mut *c, sqlx::AssertSqlSafe(format!(
+            "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)")),
+        org.to_string(), seq, event.workspace.map(|w| w.to_string()), event.at, event.actor.clone(), event.auth_method.clone(),
+        event.method.clone(), event.path.clone(), event.action.clone(), event.target.clone(), event.args.clone(),
+        i32::from(event.status), event.error_code.clone(), event.duration_ms, event.idempotency_key.clone(),
+        event.request_id.clone(), event.client_ip.clone(), prev_hex.clone(), hash.clone())
+    .map_err(StoreError::from_sqlx)?;
+    execute!(
+        &mut *c,
+        "UPDATE audit_heads SET hash = $1 WHERE org_id = $2",
+        hash.clone(),
+        org.to_string()
+    )
+    .map_err(StoreError::from_sqlx)?;
+    Ok(StoredEvent {
+        event,
+        prev_hash: prev_hex,
+        hash,
+    })
+}
+
+/// Appends an event to the transaction's organization ledger, in the same transaction as the
+/// change it records: both commit or neither does.
+pub async fn append(
+    tx: &mut TenantTx,
+    new: NewEvent,
+    at: DateTime<Utc>,
+) -> Result<StoredEvent, StoreError> {
+    let org = tx
+        .org()
+        .ok_or_else(|| corrupt("tenant transaction without an organization"))?;
+    append_on(&mut tx.conn, org, new, at).await
+}
+
+/// A page of this workspace's events, newest first.
+pub async fn list(
+    tx: &mut TenantTx,
+    filter: &EventFilter,
+    limit: u32,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let org = tx
+        .org()
+        .ok_or_else(|| corrupt("tenant transaction without an organization"))?;
+    let ws = tx.ws();
+    fetch_all!(
+        &mut tx.conn,
+        sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE org_id = $1 AND workspace_id = $2 \
+             AND ($3 IS NULL OR actor = $3) AND ($4 IS NULL OR action = $4) AND ($5 IS NULL OR status = $5) \
+             AND ($6 IS NULL OR at >= $6) AND ($7 IS NULL OR at < $7) AND ($8 IS NULL OR seq < $8) \
+             ORDER BY seq DESC LIMIT $9"
+        )),
+        [
+            org.to_string(),
+            ws,
+            filter.actor.clone(),
+            filter.action.clone(),
+            filter.status.map(i32::from),
+            filter.since.map(db_time),
+            filter.until.map(db_time),
+            filter.before_seq,
+            i64::from(limit)
+        ],
+        |r| stored!(r)
+    )
+}
+
+/// A transaction on one organization's ledger, for failure events, the operator's CLI
+/// actions, verification, export and retention.
+pub struct LedgerTx {
+    org: OrgId,
+    conn: Conn,
+}
+
+impl Store {
+    /// Opens a transaction bound to `org`'s ledger.
+    pub async fn ledger(&self, org: OrgId, mode: Mode) -> Result<LedgerTx, StoreError> {
+        let e = StoreError::from_sqlx;
+        let conn = match (&*self.0, mode) {
+            (Backend::Sqlite { readers, .. }, Mode::Read) => {
+                Conn::Sqlite(readers.begin().await.map_err(e)?)
+            }
+            (Backend::Sqlite { writer, .. }, Mode::Write) => {
+                Conn::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await.map_err(e)?)
+            }
+            (Backend::Postgres(pool), mode) => {
+                let mut tx = match mode {
+                    Mode::Read => pool.begin_with("BEGIN READ ONLY").await,
+                    Mode::Write => pool.begin().await,
+                }
+                .map_err(e)?;
+                sqlx::query("SELECT set_config('rampart.org_id', $1, true)")
+                    .bind(org.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(e)?;
+                Conn::Pg(tx)
+            }
+        };
+        Ok(LedgerTx { org, conn })
+    }
+
+    /// Every organization id (for the operator's verify, export and retention runs).
+    pub async fn org_ids(&self) -> Result<Vec<OrgId>, StoreError> {
+        let mut c = self.platform_read().await?;
+        fetch_all!(
+            &mut c,
+            "SELECT id FROM organizations ORDER BY id",
+            [],
+            |r| id(r
+                .try_get::<String, _>("id")
+                .map_err(StoreError::from_sqlx)?)
+        )
+    }
+}
+
+impl LedgerTx {
+    /// The organization.
+    pub fn org(&self) -> OrgId {
+        self.org
+    }
+
+    /// Appends an event in this transaction.
+    pub async fn append(
+        &mut self,
+        new: NewEvent,
+        at: DateTime<Utc>,
+    ) -> Result<StoredEvent, StoreError> {
+        append_on(&mut self.conn, self.org, new, at).await
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.conn.commit().await
+    }
+
+    /// Up to `limit` events after `after_seq`, in chain order, optionally within a time range.
+    pub async fn events_after(
+        &mut self,
+        after_seq: i64,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        fetch_all!(
+            &mut self.conn,
+            sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM audit_events WHERE org_id = $1 AND seq > $2 \
+                 AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) ORDER BY seq LIMIT $5"
+            )),
+            [
+                self.org.to_string(),
+                after_seq,
+                since.map(db_time),
+                until.map(db_time),
+                i64::from(limit)
+            ],
+            |r| stored!(r)
+        )
+    }
+
+    /// The chain's head: last sequence number and hash.
+    pub async fn head(&mut self) -> Result<(i64, [u8; 32]), StoreError> {
+        let head: Option<(i64, String)> = fetch_optional!(
+            &mut self.conn,
+            "SELECT seq, hash FROM audit_heads WHERE org_id = $1",
+            [self.org.to_string()],
+            |r| Ok((
+                r.try_get::<i64, _>("seq").map_err(StoreError::from_sqlx)?,
+                r.try_get::<String, _>("hash")
+                    .map_err(StoreError::from_sqlx)?
+            ))
+        )?;
+        match head {
+            Some((seq, hash)) => Ok((seq, parse_hash(&hash)?)),
+            None => Ok((0, GENESIS)),
+        }
+    }
+
+    /// The newest retention checkpoint, if any.
+    pub async fn latest_checkpoint(&mut self) -> Result<Option<Checkpoint>, StoreError> {
+        fetch_optional!(
+            &mut self.conn,
+            "SELECT seq, hash FROM audit_checkpoints WHERE org_id = $1 ORDER BY seq DESC LIMIT 1",
+            [self.org.to_string()],
+            |r| Ok(Checkpoint {
+                seq: r.try_get("seq").map_err(StoreError::from_sqlx)?,
+                hash: r.try_get("hash").map_err(StoreError::from_sqlx)?
+            })
+        )
+    }
+
+    /// Removes events older than `cutoff`, first recording a checkpoint at the newest of them so
+    /// that verification still proves everything that remains. Returns the checkpoint, if any
+    /// event was old enough.
+    pub async fn prune_before(
+        &mut self,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        let last: Option<Checkpoint> = fetch_optional!(
+            &mut self.conn,
+            "SELECT seq, hash FROM audit_events WHERE org_id = $1 AND at < $2 ORDER BY seq DESC LIMIT 1",
+            [self.org.to_string(), db_time(cutoff)],
+            |r| Ok(Checkpoint {
+                seq: r.try_get("seq").map_err(StoreError::from_sqlx)?,
+                hash: r.try_get("hash").map_err(StoreError::from_sqlx)?
+            })
+        )?;
+        let Some(cp) = last else { return Ok(None) };
+        execute!(&mut self.conn,
+            "INSERT INTO audit_checkpoints (org_id, seq, hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (org_id, seq) DO NOTHING",
+            self.org.to_string(), cp.seq, cp.hash.clone(), db_time(now))
+        .map_err(StoreError::from_sqlx)?;
+        execute!(
+            &mut self.conn,
+            "DELETE FROM audit_events WHERE org_id = $1 AND seq <= $2",
+            self.org.to_string(),
+            cp.seq
+        )
+        .map_err(StoreError::from_sqlx)?;
+        Ok(Some(cp))
+    }
+}
