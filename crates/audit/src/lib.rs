@@ -5,6 +5,7 @@
 
 pub mod export;
 pub mod redact;
+pub mod retention;
 pub mod verify;
 
 pub use redact::{redact_args, truncate_ip};

@@ -46,6 +46,13 @@ impl ManualClock {
     }
 }
 
+impl ManualClock {
+    /// The clock's current time (the same as [`Clock::now`], without importing the trait).
+    pub fn now_for_tests(&self) -> DateTime<Utc> {
+        Clock::now(self)
+    }
+}
+
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self

@@ -49,6 +49,24 @@ pub struct Settings {
     pub key_cache_ttl_secs: u64,
     /// Seconds `serve` waits for in-flight requests after SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// The audit ledger (`[audit]` in TOML, `RAMPART_AUDIT__*` in the environment).
+    pub audit: AuditSettings,
+}
+
+/// Audit ledger settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditSettings {
+    /// Days an event is kept; older ones leave behind a checkpoint (daily, and `rampart audit prune`).
+    pub retention_days: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            retention_days: 365,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -67,6 +85,7 @@ impl Default for Settings {
             log: "info".into(),
             key_cache_ttl_secs: 30,
             shutdown_grace_secs: 30,
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -94,7 +113,11 @@ impl Settings {
             fig = fig.merge(Toml::file(path));
         }
         // RAMPART_TEST_* variables belong to the test harness, not the server.
-        fig = fig.merge(Env::prefixed("RAMPART_").filter(|k| !k.as_str().starts_with("test_")));
+        fig = fig.merge(
+            Env::prefixed("RAMPART_")
+                .filter(|k| !k.as_str().starts_with("test_"))
+                .split("__"),
+        );
         let settings: Settings = fig
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -106,6 +129,11 @@ impl Settings {
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid(
                 "log_format must be `text` or `json`".into(),
+            ));
+        }
+        if self.audit.retention_days == 0 {
+            return Err(ConfigError::Invalid(
+                "audit.retention_days must be at least 1".into(),
             ));
         }
         if self.database_max_connections == 0 {

@@ -9,8 +9,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use rampart::config::{Database, Settings, postgres_user};
 use rampart::{AppState, app, telemetry};
-use rampart_core::{Clock, Email, OrgId, Plan, Role, SystemClock, TenantGrant, WorkspaceId};
+use rampart_audit::redact_args;
+use rampart_core::{
+    AuthMethod, Clock, Email, OrgId, Plan, Role, SystemClock, TenantGrant, WorkspaceId,
+};
 use rampart_crypto::{MasterKey, MasterKeyError, NewApiKey};
+use rampart_store::audit::{self, NewEvent};
 use rampart_store::{Mode, PoolSettings, Store, api_keys};
 use serde_json::json;
 
@@ -44,6 +48,47 @@ enum Command {
     /// Master key management.
     #[command(subcommand)]
     Keys(Keys),
+    /// The audit ledger: verify, export, apply retention.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Verify hash chains (every organization, or one); exits non-zero naming the first bad
+    /// sequence number.
+    Verify {
+        #[arg(long)]
+        org: Option<OrgId>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Stream an organization's events, in chain order, to standard output.
+    Export {
+        #[arg(long)]
+        org: OrgId,
+        /// Only events at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only events before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: ExportFormat,
+    },
+    /// Apply the retention period now (serve also does it daily).
+    Prune {
+        #[arg(long)]
+        org: Option<OrgId>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// One JSON event per line.
+    Ndjson,
 }
 
 #[derive(Args, Clone, Copy)]
@@ -145,6 +190,7 @@ async fn run() -> Result<()> {
             Ok(())
         }
         Command::Admin(cmd) => admin(&settings, cmd).await,
+        Command::Audit(cmd) => audit_command(&settings, cmd).await,
         Command::Keys(Keys::Init(out)) => {
             let path = settings.master_key_path();
             ensure_private_dir(path.parent().unwrap_or(Path::new(".")))?;
@@ -252,6 +298,7 @@ async fn serve(settings: Settings) -> Result<()> {
     let store = open(&settings).await?;
     store.ensure_restricted_role().await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    spawn_retention(store.clone(), clock.clone(), settings.audit.retention_days);
     let state = AppState::new(
         store.clone(),
         clock,
@@ -309,6 +356,120 @@ async fn shutdown_signal() {
     }
 }
 
+async fn audit_command(settings: &Settings, cmd: AuditCmd) -> Result<()> {
+    if matches!(settings.database()?, Database::Sqlite(_)) {
+        migrate(settings).await?;
+    }
+    let store = open(settings).await?;
+    let result = audit_on(&store, settings, cmd).await;
+    store.close().await;
+    result
+}
+
+async fn orgs_or_all(store: &Store, org: Option<OrgId>) -> Result<Vec<OrgId>> {
+    Ok(match org {
+        Some(o) => vec![o],
+        None => store.org_ids().await?,
+    })
+}
+
+async fn audit_on(store: &Store, settings: &Settings, cmd: AuditCmd) -> Result<()> {
+    match cmd {
+        AuditCmd::Verify { org, out } => {
+            let mut results = Vec::new();
+            let mut broken = Vec::new();
+            for org in orgs_or_all(store, org).await? {
+                match rampart_audit::verify_org(store, org).await {
+                    Ok(report) => {
+                        if !out.json {
+                            println!(
+                                "ok {org}: {} events verified (from checkpoint {}), head {}",
+                                report.events, report.from_checkpoint, report.head_hash
+                            );
+                        }
+                        results.push(json!({"org": org, "ok": true, "events": report.events,
+                                            "last_seq": report.last_seq, "head_hash": report.head_hash}));
+                    }
+                    Err(rampart_audit::VerifyError::Broken { org, seq, reason }) => {
+                        if !out.json {
+                            println!("BROKEN {org}: first bad sequence number {seq}: {reason}");
+                        }
+                        results.push(json!({"org": org, "ok": false, "first_bad_seq": seq, "reason": reason}));
+                        broken.push(format!("{org} at sequence {seq}"));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if out.json {
+                println!("{}", json!({ "results": results }));
+            }
+            if !broken.is_empty() {
+                bail!("audit chain verification failed: {}", broken.join(", "));
+            }
+        }
+        AuditCmd::Export {
+            org,
+            since,
+            until,
+            format: ExportFormat::Ndjson,
+        } => {
+            let stdout = std::io::stdout();
+            let mut lock = std::io::BufWriter::new(stdout.lock());
+            let n =
+                rampart_audit::export::export_ndjson(store, org, since, until, &mut lock).await?;
+            eprintln!("exported {n} event(s)");
+        }
+        AuditCmd::Prune { org, out } => {
+            let days = settings.audit.retention_days;
+            let now = SystemClock.now();
+            let mut results = Vec::new();
+            for org in orgs_or_all(store, org).await? {
+                let cp = rampart_audit::retention::apply(store, org, days, now).await?;
+                if !out.json {
+                    match &cp {
+                        Some(cp) => println!(
+                            "{org}: removed events up to sequence {} (older than {days} days); checkpoint recorded",
+                            cp.seq
+                        ),
+                        None => println!("{org}: nothing older than {days} days"),
+                    }
+                }
+                results.push(json!({"org": org, "checkpoint": cp}));
+            }
+            if out.json {
+                println!("{}", json!({ "results": results }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies audit retention to every organization once a day while serving.
+fn spawn_retention(store: Store, clock: Arc<dyn Clock>, days: u32) {
+    tokio::spawn(async move {
+        let mut every_day = tokio::time::interval(Duration::from_secs(24 * 60 * 60));
+        loop {
+            every_day.tick().await;
+            let orgs = match store.org_ids().await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit retention: could not list organizations");
+                    continue;
+                }
+            };
+            for org in orgs {
+                match rampart_audit::retention::apply(&store, org, days, clock.now()).await {
+                    Ok(Some(cp)) => {
+                        tracing::info!(%org, seq = cp.seq, "audit retention: checkpoint recorded, older events removed")
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, %org, "audit retention failed"),
+                }
+            }
+        }
+    });
+}
+
 async fn admin(settings: &Settings, cmd: Admin) -> Result<()> {
     if matches!(settings.database()?, Database::Sqlite(_)) {
         // The embedded database may not exist yet: admin commands work before the first `serve`.
@@ -331,7 +492,14 @@ async fn admin_on(store: &Store, now: chrono::DateTime<chrono::Utc>, cmd: Admin)
         } => {
             let name = non_empty(&name, "--name")?;
             let email = Email::parse(&owner_email).map_err(|e| anyhow!("--owner-email {e}"))?;
-            let made = store.create_org(name, plan, &email, now).await?;
+            let event = operator_event(
+                "admin create-org",
+                "org.create",
+                json!({"name": name, "plan": plan, "owner_email": email.as_str()}),
+            );
+            let made = store
+                .create_org(name, plan, &email, now, Some(event))
+                .await?;
             emit(
                 out.json,
                 serde_json::to_value(made)?,
@@ -343,7 +511,12 @@ async fn admin_on(store: &Store, now: chrono::DateTime<chrono::Utc>, cmd: Admin)
         }
         Admin::CreateWorkspace { org, name, out } => {
             let name = non_empty(&name, "--name")?;
-            let ws = store.create_workspace(org, name, now).await?;
+            let event = operator_event(
+                "admin create-workspace",
+                "workspace.create",
+                json!({"org": org, "name": name}),
+            );
+            let ws = store.create_workspace(org, name, now, Some(event)).await?;
             emit(
                 out.json,
                 json!({"workspace_id": ws, "org_id": org}),
@@ -372,6 +545,14 @@ async fn admin_on(store: &Store, now: chrono::DateTime<chrono::Utc>, cmd: Admin)
                 now,
             )
             .await?;
+            let mut event = operator_event(
+                "admin create-api-key",
+                "api_key.create",
+                json!({"name": name, "role": role}),
+            );
+            event.workspace = Some(workspace);
+            event.target = Some(record.id.to_string());
+            audit::append(&mut tx, event, now).await?;
             tx.commit().await?;
             emit(
                 out.json,
@@ -391,7 +572,14 @@ async fn admin_on(store: &Store, now: chrono::DateTime<chrono::Utc>, cmd: Admin)
             out,
         } => {
             let email = Email::parse(&email).map_err(|e| anyhow!("--email {e}"))?;
-            let (user, membership) = store.add_member(workspace, &email, role, now).await?;
+            let event = operator_event(
+                "admin add-member",
+                "member.add",
+                json!({"email": email.as_str(), "role": role}),
+            );
+            let (user, membership) = store
+                .add_member(workspace, &email, role, now, Some(event))
+                .await?;
             emit(
                 out.json,
                 json!({"user_id": user, "membership_id": membership, "workspace_id": workspace, "role": role}),
@@ -400,6 +588,21 @@ async fn admin_on(store: &Store, now: chrono::DateTime<chrono::Utc>, cmd: Admin)
         }
     }
     Ok(())
+}
+
+/// The ledger event for an operator's CLI action inside a tenant (arguments redacted).
+fn operator_event(command: &str, action: &str, args: serde_json::Value) -> NewEvent {
+    NewEvent {
+        actor: "operator".to_owned(),
+        auth_method: Some(AuthMethod::Cli.as_str().to_owned()),
+        method: "CLI".to_owned(),
+        path: format!("rampart {command}"),
+        action: action.to_owned(),
+        args: redact_args(args.to_string().as_bytes()),
+        status: 200,
+        request_id: format!("cli_{}", ulid::Ulid::new().to_string().to_ascii_lowercase()),
+        ..NewEvent::default()
+    }
 }
 
 fn non_empty<'a>(value: &'a str, flag: &str) -> Result<&'a str> {

@@ -12,7 +12,7 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use rampart_core::{Permission, Plan};
 
-use crate::routes::{api_keys, contacts, health};
+use crate::routes::{api_keys, audit_events, contacts, health};
 use crate::state::AppState;
 
 /// Who may reach a route.
@@ -128,6 +128,9 @@ spec!(API_KEYS_CREATE: POST "/v1/workspaces/{ws}/api-keys", Tenant, Some(P::Keys
     Some(r#"{"name":"matrix probe","role":"viewer"}"#));
 spec!(API_KEYS_REVOKE: DELETE "/v1/workspaces/{ws}/api-keys/{id}", Tenant, Some(P::KeysManage), mutates = true, destructive = true, Api, "api_key.revoke", ApiKey, None);
 
+spec!(CONTACT_VERSIONS: GET "/v1/workspaces/{ws}/contacts/{id}/versions", Tenant, Some(P::ContactsRead), mutates = false, destructive = false, Api, "contact.versions", Contact, None);
+spec!(AUDIT_EVENTS_LIST: GET "/v1/workspaces/{ws}/audit-events", Tenant, Some(P::AuditRead), mutates = false, destructive = false, Api, "audit_event.list", None, None);
+
 /// Every route with its handler. The order is the order of the documentation.
 pub fn routes() -> Vec<Route> {
     vec![
@@ -138,9 +141,11 @@ pub fn routes() -> Vec<Route> {
         route(&CONTACTS_GET, contacts::get),
         route(&CONTACTS_UPDATE, contacts::update),
         route(&CONTACTS_DELETE, contacts::delete),
+        route(&CONTACT_VERSIONS, contacts::versions),
         route(&API_KEYS_LIST, api_keys::list),
         route(&API_KEYS_CREATE, api_keys::create),
         route(&API_KEYS_REVOKE, api_keys::revoke),
+        route(&AUDIT_EVENTS_LIST, audit_events::list),
     ]
 }
 

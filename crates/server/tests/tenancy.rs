@@ -115,7 +115,7 @@ async fn foreign_and_missing_workspaces_answer_identically(app: TestApp) {
     // A second workspace of the same organization is still another tenant for a key.
     let ws2 = app
         .store
-        .create_workspace(a.org, "Second", chrono::Utc::now())
+        .create_workspace(a.org, "Second", chrono::Utc::now(), None)
         .await
         .unwrap();
     let (status, code, _) = error_of(

@@ -133,7 +133,7 @@ pub(crate) async fn create_head(c: &mut Conn, org: OrgId) -> Result<(), StoreErr
     Ok(())
 }
 
-async fn append_on(
+pub(crate) async fn append_on(
     c: &mut Conn,
     org: OrgId,
     new: NewEvent,

@@ -7,6 +7,7 @@ use rampart_core::{Email, Membership, MembershipId, OrgId, Plan, Role, UserId, W
 use serde::Serialize;
 use sqlx::Row;
 
+use crate::audit::NewEvent;
 use crate::conn::{Conn, execute, fetch_optional, id};
 use crate::error::corrupt;
 use crate::{Backend, Store, StoreError, db_time};
@@ -65,6 +66,7 @@ impl Store {
         plan: Plan,
         owner_email: &Email,
         now: DateTime<Utc>,
+        event: Option<NewEvent>,
     ) -> Result<CreatedOrg, StoreError> {
         let now = db_time(now);
         let mut c = self.platform(true).await?;
@@ -90,6 +92,13 @@ impl Store {
         .map_err(StoreError::from_sqlx)?;
         let user_id = upsert_user(&mut c, owner_email, now).await?;
         insert_membership(&mut c, workspace_id, user_id, Role::Owner, now).await?;
+        bind_org(&mut c, org_id).await?;
+        crate::audit::create_head(&mut c, org_id).await?;
+        if let Some(mut event) = event {
+            event.workspace = Some(workspace_id);
+            event.target.get_or_insert_with(|| org_id.to_string());
+            crate::audit::append_on(&mut c, org_id, event, now).await?;
+        }
         c.commit().await?;
         Ok(CreatedOrg {
             org_id,
@@ -104,6 +113,7 @@ impl Store {
         org: OrgId,
         name: &str,
         now: DateTime<Utc>,
+        event: Option<NewEvent>,
     ) -> Result<WorkspaceId, StoreError> {
         let mut c = self.platform(true).await?;
         let ws = WorkspaceId::generate();
@@ -119,6 +129,11 @@ impl Store {
             StoreError::BadReference => StoreError::NotFound("organization"),
             other => other,
         })?;
+        if let Some(mut event) = event {
+            event.workspace = Some(ws);
+            event.target.get_or_insert_with(|| ws.to_string());
+            append_in_platform(&mut c, org, event, now).await?;
+        }
         c.commit().await?;
         Ok(ws)
     }
@@ -130,14 +145,20 @@ impl Store {
         email: &Email,
         role: Role,
         now: DateTime<Utc>,
+        event: Option<NewEvent>,
     ) -> Result<(UserId, MembershipId), StoreError> {
         let now = db_time(now);
         let mut c = self.platform(true).await?;
-        if workspace_row(&mut c, workspace).await?.is_none() {
+        let Some((org, _)) = workspace_row(&mut c, workspace).await? else {
             return Err(StoreError::NotFound("workspace"));
-        }
+        };
         let user = upsert_user(&mut c, email, now).await?;
         let membership = insert_membership(&mut c, workspace, user, role, now).await?;
+        if let Some(mut event) = event {
+            event.workspace = Some(workspace);
+            event.target.get_or_insert_with(|| user.to_string());
+            append_in_platform(&mut c, org, event, now).await?;
+        }
         c.commit().await?;
         Ok((user, membership))
     }
@@ -187,6 +208,31 @@ impl Store {
             })
         )
     }
+}
+
+/// Binds a platform transaction to `org`'s ledger (PostgreSQL row-level security).
+async fn bind_org(c: &mut Conn, org: OrgId) -> Result<(), StoreError> {
+    if let Conn::Pg(tx) = c {
+        sqlx::query("SELECT set_config('rampart.org_id', $1, true)")
+            .bind(org.to_string())
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+    }
+    Ok(())
+}
+
+/// Records an operator's platform change in the same transaction as the change.
+async fn append_in_platform(
+    c: &mut Conn,
+    org: OrgId,
+    event: NewEvent,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    bind_org(c, org).await?;
+    crate::audit::append_on(c, org, event, now)
+        .await
+        .map(|_| ())
 }
 
 async fn workspace_row(

@@ -309,7 +309,12 @@ pub(crate) async fn run(
             .await
         {
             Ok(Claim::Claimed) => None,
-            Ok(Claim::Replay(saved)) => Some(replay(saved)),
+            Ok(Claim::Replay(saved)) => {
+                if f.target.is_none() {
+                    f.target = created_id(saved.body.as_bytes());
+                }
+                Some(replay(saved))
+            }
             Ok(Claim::InUse) => Some(
                 ApiError::new(
                     ErrorCode::IdempotencyKeyInUse,
@@ -343,9 +348,7 @@ pub(crate) async fn run(
         Some(mut tx) if response.status().is_success() => {
             let (rparts, rbody) = split_body(response).await;
             if f.target.is_none() {
-                f.target = serde_json::from_slice::<serde_json::Value>(&rbody)
-                    .ok()
-                    .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
+                f.target = created_id(&rbody);
             }
             let event = f.event(
                 Some(caller.workspace),
@@ -395,6 +398,13 @@ pub(crate) async fn run(
             fail(state, &f, &caller, response).await
         }
     }
+}
+
+/// The `id` of the object a create returned: the event's target.
+fn created_id(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned))
 }
 
 fn caller_of(grant: &TenantGrant) -> Caller {

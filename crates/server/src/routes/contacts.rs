@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use rampart_core::{ContactId, Email, FieldError, PersonName, Phone, Tag, UsState};
+use rampart_core::{ContactId, Email, FieldError, Permission, PersonName, Phone, Tag, UsState};
 use rampart_store::contacts::{self, Contact, ContactFilter, ContactPatch, NewContact};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -215,6 +215,21 @@ pub async fn delete(mut ctx: Ctx, PathId(id): PathId<ContactId>) -> ApiResult<St
     } else {
         Err(ApiError::not_found())
     }
+}
+
+/// `GET …/contacts/{id}/versions`: every version, oldest first. A deleted contact's history
+/// stays readable to roles holding `audit:read`; to others it is gone like the contact.
+pub async fn versions(mut ctx: Ctx, PathId(id): PathId<ContactId>) -> ApiResult<Json<Value>> {
+    let live = contacts::get(ctx.tx(), id).await?.is_some();
+    if !live && !ctx.grant().role().can(Permission::AuditRead) {
+        return Err(ApiError::not_found());
+    }
+    let history =
+        rampart_store::versions::list(ctx.tx(), contacts::OBJECT_TYPE, &id.to_string()).await?;
+    if history.is_empty() {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(json!({"data": history, "next_cursor": null})))
 }
 
 fn encode_cursor(after: ContactId) -> String {

@@ -2,6 +2,7 @@
 //! call the store through the context's transaction, map the result.
 
 pub mod api_keys;
+pub mod audit_events;
 pub mod contacts;
 pub mod health;
 

@@ -243,7 +243,7 @@ impl TestApp {
         let email = Email::parse(&format!("owner@{}.example.com", name.to_lowercase())).unwrap();
         let made = self
             .store
-            .create_org(name, plan, &email, chrono::Utc::now())
+            .create_org(name, plan, &email, chrono::Utc::now(), None)
             .await
             .unwrap();
         let owner_key = self.key(made.workspace_id, Role::Owner).await;
@@ -388,4 +388,106 @@ macro_rules! both_backends {
             )*
         }
     };
+}
+
+/// Runs SQL statements directly against the database, as the schema owner (SQLite: the file
+/// itself), in one transaction bound to `org` and `ws` (for row-level security on PostgreSQL).
+/// For tests that play an attacker with database access, or inspect what is stored.
+pub async fn owner_sql(
+    app: &TestApp,
+    org: &str,
+    ws: &str,
+    statements: &[&str],
+) -> Result<(), String> {
+    match &app.db {
+        Db::Sqlite(path) => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            for s in statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(s.to_string()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            tx.commit().await.map_err(|e| e.to_string())?;
+            pool.close().await;
+        }
+        Db::Postgres { owner_url, .. } => {
+            let pool = sqlx::PgPool::connect(owner_url).await.unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("SELECT set_config('rampart.org_id', $1, true), set_config('rampart.workspace_id', $2, true)")
+                .bind(org)
+                .bind(ws)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            for s in statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(s.to_string()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            tx.commit().await.map_err(|e| e.to_string())?;
+            pool.close().await;
+        }
+    }
+    Ok(())
+}
+
+/// Like [`owner_sql`] but as the restricted application role on PostgreSQL (on SQLite there is
+/// only the file).
+pub async fn app_sql(app: &TestApp, org: &str, ws: &str, statement: &str) -> Result<(), String> {
+    match &app.db {
+        Db::Sqlite(_) => owner_sql(app, org, ws, &[statement]).await,
+        Db::Postgres { app_url, .. } => {
+            let pool = sqlx::PgPool::connect(app_url).await.unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query("SELECT set_config('rampart.org_id', $1, true), set_config('rampart.workspace_id', $2, true)")
+                .bind(org)
+                .bind(ws)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| e.to_string())?;
+            tx.commit().await.map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Statements that switch off the ledger's append-only triggers (an attacker with owner access).
+pub fn disable_ledger_triggers(app: &TestApp) -> Vec<&'static str> {
+    match app.backend {
+        Backend::Sqlite => vec![
+            "DROP TRIGGER audit_events_no_update",
+            "DROP TRIGGER audit_events_delete_behind_checkpoint_only",
+        ],
+        Backend::Postgres => vec!["ALTER TABLE audit_events DISABLE TRIGGER USER"],
+    }
+}
+
+/// Every event of the organization's ledger visible to `key` in `ws`, oldest first.
+pub async fn events(app: &TestApp, ws: &WorkspaceId, key: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/workspaces/{ws}/audit-events?limit=200");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let r = app.get(&path, key).await;
+        assert_eq!(r.status(), 200);
+        let page: Value = r.json().await.unwrap();
+        out.extend(page["data"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    out.reverse();
+    out
 }

@@ -1,0 +1,501 @@
+//! The audit ledger and mutation guard over HTTP, on SQLite and PostgreSQL: every mutating
+//! request is recorded whatever its outcome, a change never commits without its event, the
+//! chain verifies, every kind of tampering is caught at the first bad sequence number, the
+//! table is append-only in the database itself, retention keeps the chain provable, and
+//! parallel writers neither fork nor leave gaps.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+mod common;
+
+use common::{Org, TestApp, app_sql, disable_ledger_triggers, error_of, events, owner_sql};
+use rampart_audit::{VerifyError, verify_org};
+use rampart_core::Role;
+use serde_json::{Value, json};
+
+both_backends!(
+    every_outcome_is_recorded_in_the_right_ledger,
+    no_change_commits_without_its_event,
+    tampering_is_caught_at_the_first_bad_sequence,
+    the_ledger_is_append_only_in_the_database,
+    retention_cuts_only_behind_a_checkpoint,
+    parallel_writers_leave_no_gap_and_no_fork,
+    the_events_api_filters_and_paginates,
+    contacts_keep_their_version_history,
+);
+
+fn find<'a>(events: &'a [Value], request_id: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| e["request_id"] == request_id)
+        .unwrap_or_else(|| panic!("no event for request {request_id}"))
+}
+
+fn rid(r: &reqwest::Response) -> String {
+    r.headers()["x-request-id"].to_str().unwrap().to_owned()
+}
+
+async fn verify(app: &TestApp, org: &Org) -> Result<i64, (i64, &'static str)> {
+    match verify_org(&app.store, org.org).await {
+        Ok(report) => Ok(report.last_seq),
+        Err(VerifyError::Broken { seq, reason, .. }) => Err((seq, reason)),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+async fn every_outcome_is_recorded_in_the_right_ledger(app: TestApp) {
+    let a = app.org("Alpha").await;
+    let b = app.org("Beta").await;
+    let viewer = app.key(a.ws, Role::Viewer).await;
+    let base = format!("/v1/workspaces/{}/contacts", a.ws);
+
+    let ok = app
+        .post(
+            &base,
+            &a.owner_key,
+            &json!({"name": "Ann", "email": "ann@example.com", "phone": "+1 415 555 2671"}),
+        )
+        .await;
+    let ok_id = rid(&ok);
+    let created: Value = ok.json().await.unwrap();
+    let one = format!("{base}/{}", created["id"].as_str().unwrap());
+    let invalid = rid(&app
+        .post(&base, &a.owner_key, &json!({"email": "nope"}))
+        .await);
+    let conflict = rid(&app
+        .post(&base, &a.owner_key, &json!({"email": "ann@example.com"}))
+        .await);
+    let forbidden = rid(&app.post(&base, &viewer, &json!({"name": "X"})).await);
+    let missing_id = rampart_core::ContactId::generate();
+    let missing = rid(&app
+        .delete(&format!("{base}/{missing_id}"), &a.owner_key)
+        .await);
+    let foreign = rid(&app.delete(&one, &b.owner_key).await);
+    let anonymous = rid(&app
+        .req(reqwest::Method::DELETE, &one, "rk_live_bogus")
+        .send()
+        .await
+        .unwrap());
+    let big = format!("{{\"name\":\"{}\"}}", "x".repeat(1024 * 1024 + 1));
+    let too_large = rid(&app
+        .req(reqwest::Method::POST, &base, &a.owner_key)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap());
+    let read = rid(&app.get(&one, &a.owner_key).await);
+
+    let ev = events(&app, &a.ws, &a.owner_key).await;
+    let e = find(&ev, &ok_id);
+    assert_eq!(
+        (e["status"].as_u64(), e["error_code"].as_str()),
+        (Some(201), None)
+    );
+    assert_eq!(e["action"], "contact.create");
+    assert_eq!(e["method"], "POST");
+    assert_eq!(e["target"], created["id"]);
+    assert_eq!(e["auth_method"], "api_key");
+    assert!(e["actor"].as_str().unwrap().starts_with("key_"));
+    assert_eq!(
+        e["client_ip"], "127.0.0.0",
+        "the host part of the address is dropped"
+    );
+    assert_eq!(e["org"], a.org.to_string());
+    assert_eq!(e["workspace"], a.ws.to_string());
+    assert!(
+        e["args"]["email"].as_str().unwrap().starts_with("sha256:"),
+        "{e}"
+    );
+    assert!(e["args"]["phone"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(e["args"]["name"], "Ann");
+    let text = serde_json::to_string(&ev).unwrap();
+    assert!(
+        !text.contains("ann@example.com") && !text.contains("555"),
+        "no PII in the ledger"
+    );
+
+    for (request, status, code) in [
+        (&invalid, 422, "INVALID"),
+        (&conflict, 409, "CONFLICT"),
+        (&forbidden, 403, "FORBIDDEN"),
+        (&missing, 404, "NOT_FOUND"),
+        (&anonymous, 401, "UNAUTHENTICATED"),
+        (&too_large, 413, "PAYLOAD_TOO_LARGE"),
+    ] {
+        let e = find(&ev, request);
+        assert_eq!(
+            (
+                e["status"].as_u64().unwrap(),
+                e["error_code"].as_str().unwrap()
+            ),
+            (status, code),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        find(&ev, &missing)["target"],
+        missing_id.to_string(),
+        "a refused delete names its target"
+    );
+    assert_eq!(find(&ev, &anonymous)["actor"], "anonymous");
+    assert!(
+        ev.iter().all(|e| e["request_id"] != read.as_str()),
+        "reads are not mutations"
+    );
+    assert!(
+        ev.iter().all(|e| e["request_id"] != foreign.as_str()),
+        "another org's attempt is not written into this ledger"
+    );
+
+    // The foreign attempt is in the attacker's own ledger, with the path it tried.
+    let ev_b = events(&app, &b.ws, &b.owner_key).await;
+    let e = find(&ev_b, &foreign);
+    assert_eq!(
+        (e["status"].as_u64(), e["error_code"].as_str()),
+        (Some(404), Some("NOT_FOUND"))
+    );
+    assert_eq!(e["path"], one.as_str());
+
+    // A server error: the change rolls back, the event stays.
+    common::owner_sql(&app, &a.org.to_string(), &a.ws.to_string(), &[match app.backend {
+        common::Backend::Sqlite => "CREATE TRIGGER explode BEFORE INSERT ON contact_tags WHEN NEW.tag = 'explode' BEGIN SELECT RAISE(ABORT, 'boom'); END",
+        common::Backend::Postgres => "CREATE FUNCTION explode() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'boom'; END $$; \
+             CREATE TRIGGER explode BEFORE INSERT ON contact_tags FOR EACH ROW WHEN (NEW.tag = 'explode') EXECUTE FUNCTION explode()",
+    }]).await.unwrap();
+    let failed = app
+        .post(
+            &base,
+            &a.owner_key,
+            &json!({"name": "Boom", "tags": ["explode"]}),
+        )
+        .await;
+    let failed_id = rid(&failed);
+    assert_eq!(failed.status(), 500);
+    let ev = events(&app, &a.ws, &a.owner_key).await;
+    let e = find(&ev, &failed_id);
+    assert_eq!(
+        (e["status"].as_u64(), e["error_code"].as_str()),
+        (Some(500), Some("INTERNAL"))
+    );
+    assert_eq!(app.all_contacts(&a).await.len(), 1);
+
+    assert!(verify(&app, &a).await.is_ok());
+    assert!(verify(&app, &b).await.is_ok());
+}
+
+async fn no_change_commits_without_its_event(app: TestApp) {
+    let a = app.org("Alpha").await;
+    let c = app.contact(&a, json!({"name": "Keep"})).await;
+    let one = format!(
+        "/v1/workspaces/{}/contacts/{}",
+        a.ws,
+        c["id"].as_str().unwrap()
+    );
+    // Make the ledger refuse the success event of a delete (and only that).
+    let refuse = match app.backend {
+        common::Backend::Sqlite => {
+            "CREATE TRIGGER refuse_delete_event BEFORE INSERT ON audit_events \
+             WHEN NEW.action = 'contact.delete' AND NEW.status = 204 BEGIN SELECT RAISE(ABORT, 'no'); END"
+        }
+        common::Backend::Postgres => {
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no'; END $$; \
+             CREATE TRIGGER refuse_delete_event BEFORE INSERT ON audit_events FOR EACH ROW \
+             WHEN (NEW.action = 'contact.delete' AND NEW.status = 204) EXECUTE FUNCTION refuse()"
+        }
+    };
+    owner_sql(&app, &a.org.to_string(), &a.ws.to_string(), &[refuse])
+        .await
+        .unwrap();
+    let r = app.delete(&one, &a.owner_key).await;
+    let request = rid(&r);
+    let (status, code, _) = error_of(r).await;
+    assert_eq!((status, code.as_str()), (500, "INTERNAL"));
+    assert_eq!(
+        app.get(&one, &a.owner_key).await.status(),
+        200,
+        "the delete did not happen without its event"
+    );
+    let ev = events(&app, &a.ws, &a.owner_key).await;
+    let e = find(&ev, &request);
+    assert_eq!(e["status"], 500, "the failure itself is on record");
+    assert!(verify(&app, &a).await.is_ok());
+}
+
+async fn seed_events(app: &TestApp, org: &Org, n: usize) {
+    for i in 0..n {
+        app.contact(org, json!({"name": format!("C{i}")})).await;
+    }
+}
+
+async fn tampering_is_caught_at_the_first_bad_sequence(app: TestApp) {
+    // One organization per kind of tampering; each starts intact.
+    let cases: [(&str, &[&str], i64); 4] = [
+        (
+            "changed",
+            &["UPDATE audit_events SET status = 200 WHERE seq = 3"],
+            3,
+        ),
+        ("deleted", &["DELETE FROM audit_events WHERE seq = 4"], 4),
+        (
+            "reordered",
+            &[
+                "UPDATE audit_events SET seq = -1 WHERE seq = 2",
+                "UPDATE audit_events SET seq = 2 WHERE seq = 3",
+                "UPDATE audit_events SET seq = 3 WHERE seq = -1",
+            ],
+            2,
+        ),
+        ("truncated", &["DELETE FROM audit_events WHERE seq = 6"], 6),
+    ];
+    let mut orgs = Vec::new();
+    for (name, _, _) in &cases {
+        let org = app.org(name).await;
+        seed_events(&app, &org, 6).await;
+        assert_eq!(verify(&app, &org).await, Ok(6), "{name} starts intact");
+        orgs.push(org);
+    }
+    let mut disable = disable_ledger_triggers(&app);
+    if app.backend == common::Backend::Sqlite {
+        owner_sql(&app, "", "", &disable).await.unwrap();
+        disable.clear();
+    }
+    for ((name, statements, bad), org) in cases.iter().zip(&orgs) {
+        let scoped: Vec<String> = statements
+            .iter()
+            .map(|s| s.replace("WHERE", &format!("WHERE org_id = '{}' AND", org.org)))
+            .collect();
+        let mut all: Vec<&str> = disable.clone();
+        all.extend(scoped.iter().map(String::as_str));
+        owner_sql(&app, &org.org.to_string(), &org.ws.to_string(), &all)
+            .await
+            .unwrap();
+        let got = verify(&app, org).await;
+        assert_eq!(got.map_err(|(seq, _)| seq), Err(*bad), "{name}: {got:?}");
+    }
+}
+
+async fn the_ledger_is_append_only_in_the_database(app: TestApp) {
+    let a = app.org("Alpha").await;
+    seed_events(&app, &a, 3).await;
+    let (org, ws) = (a.org.to_string(), a.ws.to_string());
+    for sql in [
+        "UPDATE audit_events SET status = 200",
+        "DELETE FROM audit_events",
+    ] {
+        let err = app_sql(&app, &org, &ws, sql).await;
+        assert!(err.unwrap_err().contains("append-only"), "{sql}");
+    }
+    if app.backend == common::Backend::Postgres {
+        assert!(
+            app_sql(&app, &org, &ws, "TRUNCATE audit_events")
+                .await
+                .is_err()
+        );
+    }
+    // A checkpoint must name a real event.
+    let err = app_sql(&app, &org, &ws, "INSERT INTO audit_checkpoints (org_id, seq, hash, created_at) VALUES ((SELECT org_id FROM audit_heads LIMIT 1), 1, 'forged', '2026-01-01T00:00:00Z')").await;
+    assert!(err.is_err());
+    assert_eq!(verify(&app, &a).await, Ok(3));
+}
+
+async fn retention_cuts_only_behind_a_checkpoint(app: TestApp) {
+    let a = app.org("Alpha").await;
+    seed_events(&app, &a, 4).await;
+    app.clock.advance(chrono::Duration::days(400));
+    seed_events(&app, &a, 2).await;
+    let now = app.clock.now_for_tests();
+    let cp = rampart_audit::retention::apply(&app.store, a.org, 365, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cp.seq, 4, "the four contacts made over a year ago");
+    let ev = events(&app, &a.ws, &a.owner_key).await;
+    assert_eq!(ev.first().unwrap()["seq"], 5);
+    assert_eq!(
+        verify(&app, &a).await,
+        Ok(6),
+        "what remains still verifies, from the checkpoint"
+    );
+    seed_events(&app, &a, 1).await;
+    assert_eq!(verify(&app, &a).await, Ok(7));
+    // Deleting behind the checkpoint is allowed by the database; in front of it, refused.
+    let (org, ws) = (a.org.to_string(), a.ws.to_string());
+    assert!(
+        app_sql(&app, &org, &ws, "DELETE FROM audit_events WHERE seq = 7")
+            .await
+            .unwrap_err()
+            .contains("append-only")
+    );
+    // Checkpoints themselves are append-only.
+    assert!(
+        app_sql(&app, &org, &ws, "DELETE FROM audit_checkpoints")
+            .await
+            .unwrap_err()
+            .contains("append-only")
+    );
+}
+
+async fn parallel_writers_leave_no_gap_and_no_fork(app: TestApp) {
+    let a = app.org("Alpha").await;
+    let b = app.org("Beta").await;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        for org in [&a, &b] {
+            let (client, url, key) = (
+                app.client.clone(),
+                app.url(&format!("/v1/workspaces/{}/contacts", org.ws)),
+                org.owner_key.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                client
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&json!({"name": format!("P{i}")}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }));
+        }
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 201);
+    }
+    // Forty contacts in each ledger, numbered 1 to 40 without a gap, and the chains verify.
+    assert_eq!(verify(&app, &a).await, Ok(40));
+    assert_eq!(verify(&app, &b).await, Ok(40));
+    let seqs: Vec<i64> = events(&app, &a.ws, &a.owner_key)
+        .await
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
+}
+
+async fn the_events_api_filters_and_paginates(app: TestApp) {
+    let a = app.org("Alpha").await;
+    let sales = app.key(a.ws, Role::Sales).await;
+    seed_events(&app, &a, 3).await;
+    let t = app.clock.now_for_tests();
+    app.clock.advance(chrono::Duration::minutes(5));
+    app.post(
+        &format!("/v1/workspaces/{}/contacts", a.ws),
+        &sales,
+        &json!({"email": "bad"}),
+    )
+    .await;
+    let path = |q: &str| format!("/v1/workspaces/{}/audit-events?{q}", a.ws);
+    let get = |q: String| {
+        let (app, key) = (&app, a.owner_key.clone());
+        async move { app.get(&q, &key).await.json::<Value>().await.unwrap() }
+    };
+    let by_status = get(path("status=422")).await;
+    assert_eq!(by_status["data"].as_array().unwrap().len(), 1);
+    let actor = by_status["data"][0]["actor"].as_str().unwrap().to_owned();
+    assert_eq!(
+        get(path(&format!("actor={actor}"))).await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        get(path("action=contact.create")).await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let since =
+        (t + chrono::Duration::minutes(1)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    assert_eq!(
+        get(path(&format!("since={since}&action=contact.create"))).await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "only the later, failed create"
+    );
+    assert_eq!(
+        get(path(&format!("until={since}&action=contact.create"))).await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let first = get(path("limit=2")).await;
+    assert_eq!(first["data"].as_array().unwrap().len(), 2);
+    assert!(
+        first["data"][0]["seq"].as_i64() > first["data"][1]["seq"].as_i64(),
+        "newest first"
+    );
+    let next = get(path(&format!(
+        "limit=2&cursor={}",
+        first["next_cursor"].as_str().unwrap()
+    )))
+    .await;
+    assert_eq!(
+        next["data"][0]["seq"].as_i64().unwrap(),
+        first["data"][1]["seq"].as_i64().unwrap() - 1
+    );
+    let (status, code, _) = error_of(app.get(&path(""), &sales).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "FORBIDDEN"),
+        "the ledger needs audit:read"
+    );
+    let (status, _, _) = error_of(app.get(&path("status=abc"), &a.owner_key).await).await;
+    assert_eq!(status, 400);
+}
+
+async fn contacts_keep_their_version_history(app: TestApp) {
+    let a = app.org("Alpha").await;
+    let sales = app.key(a.ws, Role::Sales).await;
+    let c = app.contact(&a, json!({"name": "V1"})).await;
+    let one = format!(
+        "/v1/workspaces/{}/contacts/{}",
+        a.ws,
+        c["id"].as_str().unwrap()
+    );
+    app.patch(&one, &sales, &json!({"name": "V2"})).await;
+    let live: Value = app
+        .get(&format!("{one}/versions"), &sales)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(live["data"].as_array().unwrap().len(), 2, "{live}");
+    assert_eq!(live["data"][1]["before"]["name"], "V1");
+    assert_eq!(live["data"][1]["after"]["name"], "V2");
+    assert!(
+        live["data"][1]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("key_")
+    );
+    assert_eq!(app.delete(&one, &a.owner_key).await.status(), 204);
+    let (status, _, _) = error_of(app.get(&format!("{one}/versions"), &sales).await).await;
+    assert_eq!(status, 404, "a deleted contact's history needs audit:read");
+    let gone: Value = app
+        .get(&format!("{one}/versions"), &a.owner_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events: Vec<&str> = gone["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["create", "update", "delete"]);
+    assert_eq!(gone["data"][2]["before"]["name"], "V2");
+    assert_eq!(gone["data"][2]["after"], Value::Null);
+}

@@ -1,0 +1,229 @@
+//! `Idempotency-Key` on mutating routes: a retry gets the first outcome and the work happens
+//! once; the same key with another request is refused; a duplicate while the first is still
+//! running is refused; keys are per caller and workspace, and expire after 24 hours.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Backend, Db, TestApp, error_of};
+use rampart_core::{Role, TenantGrant};
+use rampart_store::idempotency::Claim;
+use serde_json::{Value, json};
+
+both_backends!(
+    replays_return_the_first_outcome_and_do_the_work_once,
+    keys_expire_and_abandoned_claims_are_taken_over
+);
+
+async fn send(app: &TestApp, key: &str, idem: &str, body: Value) -> reqwest::Response {
+    app.req(
+        reqwest::Method::POST,
+        &format!("/v1/workspaces/{}/contacts", workspace_of(key)),
+        key,
+    )
+    .header("idempotency-key", idem)
+    .json(&body)
+    .send()
+    .await
+    .unwrap()
+}
+
+fn workspace_of(key: &str) -> String {
+    // rk_live_<ws body>_<secret>
+    let body = &key["rk_live_".len()..key.len() - 44];
+    format!("ws_{body}")
+}
+
+async fn replays_return_the_first_outcome_and_do_the_work_once(app: TestApp) {
+    let org = app.org("Acme").await;
+    let first = send(
+        &app,
+        &org.owner_key,
+        "create-ann",
+        json!({"name": "Ann", "email": "ann@example.com"}),
+    )
+    .await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let location = first.headers()["location"].clone();
+    let body: Value = first.json().await.unwrap();
+
+    let again = send(
+        &app,
+        &org.owner_key,
+        "create-ann",
+        json!({"name": "Ann", "email": "ann@example.com"}),
+    )
+    .await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.headers()["location"], location);
+    assert_eq!(
+        again.json::<Value>().await.unwrap(),
+        body,
+        "the stored response, byte for byte"
+    );
+    assert_eq!(
+        app.all_contacts(&org).await.len(),
+        1,
+        "the work happened once"
+    );
+
+    let (status, code, _) =
+        error_of(send(&app, &org.owner_key, "create-ann", json!({"name": "Bob"})).await).await;
+    assert_eq!((status, code.as_str()), (422, "IDEMPOTENCY_KEY_REUSED"));
+
+    // Keys are per caller: another key may use the same string.
+    let other = app.key(org.ws, Role::Admin).await;
+    assert_eq!(
+        send(&app, &other, "create-ann", json!({"name": "Bob"}))
+            .await
+            .status(),
+        201
+    );
+
+    // A client error is an outcome too: replayed, not re-run.
+    let bad = send(&app, &org.owner_key, "bad-one", json!({"email": "nope"})).await;
+    assert_eq!(bad.status(), 422);
+    let bad_again = send(&app, &org.owner_key, "bad-one", json!({"email": "nope"})).await;
+    assert_eq!(bad_again.status(), 422);
+    assert_eq!(bad_again.headers()["idempotent-replayed"], "true");
+
+    // A malformed key is refused, and recorded like every other mutation.
+    let (status, code, body) =
+        error_of(send(&app, &org.owner_key, &"k".repeat(256), json!({"name": "X"})).await).await;
+    assert_eq!((status, code.as_str()), (422, "INVALID"), "{body}");
+    assert_eq!(body["error"]["field"], "Idempotency-Key");
+    assert_eq!(app.all_contacts(&org).await.len(), 2);
+}
+
+async fn keys_expire_and_abandoned_claims_are_taken_over(app: TestApp) {
+    let org = app.org("Acme").await;
+    assert_eq!(
+        send(&app, &org.owner_key, "daily", json!({"name": "Day 1"}))
+            .await
+            .status(),
+        201
+    );
+    app.clock.advance(chrono::Duration::hours(25));
+    assert_eq!(
+        send(&app, &org.owner_key, "daily", json!({"name": "Day 2"}))
+            .await
+            .status(),
+        201,
+        "expired keys are purged"
+    );
+    assert_eq!(app.all_contacts(&org).await.len(), 2);
+
+    // A claim whose request died (a crash) blocks duplicates only until its lock lapses.
+    let grant = TenantGrant::operator(org.org, org.ws);
+    let now = app.clock.now_for_tests();
+    assert_eq!(
+        app.store
+            .idempotency_claim(&grant, "k", "h", now)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+    assert_eq!(
+        app.store
+            .idempotency_claim(&grant, "k", "h", now)
+            .await
+            .unwrap(),
+        Claim::InUse
+    );
+    assert_eq!(
+        app.store
+            .idempotency_claim(&grant, "k", "other", now)
+            .await
+            .unwrap(),
+        Claim::Reused
+    );
+    let later = now + chrono::Duration::seconds(61);
+    assert_eq!(
+        app.store
+            .idempotency_claim(&grant, "k", "h", later)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+}
+
+/// A duplicate that arrives while the first request is still running gets 409 (PostgreSQL:
+/// the first request is held mid-transaction by a lock; SQLite's single writer serializes the
+/// two, so the duplicate would simply wait and be replayed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_in_flight_is_refused() {
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let org = app.org("Acme").await;
+    let Db::Postgres { owner_url, .. } = &app.db else {
+        unreachable!()
+    };
+    let owner = sqlx::PgPool::connect(owner_url).await.unwrap();
+    let mut blocker = owner.begin().await.unwrap();
+    sqlx::query("LOCK TABLE contact_tags IN EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+
+    let (client, url, key) = (
+        app.client.clone(),
+        app.url(&format!("/v1/workspaces/{}/contacts", org.ws)),
+        org.owner_key.clone(),
+    );
+    let first = tokio::spawn(async move {
+        client
+            .post(url)
+            .bearer_auth(key)
+            .header("idempotency-key", "slow")
+            .json(&json!({"name": "Slow", "tags": ["t"]}))
+            .send()
+            .await
+            .unwrap()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the first request never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, code, _) = error_of(
+        send(
+            &app,
+            &org.owner_key,
+            "slow",
+            json!({"name": "Slow", "tags": ["t"]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (409, "IDEMPOTENCY_KEY_IN_USE"));
+    blocker.commit().await.unwrap();
+    assert_eq!(first.await.unwrap().status(), 201);
+    let replay = send(
+        &app,
+        &org.owner_key,
+        "slow",
+        json!({"name": "Slow", "tags": ["t"]}),
+    )
+    .await;
+    assert_eq!(replay.status(), 201);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(app.all_contacts(&org).await.len(), 1);
+}
