@@ -16,6 +16,7 @@ struct Inner {
     store: Store,
     clock: Arc<dyn Clock>,
     keys: KeyCache,
+    mutation_guard: bool,
 }
 
 impl AppState {
@@ -23,11 +24,7 @@ impl AppState {
     /// made on another node take effect here within that bound).
     pub fn new(store: Store, clock: Arc<dyn Clock>, key_cache_ttl: Duration) -> Self {
         let ttl = key_cache_ttl.min(Duration::from_secs(60));
-        Self(Arc::new(Inner {
-            store,
-            clock,
-            keys: KeyCache::new(ttl),
-        }))
+        Self(Arc::new(Inner { store, clock, keys: KeyCache::new(ttl), mutation_guard: true }))
     }
 
     /// The database.
@@ -38,6 +35,21 @@ impl AppState {
     /// The injected clock.
     pub fn clock(&self) -> &dyn Clock {
         &*self.0.clock
+    }
+
+    /// The same state with the mutation guard (audit ledger, idempotency) switched off. Exists
+    /// only so `bench/` can measure what the guard costs; nothing in the server calls it, and
+    /// no configuration reaches it.
+    #[doc(hidden)]
+    pub fn without_mutation_guard_for_benchmarks(store: Store, clock: Arc<dyn Clock>) -> Self {
+        let keys = KeyCache::new(Duration::from_secs(30));
+        Self(Arc::new(Inner { store, clock, keys, mutation_guard: false }))
+    }
+
+    /// Whether mutating routes go through the audit ledger and idempotency (always, except in
+    /// a benchmark's baseline).
+    pub fn mutation_guard(&self) -> bool {
+        self.0.mutation_guard
     }
 
     /// The per-node API-key cache.

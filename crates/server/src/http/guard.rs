@@ -179,7 +179,7 @@ pub async fn guard(
     let mut response = match spec.scope {
         Scope::Public => next.run(req).await,
         Scope::Platform => ApiError::not_found().into_response(),
-        Scope::Tenant if spec.mutates => {
+        Scope::Tenant if spec.mutates && state.mutation_guard() => {
             mutation::run(&state, spec, &params, req, next, started).await
         }
         Scope::Tenant => match admit(&state, spec, &params, req.headers()).await {
@@ -189,9 +189,14 @@ pub async fn guard(
                 req.extensions_mut().insert(grant);
                 req.extensions_mut().insert(slot.clone());
                 let response = next.run(req).await;
-                // A read commits nothing; dropping the transaction ends it.
-                drop(slot.take());
-                response
+                match slot.take() {
+                    Some(tx) if response.status().is_success() => match tx.commit().await {
+                        Ok(()) => response,
+                        Err(e) => ApiError::from(e).into_response(),
+                    },
+                    // Not a success: dropping the transaction rolls it back.
+                    _ => response,
+                }
             }
         },
     };
