@@ -24,7 +24,12 @@ impl AppState {
     /// made on another node take effect here within that bound).
     pub fn new(store: Store, clock: Arc<dyn Clock>, key_cache_ttl: Duration) -> Self {
         let ttl = key_cache_ttl.min(Duration::from_secs(60));
-        Self(Arc::new(Inner { store, clock, keys: KeyCache::new(ttl), mutation_guard: true }))
+        Self(Arc::new(Inner {
+            store,
+            clock,
+            keys: KeyCache::new(ttl),
+            mutation_guard: true,
+        }))
     }
 
     /// The database.
@@ -43,7 +48,12 @@ impl AppState {
     #[doc(hidden)]
     pub fn without_mutation_guard_for_benchmarks(store: Store, clock: Arc<dyn Clock>) -> Self {
         let keys = KeyCache::new(Duration::from_secs(30));
-        Self(Arc::new(Inner { store, clock, keys, mutation_guard: false }))
+        Self(Arc::new(Inner {
+            store,
+            clock,
+            keys,
+            mutation_guard: false,
+        }))
     }
 
     /// Whether mutating routes go through the audit ledger and idempotency (always, except in

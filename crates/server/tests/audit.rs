@@ -499,3 +499,67 @@ async fn contacts_keep_their_version_history(app: TestApp) {
     assert_eq!(gone["data"][2]["before"]["name"], "V2");
     assert_eq!(gone["data"][2]["after"], Value::Null);
 }
+
+/// A client that hangs up mid-request does not leave the request half-done or unrecorded: it
+/// runs to completion (all or nothing) and its event is written (PostgreSQL: the request is
+/// held mid-transaction by a lock while the client disconnects).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hanging_up_midway_still_gets_a_whole_change_and_an_event() {
+    use std::time::{Duration, Instant};
+    let Some(app) = TestApp::spawn(common::Backend::Postgres).await else {
+        return;
+    };
+    let a = app.org("Alpha").await;
+    let common::Db::Postgres { owner_url, .. } = &app.db else {
+        unreachable!()
+    };
+    let owner = sqlx::PgPool::connect(owner_url).await.unwrap();
+    let mut blocker = owner.begin().await.unwrap();
+    sqlx::query("LOCK TABLE contact_tags IN EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let (client, url, key) = (
+        app.client.clone(),
+        app.url(&format!("/v1/workspaces/{}/contacts", a.ws)),
+        a.owner_key.clone(),
+    );
+    let request = tokio::spawn(async move {
+        client
+            .post(url)
+            .bearer_auth(key)
+            .header("x-request-id", "hangup-1")
+            .json(&json!({"name": "Whole", "tags": ["a", "b"]}))
+            .send()
+            .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            .fetch_one(&owner)
+            .await
+            .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the request never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    request.abort();
+    let _ = request.await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    blocker.commit().await.unwrap();
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        found = app.all_contacts(&a).await;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(found.len(), 1, "the change completed");
+    assert_eq!(found[0]["tags"], json!(["a", "b"]), "whole, not half");
+    let ev = events(&app, &a.ws, &a.owner_key).await;
+    assert_eq!(find(&ev, "hangup-1")["status"], 201);
+    assert!(verify(&app, &a).await.is_ok());
+}

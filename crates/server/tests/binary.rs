@@ -574,13 +574,56 @@ async fn a_request_cut_off_midway_leaves_no_partial_write() {
 async fn audit_cli_verifies_exports_and_names_the_first_bad_event() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let org = cli(&data, &[], &["admin", "create-org", "--name", "Acme", "--owner-email", "o@acme.example.com", "--json"]);
-    let (org_id, ws) = (org["org_id"].as_str().unwrap().to_owned(), org["workspace_id"].as_str().unwrap().to_owned());
-    let key = cli(&data, &[], &["admin", "create-api-key", "--workspace", &ws, "--role", "owner", "--name", "k", "--json"])["key"]
+    let org = cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "create-org",
+            "--name",
+            "Acme",
+            "--owner-email",
+            "o@acme.example.com",
+            "--json",
+        ],
+    );
+    let (org_id, ws) = (
+        org["org_id"].as_str().unwrap().to_owned(),
+        org["workspace_id"].as_str().unwrap().to_owned(),
+    );
+    let key = cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "create-api-key",
+            "--workspace",
+            &ws,
+            "--role",
+            "owner",
+            "--name",
+            "k",
+            "--json",
+        ],
+    )["key"]
         .as_str()
         .unwrap()
         .to_owned();
-    cli(&data, &[], &["admin", "add-member", "--workspace", &ws, "--email", "ann@example.com", "--role", "viewer", "--json"]);
+    cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "add-member",
+            "--workspace",
+            &ws,
+            "--email",
+            "ann@example.com",
+            "--role",
+            "viewer",
+            "--json",
+        ],
+    );
     let mut server = start(&data, &[]);
     let client = reqwest::Client::new();
     for i in 0..3 {
@@ -597,7 +640,10 @@ async fn audit_cli_verifies_exports_and_names_the_first_bad_event() {
 
     let ok = cli(&data, &[], &["audit", "verify", "--json"]);
     assert_eq!(ok["results"][0]["ok"], true);
-    assert_eq!(ok["results"][0]["events"], 6, "create-org, create-api-key, add-member and three contacts");
+    assert_eq!(
+        ok["results"][0]["events"], 6,
+        "create-org, create-api-key, add-member and three contacts"
+    );
 
     let out = Command::new(BIN)
         .args(["audit", "export", "--org", &org_id, "--format", "ndjson"])
@@ -605,37 +651,87 @@ async fn audit_cli_verifies_exports_and_names_the_first_bad_event() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let lines: Vec<Value> = String::from_utf8(out.stdout.clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 6);
-    let actions: Vec<&str> = lines.iter().map(|l| l["action"].as_str().unwrap()).collect();
-    assert_eq!(&actions[..3], ["org.create", "api_key.create", "member.add"]);
+    let actions: Vec<&str> = lines
+        .iter()
+        .map(|l| l["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &actions[..3],
+        ["org.create", "api_key.create", "member.add"]
+    );
     assert_eq!(lines[0]["actor"], "operator");
     assert_eq!(lines[0]["auth_method"], "cli");
-    assert!(lines.windows(2).all(|w| w[1]["prev_hash"] == w[0]["hash"]), "the export carries the chain");
+    assert!(
+        lines.windows(2).all(|w| w[1]["prev_hash"] == w[0]["hash"]),
+        "the export carries the chain"
+    );
     let text = lines.iter().map(Value::to_string).collect::<String>();
-    assert!(!text.contains("ann@example.com") && !text.contains("o@acme.example.com"), "emails are pseudonymised");
+    assert!(
+        !text.contains("ann@example.com") && !text.contains("o@acme.example.com"),
+        "emails are pseudonymised"
+    );
 
     // The independent Python verifier published in docs/audit-chain.md agrees with the chain.
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/audit-chain.md")).unwrap();
-    let script = doc.split("```python\n").nth(1).unwrap().split("```").next().unwrap();
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/audit-chain.md"
+    ))
+    .unwrap();
+    let script = doc
+        .split("```python\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
     let script_path = tmp.path().join("verify.py");
     std::fs::write(&script_path, script).unwrap();
     let export_path = tmp.path().join("export.ndjson");
     std::fs::write(&export_path, &out.stdout).unwrap();
-    let py = Command::new("python3").arg(&script_path).arg(&export_path).output().unwrap();
+    let py = Command::new("python3")
+        .arg(&script_path)
+        .arg(&export_path)
+        .output()
+        .unwrap();
     let verdict = String::from_utf8_lossy(&py.stdout);
-    assert!(verdict.starts_with("ok: 6 events"), "python verifier: {verdict} {}", String::from_utf8_lossy(&py.stderr));
+    assert!(
+        verdict.starts_with("ok: 6 events"),
+        "python verifier: {verdict} {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
     assert!(verdict.contains(ok["results"][0]["head_hash"].as_str().unwrap()));
 
     // Tamper with one field of event 5 directly in the database file.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("rampart.db").display())).await.unwrap();
-    sqlx::raw_sql("DROP TRIGGER audit_events_no_update; UPDATE audit_events SET status = 500 WHERE seq = 5")
-        .execute(&pool)
-        .await
-        .unwrap();
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("rampart.db").display()))
+            .await
+            .unwrap();
+    sqlx::raw_sql(
+        "DROP TRIGGER audit_events_no_update; UPDATE audit_events SET status = 500 WHERE seq = 5",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     pool.close().await;
-    let out = Command::new(BIN).args(["audit", "verify"]).env("RAMPART_DATA_DIR", &data).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["audit", "verify"])
+        .env("RAMPART_DATA_DIR", &data)
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "tampering makes verify fail");
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(said.contains("sequence 5") || said.contains("sequence number 5"), "{said}");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("sequence 5") || said.contains("sequence number 5"),
+        "{said}"
+    );
 }

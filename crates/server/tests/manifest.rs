@@ -114,8 +114,13 @@ fn no_route_is_registered_outside_the_manifest() {
             } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("manifest.rs")
             {
                 let text = std::fs::read_to_string(&path).unwrap();
-                if !path.ends_with("state.rs") && text.contains("without_mutation_guard_for_benchmarks") {
-                    offenders.push(format!("{} switches the mutation guard off", path.display()));
+                if !path.ends_with("state.rs")
+                    && text.contains("without_mutation_guard_for_benchmarks")
+                {
+                    offenders.push(format!(
+                        "{} switches the mutation guard off",
+                        path.display()
+                    ));
                 }
                 for needle in [".route(", ".nest(", ".route_service(", "Router::new("] {
                     if text.contains(needle) {

@@ -101,13 +101,30 @@ async fn authenticate(
     Ok((principal, key.membership))
 }
 
-/// The `{ws}` (and `{id}`, when present) segments of the matched path.
-pub(crate) fn path_param<'a>(params: &'a RawPathParams, name: &str) -> Option<&'a str> {
-    params.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+/// The `{ws}` and `{id}` segments of the matched path, owned.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PathIds {
+    pub ws: Option<String>,
+    pub id: Option<String>,
 }
 
-fn path_workspace(params: &RawPathParams) -> Result<WorkspaceId, ApiError> {
-    let raw = path_param(params, "ws").ok_or_else(ApiError::internal)?;
+impl PathIds {
+    fn of(params: &RawPathParams) -> Self {
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_owned())
+        };
+        Self {
+            ws: get("ws"),
+            id: get("id"),
+        }
+    }
+}
+
+fn path_workspace(ids: &PathIds) -> Result<WorkspaceId, ApiError> {
+    let raw = ids.ws.as_deref().ok_or_else(ApiError::internal)?;
     raw.parse::<WorkspaceId>()
         .map_err(|e| ApiError::bad_request(format!("invalid workspace id in path: {e}")))
 }
@@ -125,10 +142,10 @@ pub(crate) struct Refusal {
 pub(crate) async fn admit(
     state: &AppState,
     spec: &'static RouteSpec,
-    params: &RawPathParams,
+    ids: &PathIds,
     headers: &HeaderMap,
 ) -> Result<TenantGrant, Refusal> {
-    let workspace = path_workspace(params).map_err(|e| Refusal {
+    let workspace = path_workspace(ids).map_err(|e| Refusal {
         response: e.into_response(),
         workspace: None,
         caller: None,
@@ -176,13 +193,23 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     let started = Instant::now();
+    let ids = PathIds::of(&params);
     let mut response = match spec.scope {
         Scope::Public => next.run(req).await,
         Scope::Platform => ApiError::not_found().into_response(),
         Scope::Tenant if spec.mutates && state.mutation_guard() => {
-            mutation::run(&state, spec, &params, req, next, started).await
+            // Run to completion even if the client goes away: the change commits or rolls
+            // back whole, and either way its audit event is written.
+            let task = tokio::spawn(mutation::run(state.clone(), spec, ids, req, next, started));
+            match task.await {
+                Ok(response) => response,
+                Err(_) => {
+                    tracing::error!(action = spec.action, "a mutating request's task panicked");
+                    ApiError::internal().into_response()
+                }
+            }
         }
-        Scope::Tenant => match admit(&state, spec, &params, req.headers()).await {
+        Scope::Tenant => match admit(&state, spec, &ids, req.headers()).await {
             Err(refusal) => refusal.response,
             Ok(grant) => {
                 let slot = TxSlot::default();

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, RawPathParams, Request};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::extract::MAX_BODY;
-use super::guard::{Caller, Refusal, TxSlot, admit, path_param};
+use super::guard::{Caller, PathIds, Refusal, TxSlot, admit};
 use super::request_id::RequestId;
 use crate::manifest::RouteSpec;
 use crate::state::AppState;
@@ -94,7 +94,7 @@ impl Facts {
 fn facts(
     spec: &'static RouteSpec,
     parts: &Parts,
-    params: &RawPathParams,
+    ids: &PathIds,
     body: &[u8],
     started: Instant,
 ) -> Facts {
@@ -102,7 +102,7 @@ fn facts(
         spec,
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
-        target: path_param(params, "id").map(str::to_owned),
+        target: ids.id.clone(),
         args: redact_args(body),
         request_id: parts
             .extensions
@@ -225,13 +225,14 @@ fn stored(parts: &axum::http::response::Parts, body: &Bytes) -> StoredResponse {
 
 /// The mutation guard for one request; see the module documentation.
 pub(crate) async fn run(
-    state: &AppState,
+    state: AppState,
     spec: &'static RouteSpec,
-    params: &RawPathParams,
+    ids: PathIds,
     req: Request,
     next: Next,
     started: Instant,
 ) -> Response {
+    let state = &state;
     let (mut parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -243,8 +244,8 @@ pub(crate) async fn run(
             } else {
                 ApiError::bad_request("could not read the request body")
             };
-            let f = facts(spec, &parts, params, b"", started);
-            let refusal = match admit(state, spec, params, &parts.headers).await {
+            let f = facts(spec, &parts, &ids, b"", started);
+            let refusal = match admit(state, spec, &ids, &parts.headers).await {
                 Ok(grant) => Refusal {
                     response: error.into_response(),
                     workspace: Some(grant.workspace()),
@@ -266,9 +267,9 @@ pub(crate) async fn run(
             return refusal.response;
         }
     };
-    let mut f = facts(spec, &parts, params, &bytes, started);
+    let mut f = facts(spec, &parts, &ids, &bytes, started);
 
-    let grant = match admit(state, spec, params, &parts.headers).await {
+    let grant = match admit(state, spec, &ids, &parts.headers).await {
         Ok(grant) => grant,
         Err(refusal) => {
             record_refused(
