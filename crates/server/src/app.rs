@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::http::error::ApiError;
-use crate::http::request_id;
+use crate::http::{headers, request_id};
 use crate::manifest;
 use crate::state::AppState;
 
@@ -26,6 +26,10 @@ pub fn build(state: AppState) -> Router {
     manifest::router(state.clone())
         .fallback(unrouted)
         .layer(CatchPanicLayer::custom(panicked))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            headers::layer,
+        ))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }

@@ -51,6 +51,8 @@ pub struct Settings {
     pub shutdown_grace_secs: u64,
     /// The audit ledger (`[audit]` in TOML, `RAMPART_AUDIT__*` in the environment).
     pub audit: AuditSettings,
+    /// Add `preload` to the HSTS header (sent whenever the public URL is https).
+    pub hsts_preload: bool,
 }
 
 /// Audit ledger settings.
@@ -86,6 +88,7 @@ impl Default for Settings {
             key_cache_ttl_secs: 30,
             shutdown_grace_secs: 30,
             audit: AuditSettings::default(),
+            hsts_preload: false,
         }
     }
 }

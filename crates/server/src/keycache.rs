@@ -42,6 +42,11 @@ impl KeyCache {
         }
     }
 
+    /// How long entries live.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()

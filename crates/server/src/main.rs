@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use rampart::config::{Database, Settings, postgres_user};
+use rampart::http::headers::EdgeSettings;
 use rampart::{AppState, app, telemetry};
 use rampart_audit::redact_args;
 use rampart_core::{
@@ -304,7 +305,11 @@ async fn serve(settings: Settings) -> Result<()> {
         clock,
         Duration::from_secs(settings.key_cache_ttl_secs),
     );
-    let app = app::build(state);
+    let edge = EdgeSettings {
+        hsts: settings.public_url().starts_with("https://"),
+        hsts_preload: settings.hsts_preload,
+    };
+    let app = app::build(state.with_edge(edge));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;

@@ -12,7 +12,7 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use rampart_core::{Permission, Plan};
 
-use crate::routes::{api_keys, audit_events, contacts, health};
+use crate::routes::{api_keys, audit_events, contacts, health, pages};
 use crate::state::AppState;
 
 /// Who may reach a route.
@@ -71,6 +71,8 @@ pub struct RouteSpec {
     pub target: Target,
     /// A valid request body, used by generated tests and documentation.
     pub example_body: Option<&'static str>,
+    /// Origins allowed to frame the response (`frame-ancestors`); empty means framing is refused.
+    pub frame_ancestors: &'static [&'static str],
 }
 
 /// A manifest entry together with the handler that serves it.
@@ -108,12 +110,14 @@ macro_rules! spec {
             action: $action,
             target: Target::$target,
             example_body: $body,
+            frame_ancestors: &[],
         };
     };
 }
 
 use Permission as P;
 
+spec!(HOME: GET "/", Public, None, mutates = false, destructive = false, Health, "page.home", None, None);
 spec!(HEALTHZ: GET "/healthz", Public, None, mutates = false, destructive = false, Health, "health.live", None, None);
 spec!(READYZ: GET "/readyz", Public, None, mutates = false, destructive = false, Health, "health.ready", None, None);
 spec!(CONTACTS_LIST: GET "/v1/workspaces/{ws}/contacts", Tenant, Some(P::ContactsRead), mutates = false, destructive = false, Api, "contact.list", None, None);
@@ -134,6 +138,7 @@ spec!(AUDIT_EVENTS_LIST: GET "/v1/workspaces/{ws}/audit-events", Tenant, Some(P:
 /// Every route with its handler. The order is the order of the documentation.
 pub fn routes() -> Vec<Route> {
     vec![
+        route(&HOME, pages::home),
         route(&HEALTHZ, health::live),
         route(&READYZ, health::ready),
         route(&CONTACTS_LIST, contacts::list),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use rampart_core::Clock;
 use rampart_store::Store;
 
+use crate::http::headers::EdgeSettings;
 use crate::keycache::KeyCache;
 
 /// Shared application state; cheap to clone.
@@ -17,6 +18,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     keys: KeyCache,
     mutation_guard: bool,
+    edge: EdgeSettings,
 }
 
 impl AppState {
@@ -29,6 +31,7 @@ impl AppState {
             clock,
             keys: KeyCache::new(ttl),
             mutation_guard: true,
+            edge: EdgeSettings::default(),
         }))
     }
 
@@ -53,6 +56,7 @@ impl AppState {
             clock,
             keys,
             mutation_guard: false,
+            edge: EdgeSettings::default(),
         }))
     }
 
@@ -60,6 +64,26 @@ impl AppState {
     /// a benchmark's baseline).
     pub fn mutation_guard(&self) -> bool {
         self.0.mutation_guard
+    }
+
+    /// The same state with these edge settings.
+    pub fn with_edge(self, edge: EdgeSettings) -> Self {
+        let inner = match Arc::try_unwrap(self.0) {
+            Ok(inner) => inner,
+            Err(shared) => Inner {
+                store: shared.store.clone(),
+                clock: shared.clock.clone(),
+                keys: KeyCache::new(shared.keys.ttl()),
+                mutation_guard: shared.mutation_guard,
+                edge: shared.edge.clone(),
+            },
+        };
+        Self(Arc::new(Inner { edge, ..inner }))
+    }
+
+    /// Edge settings (HSTS).
+    pub fn edge(&self) -> &EdgeSettings {
+        &self.0.edge
     }
 
     /// The per-node API-key cache.

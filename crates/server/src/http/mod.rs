@@ -4,5 +4,6 @@
 pub mod error;
 pub mod extract;
 pub mod guard;
+pub mod headers;
 pub mod mutation;
 pub mod request_id;

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit_events;
 pub mod contacts;
 pub mod health;
+pub mod pages;
 
 use serde::{Deserialize, Deserializer};
 

@@ -1,0 +1,229 @@
+//! Security headers on every response; a fresh CSP nonce per HTML response; HSTS only for an
+//! https public URL; and, in real headless Chromium, an inline script without the nonce is
+//! blocked while the nonced one runs.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+mod common;
+
+use std::process::Command;
+
+use axum::Extension;
+use axum::response::Html;
+use common::{Backend, TestApp};
+use rampart::http::headers::{CspNonce, EdgeSettings};
+
+fn header<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    r.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let org = app.org("Acme").await;
+    let responses = vec![
+        (
+            "health",
+            app.client.get(app.url("/healthz")).send().await.unwrap(),
+        ),
+        (
+            "json",
+            app.get(
+                &format!("/v1/workspaces/{}/contacts", org.ws),
+                &org.owner_key,
+            )
+            .await,
+        ),
+        (
+            "error",
+            app.get(
+                &format!("/v1/workspaces/{}/contacts/ct_bad", org.ws),
+                &org.owner_key,
+            )
+            .await,
+        ),
+        (
+            "unrouted",
+            app.client.get(app.url("/nope")).send().await.unwrap(),
+        ),
+        ("html", app.client.get(app.url("/")).send().await.unwrap()),
+    ];
+    for (what, r) in &responses {
+        assert_eq!(
+            header(r, "x-content-type-options"),
+            Some("nosniff"),
+            "{what}"
+        );
+        assert_eq!(header(r, "referrer-policy"), Some("no-referrer"), "{what}");
+        assert_eq!(
+            header(r, "cross-origin-opener-policy"),
+            Some("same-origin"),
+            "{what}"
+        );
+        assert_eq!(
+            header(r, "cross-origin-resource-policy"),
+            Some("same-origin"),
+            "{what}"
+        );
+        assert!(
+            header(r, "permissions-policy")
+                .unwrap()
+                .contains("camera=()"),
+            "{what}"
+        );
+        assert_eq!(header(r, "x-frame-options"), Some("DENY"), "{what}");
+        assert_eq!(header(r, "server"), None, "{what}: no server banner");
+        assert_eq!(
+            header(r, "strict-transport-security"),
+            None,
+            "{what}: no HSTS over plain http"
+        );
+        assert_eq!(header(r, "cache-control"), Some("no-store"), "{what}");
+        let csp = header(r, "content-security-policy").unwrap();
+        if *what == "html" {
+            assert!(
+                csp.contains("'strict-dynamic'")
+                    && csp.contains("object-src 'none'")
+                    && csp.contains("base-uri 'none'"),
+                "{csp}"
+            );
+            assert!(csp.contains("frame-ancestors 'none'"));
+        } else {
+            assert_eq!(csp, "default-src 'none'; frame-ancestors 'none'", "{what}");
+        }
+    }
+}
+
+fn nonce_of(csp: &str) -> String {
+    let start = csp.find("'nonce-").unwrap() + "'nonce-".len();
+    csp[start..].split('\'').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn every_html_response_gets_its_own_nonce() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let r = app.client.get(app.url("/")).send().await.unwrap();
+        let nonce = nonce_of(header(&r, "content-security-policy").unwrap());
+        assert!(base64_len_bits(&nonce) >= 128, "{nonce}");
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains(&format!("<script nonce=\"{nonce}\">")),
+            "the page's script carries the header's nonce"
+        );
+        assert!(seen.insert(nonce), "a nonce was reused");
+    }
+}
+
+fn base64_len_bits(s: &str) -> usize {
+    s.trim_end_matches('=').len() * 6
+}
+
+#[tokio::test]
+async fn hsts_is_sent_for_an_https_public_url() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let state = rampart::AppState::new(
+        app.store.clone(),
+        std::sync::Arc::new(app.clock.clone()),
+        std::time::Duration::from_secs(30),
+    )
+    .with_edge(EdgeSettings {
+        hsts: true,
+        hsts_preload: true,
+    });
+    let router = rampart::app::build(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let r = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "strict-transport-security"),
+        Some("max-age=31536000; includeSubDomains; preload")
+    );
+}
+
+fn chromium() -> Option<&'static str> {
+    let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    if found.is_none() {
+        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+            panic!("CI must install Debian's chromium for the CSP test");
+        }
+        eprintln!("SKIPPED: chromium is not installed (apt-get install chromium)");
+    }
+    found
+}
+
+/// Serves a page with one nonced and one un-nonced inline script through Rampart's real
+/// header layer, and asks headless Chromium which of them ran.
+#[tokio::test]
+async fn chromium_blocks_an_inline_script_without_the_nonce() {
+    let Some(browser) = chromium() else { return };
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let state = rampart::AppState::new(
+        app.store.clone(),
+        std::sync::Arc::new(app.clock.clone()),
+        std::time::Duration::from_secs(30),
+    );
+    async fn page(Extension(nonce): Extension<CspNonce>) -> Html<String> {
+        Html(format!(
+            "<!doctype html><html><body><p id=a>nonced: no</p><p id=b>injected: no</p>\
+             <script nonce=\"{}\">document.getElementById('a').textContent = 'nonced: RAN';</script>\
+             <script>document.getElementById('b').textContent = 'injected: RAN';</script></body></html>",
+            nonce.0
+        ))
+    }
+    let router = axum::Router::new()
+        .route("/page", axum::routing::get(page))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rampart::http::headers::layer,
+        ))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}/page");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--virtual-time-budget=3000",
+                &format!("--user-data-dir={}", profile.path().display()),
+                "--dump-dom",
+                &url,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("nonced: RAN"),
+        "the nonced script ran: {dom} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        dom.contains("injected: no"),
+        "the un-nonced script was blocked: {dom}"
+    );
+}
