@@ -53,6 +53,78 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// Add `preload` to the HSTS header (sent whenever the public URL is https).
     pub hsts_preload: bool,
+    /// Requests per minute for each rate-limit bucket (`[rate_limits]`, `RAMPART_RATE_LIMITS__*`).
+    pub rate_limits: RateLimitSettings,
+    /// Requests per UTC day per API key, by plan (`[quotas]`, `RAMPART_QUOTAS__*`); 0 is unlimited.
+    pub quotas: QuotaSettings,
+    /// Redis URL; when set, limits and quotas are shared by every node through it.
+    pub redis_url: String,
+    /// When Redis is unreachable: `closed` refuses requests (503), `open` lets them through.
+    pub redis_failure: String,
+    /// Prefix of every Redis key Rampart writes.
+    pub redis_prefix: String,
+}
+
+/// Requests per minute, per bucket and subject.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimitSettings {
+    /// The default API bucket, per API key.
+    pub api_per_key: u32,
+    /// The default API bucket, per client IP.
+    pub api_per_ip: u32,
+    /// Sign-in attempts, per client IP.
+    pub sign_in_per_ip: u32,
+    /// Public form submissions, per client IP.
+    pub public_form_per_ip: u32,
+    /// Public form submissions, per email address.
+    pub public_form_per_email: u32,
+    /// Chat-like routes, per API key.
+    pub chat_per_key: u32,
+    /// Heartbeat routes, per API key.
+    pub heartbeat_per_key: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            api_per_key: 600,
+            api_per_ip: 1200,
+            sign_in_per_ip: 10,
+            public_form_per_ip: 5,
+            public_form_per_email: 5,
+            chat_per_key: 600,
+            heartbeat_per_key: 240,
+        }
+    }
+}
+
+/// Daily API-key request quotas by plan; 0 means unlimited.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QuotaSettings {
+    /// Free plan.
+    pub free: u64,
+    /// Starter plan.
+    pub starter: u64,
+    /// Growth plan.
+    pub growth: u64,
+    /// Pro plan.
+    pub pro: u64,
+    /// Enterprise plan.
+    pub enterprise: u64,
+}
+
+impl Default for QuotaSettings {
+    fn default() -> Self {
+        Self {
+            free: 100,
+            starter: 100,
+            growth: 2_500,
+            pro: 10_000,
+            enterprise: 0,
+        }
+    }
 }
 
 /// Audit ledger settings.
@@ -89,6 +161,11 @@ impl Default for Settings {
             shutdown_grace_secs: 30,
             audit: AuditSettings::default(),
             hsts_preload: false,
+            rate_limits: RateLimitSettings::default(),
+            quotas: QuotaSettings::default(),
+            redis_url: String::new(),
+            redis_failure: "closed".into(),
+            redis_prefix: "rampart".into(),
         }
     }
 }
@@ -132,6 +209,11 @@ impl Settings {
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid(
                 "log_format must be `text` or `json`".into(),
+            ));
+        }
+        if !matches!(self.redis_failure.as_str(), "open" | "closed") {
+            return Err(ConfigError::Invalid(
+                "redis_failure must be `open` or `closed`".into(),
             ));
         }
         if self.audit.retention_days == 0 {

@@ -42,11 +42,6 @@ impl KeyCache {
         }
     }
 
-    /// How long entries live.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()

@@ -9,12 +9,14 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use rampart::config::{Database, Settings, postgres_user};
 use rampart::http::headers::EdgeSettings;
+use rampart::http::limits::LimitSettings;
 use rampart::{AppState, app, telemetry};
 use rampart_audit::redact_args;
 use rampart_core::{
     AuthMethod, Clock, Email, OrgId, Plan, Role, SystemClock, TenantGrant, WorkspaceId,
 };
 use rampart_crypto::{MasterKey, MasterKeyError, NewApiKey};
+use rampart_guard::{Limiter, RedisFailure};
 use rampart_store::audit::{self, NewEvent};
 use rampart_store::{Mode, PoolSettings, Store, api_keys};
 use serde_json::json;
@@ -129,6 +131,15 @@ enum Admin {
         role: Role,
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Change an organization's plan (takes effect on every node within the key-cache TTL).
+    SetPlan {
+        #[arg(long)]
+        org: OrgId,
+        #[arg(long)]
+        plan: Plan,
         #[command(flatten)]
         out: JsonFlag,
     },
@@ -309,7 +320,12 @@ async fn serve(settings: Settings) -> Result<()> {
         hsts: settings.public_url().starts_with("https://"),
         hsts_preload: settings.hsts_preload,
     };
-    let app = app::build(state.with_edge(edge));
+    let limiter = limiter(&settings).await?;
+    let limits = LimitSettings {
+        rates: settings.rate_limits.clone(),
+        quotas: settings.quotas.clone(),
+    };
+    let app = app::build(state.with_edge(edge).with_limits(limiter, limits));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
@@ -344,6 +360,31 @@ async fn serve(settings: Settings) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The rate limiter: in-process, or shared through Redis when `redis_url` is set.
+async fn limiter(settings: &Settings) -> Result<Arc<Limiter>> {
+    if settings.redis_url.is_empty() {
+        return Ok(Arc::new(Limiter::local()));
+    }
+    let failure = if settings.redis_failure == "open" {
+        RedisFailure::Open
+    } else {
+        RedisFailure::Closed
+    };
+    match Limiter::redis(&settings.redis_url, &settings.redis_prefix, failure).await {
+        Ok(l) => {
+            tracing::info!(failure = %settings.redis_failure, "rate limits and quotas are shared through Redis");
+            Ok(Arc::new(l))
+        }
+        Err(e) if failure == RedisFailure::Open => {
+            tracing::error!(error = %e, "REDIS UNREACHABLE AT START; redis_failure=open: limits fall back to this node only");
+            Ok(Arc::new(Limiter::local()))
+        }
+        Err(e) => bail!(
+            "Redis at the configured URL is unreachable ({e}) and redis_failure=closed; refusing to start"
+        ),
+    }
 }
 
 async fn shutdown_signal() {
@@ -568,6 +609,19 @@ async fn admin_on(store: &Store, now: chrono::DateTime<chrono::Utc>, cmd: Admin)
                     record.id,
                     minted.token.expose()
                 ),
+            );
+        }
+        Admin::SetPlan { org, plan, out } => {
+            let event = operator_event(
+                "admin set-plan",
+                "org.set_plan",
+                json!({"org": org, "plan": plan}),
+            );
+            store.set_plan(org, plan, now, Some(event)).await?;
+            emit(
+                out.json,
+                json!({"org_id": org, "plan": plan}),
+                format!("{org} is now on the {plan} plan"),
             );
         }
         Admin::AddMember {

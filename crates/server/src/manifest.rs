@@ -26,13 +26,22 @@ pub enum Scope {
     Platform,
 }
 
-/// Which rate-limit bucket a route draws from (enforced by the edge; see issue #6).
+/// Which rate-limit bucket a route draws from; the rates are configuration
+/// (`[rate_limits]`), the guard applies them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket {
-    /// Liveness and readiness probes.
+    /// Liveness, readiness and the status page: not limited.
     Health,
-    /// The default per-key API bucket.
+    /// The default API bucket, per key and per IP.
     Api,
+    /// Sign-in, per IP.
+    SignIn,
+    /// Public form submissions, per IP and per email.
+    PublicForm,
+    /// Chat-like routes, per key.
+    Chat,
+    /// Heartbeat routes, per key.
+    Heartbeat,
 }
 
 /// What the `{id}` path segment names, so tests and tools can fill it in.
@@ -95,8 +104,11 @@ where
 }
 
 macro_rules! spec {
+    (@plan) => { Plan::Free };
+    (@plan $plan:ident) => { Plan::$plan };
     ($name:ident: $method:ident $path:literal, $scope:ident, $perm:expr, mutates = $mutates:literal,
-     destructive = $destructive:literal, $bucket:ident, $action:literal, $target:ident, $body:expr) => {
+          destructive = $destructive:literal, $bucket:ident, $action:literal, $target:ident, $body:expr
+     $(, plan = $plan:ident)?) => {
         /// Manifest entry for the route.
         pub static $name: RouteSpec = RouteSpec {
             method: Method::$method,
@@ -105,7 +117,7 @@ macro_rules! spec {
             permission: $perm,
             mutates: $mutates,
             destructive: $destructive,
-            min_plan: Plan::Free,
+                                    min_plan: spec!(@plan $($plan)?),
             bucket: Bucket::$bucket,
             action: $action,
             target: Target::$target,
@@ -133,7 +145,7 @@ spec!(API_KEYS_CREATE: POST "/v1/workspaces/{ws}/api-keys", Tenant, Some(P::Keys
 spec!(API_KEYS_REVOKE: DELETE "/v1/workspaces/{ws}/api-keys/{id}", Tenant, Some(P::KeysManage), mutates = true, destructive = true, Api, "api_key.revoke", ApiKey, None);
 
 spec!(CONTACT_VERSIONS: GET "/v1/workspaces/{ws}/contacts/{id}/versions", Tenant, Some(P::ContactsRead), mutates = false, destructive = false, Api, "contact.versions", Contact, None);
-spec!(AUDIT_EVENTS_LIST: GET "/v1/workspaces/{ws}/audit-events", Tenant, Some(P::AuditRead), mutates = false, destructive = false, Api, "audit_event.list", None, None);
+spec!(AUDIT_EVENTS_LIST: GET "/v1/workspaces/{ws}/audit-events", Tenant, Some(P::AuditRead), mutates = false, destructive = false, Api, "audit_event.list", None, None, plan = Starter);
 
 /// Every route with its handler. The order is the order of the documentation.
 pub fn routes() -> Vec<Route> {

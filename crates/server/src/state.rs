@@ -6,19 +6,25 @@ use std::time::Duration;
 use rampart_core::Clock;
 use rampart_store::Store;
 
+use rampart_guard::Limiter;
+
 use crate::http::headers::EdgeSettings;
+use crate::http::limits::LimitSettings;
 use crate::keycache::KeyCache;
 
 /// Shared application state; cheap to clone.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
+#[derive(Clone)]
 struct Inner {
     store: Store,
     clock: Arc<dyn Clock>,
-    keys: KeyCache,
+    keys: Arc<KeyCache>,
     mutation_guard: bool,
     edge: EdgeSettings,
+    limiter: Arc<Limiter>,
+    limits: LimitSettings,
 }
 
 impl AppState {
@@ -29,9 +35,11 @@ impl AppState {
         Self(Arc::new(Inner {
             store,
             clock,
-            keys: KeyCache::new(ttl),
+            keys: Arc::new(KeyCache::new(ttl)),
             mutation_guard: true,
             edge: EdgeSettings::default(),
+            limiter: Arc::new(Limiter::local()),
+            limits: LimitSettings::default(),
         }))
     }
 
@@ -50,13 +58,15 @@ impl AppState {
     /// no configuration reaches it.
     #[doc(hidden)]
     pub fn without_mutation_guard_for_benchmarks(store: Store, clock: Arc<dyn Clock>) -> Self {
-        let keys = KeyCache::new(Duration::from_secs(30));
+        let keys = Arc::new(KeyCache::new(Duration::from_secs(30)));
         Self(Arc::new(Inner {
             store,
             clock,
             keys,
             mutation_guard: false,
             edge: EdgeSettings::default(),
+            limiter: Arc::new(Limiter::local()),
+            limits: LimitSettings::default(),
         }))
     }
 
@@ -68,17 +78,27 @@ impl AppState {
 
     /// The same state with these edge settings.
     pub fn with_edge(self, edge: EdgeSettings) -> Self {
-        let inner = match Arc::try_unwrap(self.0) {
-            Ok(inner) => inner,
-            Err(shared) => Inner {
-                store: shared.store.clone(),
-                clock: shared.clock.clone(),
-                keys: KeyCache::new(shared.keys.ttl()),
-                mutation_guard: shared.mutation_guard,
-                edge: shared.edge.clone(),
-            },
-        };
-        Self(Arc::new(Inner { edge, ..inner }))
+        let mut inner = (*self.0).clone();
+        inner.edge = edge;
+        Self(Arc::new(inner))
+    }
+
+    /// The same state with this limiter (in-process or Redis) and these rates and quotas.
+    pub fn with_limits(self, limiter: Arc<Limiter>, limits: LimitSettings) -> Self {
+        let mut inner = (*self.0).clone();
+        inner.limiter = limiter;
+        inner.limits = limits;
+        Self(Arc::new(inner))
+    }
+
+    /// The rate limiter.
+    pub fn limiter(&self) -> &Limiter {
+        &self.0.limiter
+    }
+
+    /// Rates and quotas in force.
+    pub fn limits(&self) -> &LimitSettings {
+        &self.0.limits
     }
 
     /// Edge settings (HSTS).

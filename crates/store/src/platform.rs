@@ -107,6 +107,33 @@ impl Store {
         })
     }
 
+    /// Changes an organization's plan (an operator action, recorded in its ledger).
+    pub async fn set_plan(
+        &self,
+        org: OrgId,
+        plan: Plan,
+        now: DateTime<Utc>,
+        event: Option<NewEvent>,
+    ) -> Result<(), StoreError> {
+        let now = db_time(now);
+        let mut c = self.platform(true).await?;
+        let n = execute!(
+            &mut c,
+            "UPDATE organizations SET plan = $1 WHERE id = $2",
+            plan.as_str(),
+            org.to_string()
+        )
+        .map_err(StoreError::from_sqlx)?;
+        if n == 0 {
+            return Err(StoreError::NotFound("organization"));
+        }
+        if let Some(mut event) = event {
+            event.target.get_or_insert_with(|| org.to_string());
+            append_in_platform(&mut c, org, event, now).await?;
+        }
+        c.commit().await
+    }
+
     /// Adds a workspace to an existing organization.
     pub async fn create_workspace(
         &self,

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Extension;
-use axum::extract::{RawPathParams, Request, State};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -22,6 +24,7 @@ use rampart_crypto::ApiKeyToken;
 use rampart_store::TenantTx;
 
 use super::error::ApiError;
+use super::limits::{self, LimitHeaders};
 use super::mutation;
 use crate::manifest::{RouteSpec, Scope};
 use crate::state::AppState;
@@ -144,10 +147,25 @@ pub(crate) async fn admit(
     spec: &'static RouteSpec,
     ids: &PathIds,
     headers: &HeaderMap,
-) -> Result<TenantGrant, Refusal> {
+    ip: Option<IpAddr>,
+) -> Result<(TenantGrant, LimitHeaders), Refusal> {
     let workspace = path_workspace(ids).map_err(|e| Refusal {
         response: e.into_response(),
         workspace: None,
+        caller: None,
+    })?;
+    let mut limit_headers = LimitHeaders::default();
+    limits::per_ip(
+        state.limiter(),
+        state.limits(),
+        spec.bucket,
+        ip,
+        &mut limit_headers,
+    )
+    .await
+    .map_err(|response| Refusal {
+        response,
+        workspace: Some(workspace),
         caller: None,
     })?;
     let (principal, membership) =
@@ -163,10 +181,32 @@ pub(crate) async fn admit(
         org: membership.org,
         workspace: membership.workspace,
     };
-    let refuse = |e: ApiError| Refusal {
-        response: e.into_response(),
-        workspace: Some(workspace),
-        caller: Some(caller),
+    if let Actor::ApiKey(key) = principal.actor {
+        let now = state.clock().now();
+        limits::per_key(
+            state.limiter(),
+            state.limits(),
+            spec.bucket,
+            key,
+            membership.plan,
+            now,
+            &mut limit_headers,
+        )
+        .await
+        .map_err(|response| Refusal {
+            response,
+            workspace: Some(workspace),
+            caller: Some(caller),
+        })?;
+    }
+    let refuse = |e: ApiError| {
+        let mut response = e.into_response();
+        limit_headers.apply(&mut response);
+        Refusal {
+            response,
+            workspace: Some(workspace),
+            caller: Some(caller),
+        }
     };
     let grant = TenantGrant::authorize(principal, workspace, Some(membership), spec.permission)
         .map_err(|denied| match denied {
@@ -178,10 +218,20 @@ pub(crate) async fn admit(
     if membership.plan < spec.min_plan {
         return Err(refuse(ApiError::new(
             ErrorCode::PlanUpgradeRequired,
-            format!("this route needs the {} plan or higher", spec.min_plan),
+            format!(
+                "this route needs the {} plan or higher (the organization is on {})",
+                spec.min_plan, membership.plan
+            ),
         )));
     }
-    Ok(grant)
+    Ok((grant, limit_headers))
+}
+
+/// The client's address as seen on the connection.
+pub(crate) fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 /// The guard itself; see the module documentation.
@@ -195,7 +245,26 @@ pub async fn guard(
     let started = Instant::now();
     let ids = PathIds::of(&params);
     let mut response = match spec.scope {
-        Scope::Public => next.run(req).await,
+        Scope::Public => {
+            let mut limit_headers = LimitHeaders::default();
+            let ip = client_ip(req.extensions());
+            match limits::per_ip(
+                state.limiter(),
+                state.limits(),
+                spec.bucket,
+                ip,
+                &mut limit_headers,
+            )
+            .await
+            {
+                Ok(()) => {
+                    let mut response = next.run(req).await;
+                    limit_headers.apply(&mut response);
+                    response
+                }
+                Err(refusal) => refusal,
+            }
+        }
         Scope::Platform => ApiError::not_found().into_response(),
         Scope::Tenant if spec.mutates && state.mutation_guard() => {
             // Run to completion even if the client goes away: the change commits or rolls
@@ -209,21 +278,31 @@ pub async fn guard(
                 }
             }
         }
-        Scope::Tenant => match admit(&state, spec, &ids, req.headers()).await {
+        Scope::Tenant => match admit(
+            &state,
+            spec,
+            &ids,
+            req.headers(),
+            client_ip(req.extensions()),
+        )
+        .await
+        {
             Err(refusal) => refusal.response,
-            Ok(grant) => {
+            Ok((grant, limit_headers)) => {
                 let slot = TxSlot::default();
                 req.extensions_mut().insert(grant);
                 req.extensions_mut().insert(slot.clone());
                 let response = next.run(req).await;
-                match slot.take() {
+                let mut response = match slot.take() {
                     Some(tx) if response.status().is_success() => match tx.commit().await {
                         Ok(()) => response,
                         Err(e) => ApiError::from(e).into_response(),
                     },
                     // Not a success: dropping the transaction rolls it back.
                     _ => response,
-                }
+                };
+                limit_headers.apply(&mut response);
+                response
             }
         },
     };

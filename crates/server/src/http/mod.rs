@@ -5,5 +5,6 @@ pub mod error;
 pub mod extract;
 pub mod guard;
 pub mod headers;
+pub mod limits;
 pub mod mutation;
 pub mod request_id;

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::extract::MAX_BODY;
-use super::guard::{Caller, PathIds, Refusal, TxSlot, admit};
+use super::guard::{Caller, PathIds, Refusal, TxSlot, admit, client_ip};
 use super::request_id::RequestId;
 use crate::manifest::RouteSpec;
 use crate::state::AppState;
@@ -233,7 +233,7 @@ pub(crate) async fn run(
     started: Instant,
 ) -> Response {
     let state = &state;
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(e) => {
@@ -245,8 +245,16 @@ pub(crate) async fn run(
                 ApiError::bad_request("could not read the request body")
             };
             let f = facts(spec, &parts, &ids, b"", started);
-            let refusal = match admit(state, spec, &ids, &parts.headers).await {
-                Ok(grant) => Refusal {
+            let refusal = match admit(
+                state,
+                spec,
+                &ids,
+                &parts.headers,
+                client_ip(&parts.extensions),
+            )
+            .await
+            {
+                Ok((grant, _)) => Refusal {
                     response: error.into_response(),
                     workspace: Some(grant.workspace()),
                     caller: Some(caller_of(&grant)),
@@ -267,10 +275,18 @@ pub(crate) async fn run(
             return refusal.response;
         }
     };
-    let mut f = facts(spec, &parts, &ids, &bytes, started);
+    let f = facts(spec, &parts, &ids, &bytes, started);
 
-    let grant = match admit(state, spec, &ids, &parts.headers).await {
-        Ok(grant) => grant,
+    let (grant, limit_headers) = match admit(
+        state,
+        spec,
+        &ids,
+        &parts.headers,
+        client_ip(&parts.extensions),
+    )
+    .await
+    {
+        Ok(admitted) => admitted,
         Err(refusal) => {
             record_refused(
                 state,
@@ -283,6 +299,20 @@ pub(crate) async fn run(
             return refusal.response;
         }
     };
+    let mut response = run_admitted(state, f, parts, bytes, grant, next).await;
+    limit_headers.apply(&mut response);
+    response
+}
+
+/// The rest of the mutation guard, once the caller is admitted.
+async fn run_admitted(
+    state: &AppState,
+    mut f: Facts,
+    mut parts: Parts,
+    bytes: Bytes,
+    grant: TenantGrant,
+    next: Next,
+) -> Response {
     let caller = caller_of(&grant);
 
     // Idempotency: claim the key in a transaction of its own, before any work.

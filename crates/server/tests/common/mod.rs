@@ -141,6 +141,15 @@ impl TestApp {
     }
 
     pub async fn spawn_with_ttl(backend: Backend, ttl: Duration) -> Option<Self> {
+        Self::spawn_configured(backend, ttl, |s| s).await
+    }
+
+    /// An app whose state `configure` adjusts (limits, edge settings) before it serves.
+    pub async fn spawn_configured(
+        backend: Backend,
+        ttl: Duration,
+        configure: impl FnOnce(AppState) -> AppState,
+    ) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let (store, db) = match backend {
             Backend::Sqlite => {
@@ -169,7 +178,7 @@ impl TestApp {
                 )
             }
         };
-        Some(Self::serve(store, backend, db, dir, ttl).await)
+        Some(Self::serve(store, backend, db, dir, ttl, configure).await)
     }
 
     /// A second node over the same database (its own key cache), as behind a load balancer.
@@ -198,7 +207,15 @@ impl TestApp {
                 },
             ),
         };
-        Self::serve(store, self.backend, db, tempfile::tempdir().unwrap(), ttl).await
+        Self::serve(
+            store,
+            self.backend,
+            db,
+            tempfile::tempdir().unwrap(),
+            ttl,
+            |s| s,
+        )
+        .await
     }
 
     async fn serve(
@@ -207,9 +224,10 @@ impl TestApp {
         db: Db,
         dir: tempfile::TempDir,
         ttl: Duration,
+        configure: impl FnOnce(AppState) -> AppState,
     ) -> TestApp {
         let clock = ManualClock::new(chrono::Utc::now());
-        let state = AppState::new(store.clone(), Arc::new(clock.clone()), ttl);
+        let state = configure(AppState::new(store.clone(), Arc::new(clock.clone()), ttl));
         let app = rampart::app::build(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

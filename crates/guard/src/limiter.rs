@@ -1,0 +1,232 @@
+//! Rate limits and daily quotas, in-process or in Redis.
+//!
+//! In Redis, each check is one atomic Lua script using the server's clock, so nodes with
+//! drifting clocks still share one limit. When Redis cannot be reached, the configured
+//! [`RedisFailure`] decides: `Open` lets the request through, `Closed` refuses it; either way
+//! the failure is logged at error level, every time.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use redis::Script;
+use redis::aio::ConnectionManager;
+
+use crate::gcra::{self, Decision, Rate};
+
+/// What to do when Redis is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisFailure {
+    /// Allow requests (availability first).
+    Open,
+    /// Refuse requests (limits first).
+    Closed,
+}
+
+/// Why a limit could not be checked (only with `RedisFailure::Closed`).
+#[derive(Debug, thiserror::Error)]
+pub enum LimiterError {
+    /// Redis is unreachable and the policy is to fail closed.
+    #[error("the rate-limit store is unavailable")]
+    Unavailable,
+    /// The Redis URL is not valid.
+    #[error("invalid Redis URL")]
+    BadUrl,
+}
+
+const GCRA_LUA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local emission = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + emission
+local ahead = new_tat - now
+if ahead > tau then
+  return {0, 0, tat - now, ahead - tau}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', ahead)
+return {1, math.floor((tau - ahead) / emission), ahead, 0}
+";
+
+const QUOTA_LUA: &str = r"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+";
+
+enum Backend {
+    Local {
+        tats: Mutex<HashMap<String, u64>>,
+        counts: Mutex<HashMap<String, u64>>,
+    },
+    Redis {
+        conn: ConnectionManager,
+        prefix: String,
+        failure: RedisFailure,
+        gcra: Script,
+        quota: Script,
+    },
+}
+
+/// The limiter shared by every request of a node.
+pub struct Limiter(Backend);
+
+const LOCAL_MAX_KEYS: usize = 200_000;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Limiter {
+    /// An in-process limiter (one node).
+    pub fn local() -> Self {
+        Self(Backend::Local {
+            tats: Mutex::new(HashMap::new()),
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A limiter shared through Redis; keys start with `prefix`.
+    pub async fn redis(
+        url: &str,
+        prefix: &str,
+        failure: RedisFailure,
+    ) -> Result<Self, LimiterError> {
+        let client = redis::Client::open(url).map_err(|_| LimiterError::BadUrl)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1);
+        let conn = match ConnectionManager::new_with_config(client, config).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "RATE-LIMIT STORE (REDIS) UNREACHABLE AT START");
+                return Err(LimiterError::Unavailable);
+            }
+        };
+        Ok(Self(Backend::Redis {
+            conn,
+            prefix: prefix.to_owned(),
+            failure,
+            gcra: Script::new(GCRA_LUA),
+            quota: Script::new(QUOTA_LUA),
+        }))
+    }
+
+    /// Whether this limiter is shared through Redis.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.0, Backend::Redis { .. })
+    }
+
+    fn degraded(
+        failure: RedisFailure,
+        e: &redis::RedisError,
+        what: &str,
+        rate_limit: u32,
+    ) -> Result<Decision, LimiterError> {
+        match failure {
+            RedisFailure::Open => {
+                tracing::error!(error = %e, check = what, "RATE-LIMIT STORE (REDIS) UNAVAILABLE: FAILING OPEN, request allowed unchecked");
+                Ok(Decision {
+                    allowed: true,
+                    limit: rate_limit,
+                    remaining: rate_limit,
+                    reset_ms: 0,
+                    retry_after_ms: 0,
+                })
+            }
+            RedisFailure::Closed => {
+                tracing::error!(error = %e, check = what, "RATE-LIMIT STORE (REDIS) UNAVAILABLE: FAILING CLOSED, request refused");
+                Err(LimiterError::Unavailable)
+            }
+        }
+    }
+
+    /// Checks and consumes one request of `rate` for `key`.
+    pub async fn check(&self, key: &str, rate: Rate) -> Result<Decision, LimiterError> {
+        match &self.0 {
+            Backend::Local { tats, .. } => {
+                let now = now_ms();
+                let mut map = tats.lock().unwrap_or_else(|p| p.into_inner());
+                if map.len() >= LOCAL_MAX_KEYS {
+                    // Entries whose TAT is in the past carry no state: drop them.
+                    map.retain(|_, tat| *tat > now);
+                }
+                let (decision, tat) = gcra::step(rate, map.get(key).copied(), now);
+                map.insert(key.to_owned(), tat);
+                Ok(decision)
+            }
+            Backend::Redis {
+                conn,
+                prefix,
+                failure,
+                gcra,
+                ..
+            } => {
+                let mut conn = conn.clone();
+                let result: Result<(u8, u64, u64, u64), _> = gcra
+                    .key(format!("{prefix}:rl:{key}"))
+                    .arg(rate.emission_ms())
+                    .arg(rate.tolerance_ms())
+                    .invoke_async(&mut conn)
+                    .await;
+                match result {
+                    Ok((allowed, remaining, reset_ms, retry_after_ms)) => Ok(Decision {
+                        allowed: allowed == 1,
+                        limit: rate.limit,
+                        remaining: u32::try_from(remaining).unwrap_or(u32::MAX).min(rate.limit),
+                        reset_ms,
+                        retry_after_ms,
+                    }),
+                    Err(e) => Self::degraded(*failure, &e, "rate limit", rate.limit),
+                }
+            }
+        }
+    }
+
+    /// Counts one request against `subject`'s quota for the UTC day of `now`; returns the
+    /// count including this request.
+    pub async fn count_today(
+        &self,
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, LimiterError> {
+        let day: NaiveDate = now.date_naive();
+        let key = format!("{subject}:{day}");
+        match &self.0 {
+            Backend::Local { counts, .. } => {
+                let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+                let today = format!(":{day}");
+                if map.len() >= LOCAL_MAX_KEYS {
+                    map.retain(|k, _| k.ends_with(&today));
+                }
+                let n = map.entry(key).or_insert(0);
+                *n += 1;
+                Ok(*n)
+            }
+            Backend::Redis {
+                conn,
+                prefix,
+                failure,
+                quota,
+                ..
+            } => {
+                let mut conn = conn.clone();
+                let result: Result<u64, _> = quota
+                    .key(format!("{prefix}:quota:{key}"))
+                    .arg(2 * 24 * 60 * 60)
+                    .invoke_async(&mut conn)
+                    .await;
+                match result {
+                    Ok(n) => Ok(n),
+                    Err(e) => Self::degraded(*failure, &e, "daily quota", 0).map(|_| 0),
+                }
+            }
+        }
+    }
+}

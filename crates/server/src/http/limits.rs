@@ -1,0 +1,217 @@
+//! Applies the manifest's rate-limit bucket and the plan's daily quota to a request: per-IP
+//! limits before authentication, per-key limits and the quota after it. A refusal is a 429 with
+//! `Retry-After` and `RateLimit-*` headers; admitted requests carry the same headers, and
+//! `Quota-*` for API keys.
+
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use rampart_core::{ApiKeyId, ErrorCode, Plan};
+use rampart_guard::{Decision, Limiter, Rate};
+
+use super::error::ApiError;
+use crate::config::{QuotaSettings, RateLimitSettings};
+use crate::manifest::Bucket;
+
+/// Headers to put on the response.
+#[derive(Debug, Default, Clone)]
+pub struct LimitHeaders(pub Vec<(HeaderName, String)>);
+
+impl LimitHeaders {
+    /// Adds them to a response.
+    pub fn apply(&self, response: &mut Response) {
+        for (name, value) in &self.0 {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                response.headers_mut().insert(name.clone(), v);
+            }
+        }
+    }
+
+    fn rate(&mut self, d: &Decision) {
+        self.0
+            .retain(|(n, _)| !n.as_str().starts_with("ratelimit-"));
+        self.0.push((
+            HeaderName::from_static("ratelimit-limit"),
+            d.limit.to_string(),
+        ));
+        self.0.push((
+            HeaderName::from_static("ratelimit-remaining"),
+            d.remaining.to_string(),
+        ));
+        self.0.push((
+            HeaderName::from_static("ratelimit-reset"),
+            d.reset_ms.div_ceil(1000).to_string(),
+        ));
+    }
+}
+
+/// Rates and quotas in force.
+#[derive(Debug, Clone, Default)]
+pub struct LimitSettings {
+    /// Per-minute rates.
+    pub rates: RateLimitSettings,
+    /// Daily quotas.
+    pub quotas: QuotaSettings,
+}
+
+impl LimitSettings {
+    fn per_ip(&self, bucket: Bucket) -> Option<Rate> {
+        let r = &self.rates;
+        match bucket {
+            Bucket::Health | Bucket::Chat | Bucket::Heartbeat => None,
+            Bucket::Api => Some(Rate::per_minute(r.api_per_ip)),
+            Bucket::SignIn => Some(Rate::per_minute(r.sign_in_per_ip)),
+            Bucket::PublicForm => Some(Rate::per_minute(r.public_form_per_ip)),
+        }
+    }
+
+    fn per_key(&self, bucket: Bucket) -> Option<Rate> {
+        let r = &self.rates;
+        match bucket {
+            Bucket::Health | Bucket::SignIn | Bucket::PublicForm => None,
+            Bucket::Api => Some(Rate::per_minute(r.api_per_key)),
+            Bucket::Chat => Some(Rate::per_minute(r.chat_per_key)),
+            Bucket::Heartbeat => Some(Rate::per_minute(r.heartbeat_per_key)),
+        }
+    }
+
+    fn quota(&self, plan: Plan) -> u64 {
+        let q = &self.quotas;
+        match plan {
+            Plan::Free => q.free,
+            Plan::Starter => q.starter,
+            Plan::Growth => q.growth,
+            Plan::Pro => q.pro,
+            Plan::Enterprise => q.enterprise,
+        }
+    }
+}
+
+fn bucket_name(bucket: Bucket) -> &'static str {
+    match bucket {
+        Bucket::Health => "health",
+        Bucket::Api => "api",
+        Bucket::SignIn => "sign_in",
+        Bucket::PublicForm => "public_form",
+        Bucket::Chat => "chat",
+        Bucket::Heartbeat => "heartbeat",
+    }
+}
+
+fn refused(decision: &Decision, headers: &mut LimitHeaders) -> Response {
+    headers.rate(decision);
+    let retry = decision.retry_after_ms.div_ceil(1000).max(1);
+    headers
+        .0
+        .push((HeaderName::from_static("retry-after"), retry.to_string()));
+    let mut r = ApiError::new(
+        ErrorCode::RateLimited,
+        format!("rate limit exceeded; retry in {retry} s"),
+    )
+    .into_response();
+    headers.apply(&mut r);
+    r
+}
+
+fn unavailable() -> Response {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        "rate limiting is unavailable; retry later",
+    )
+    .into_response()
+}
+
+async fn check(
+    limiter: &Limiter,
+    key: String,
+    rate: Rate,
+    headers: &mut LimitHeaders,
+) -> Result<(), Response> {
+    match limiter.check(&key, rate).await {
+        Ok(d) if d.allowed => {
+            headers.rate(&d);
+            Ok(())
+        }
+        Ok(d) => Err(refused(&d, headers)),
+        Err(_) => Err(unavailable()),
+    }
+}
+
+/// The per-IP limit of the route's bucket.
+pub async fn per_ip(
+    limiter: &Limiter,
+    settings: &LimitSettings,
+    bucket: Bucket,
+    ip: Option<std::net::IpAddr>,
+    headers: &mut LimitHeaders,
+) -> Result<(), Response> {
+    match (settings.per_ip(bucket), ip) {
+        (Some(rate), Some(ip)) => {
+            check(
+                limiter,
+                format!("{}:ip:{ip}", bucket_name(bucket)),
+                rate,
+                headers,
+            )
+            .await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The per-key limit of the route's bucket, then the plan's daily quota.
+pub async fn per_key(
+    limiter: &Limiter,
+    settings: &LimitSettings,
+    bucket: Bucket,
+    key: ApiKeyId,
+    plan: Plan,
+    now: DateTime<Utc>,
+    headers: &mut LimitHeaders,
+) -> Result<(), Response> {
+    if let Some(rate) = settings.per_key(bucket) {
+        check(
+            limiter,
+            format!("{}:key:{key}", bucket_name(bucket)),
+            rate,
+            headers,
+        )
+        .await?;
+    }
+    let quota = settings.quota(plan);
+    if quota == 0 || bucket == Bucket::Health {
+        return Ok(());
+    }
+    let used = limiter
+        .count_today(&format!("key:{key}"), now)
+        .await
+        .map_err(|_| unavailable())?;
+    let midnight = (now.date_naive() + chrono::Days::new(1))
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc());
+    let reset = midnight.map_or(0, |m| (m - now).num_seconds().max(0));
+    headers
+        .0
+        .push((HeaderName::from_static("quota-limit"), quota.to_string()));
+    headers.0.push((
+        HeaderName::from_static("quota-remaining"),
+        quota.saturating_sub(used).to_string(),
+    ));
+    headers
+        .0
+        .push((HeaderName::from_static("quota-reset"), reset.to_string()));
+    if used > quota {
+        headers.0.push((
+            HeaderName::from_static("retry-after"),
+            reset.max(1).to_string(),
+        ));
+        let mut r = ApiError::new(
+            ErrorCode::QuotaExceeded,
+            format!("daily quota of {quota} requests for the {plan} plan is used up; it resets at 00:00 UTC"),
+        )
+        .into_response();
+        headers.apply(&mut r);
+        return Err(r);
+    }
+    Ok(())
+}
