@@ -735,3 +735,200 @@ async fn audit_cli_verifies_exports_and_names_the_first_bad_event() {
         "{said}"
     );
 }
+
+fn redis_url() -> Option<String> {
+    match std::env::var("RAMPART_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+                panic!(
+                    "CI is set but RAMPART_TEST_REDIS_URL is not: the Redis tests must not skip in CI"
+                );
+            }
+            eprintln!("SKIPPED (Redis): set RAMPART_TEST_REDIS_URL to run this test");
+            None
+        }
+    }
+}
+
+/// Two `rampart serve` processes on one PostgreSQL and one Redis share a key's rate limit:
+/// sixteen requests spread over both nodes, against a limit of ten a minute, get exactly ten
+/// answers and six 429s.
+#[tokio::test]
+async fn two_nodes_share_a_keys_rate_limit_through_redis() {
+    let Some(redis) = redis_url() else { return };
+    let Some(admin_url) = common::postgres_admin_url() else {
+        return;
+    };
+    let (owner_url, app_url, _) = common::fresh_postgres(&admin_url).await;
+    let prefix = format!("rampart-test-{}", ulid::Ulid::new());
+    let tmp = tempfile::tempdir().unwrap();
+    let env = [
+        ("RAMPART_DATABASE_URL", app_url.as_str()),
+        ("RAMPART_DATABASE_OWNER_URL", owner_url.as_str()),
+        ("RAMPART_REDIS_URL", redis.as_str()),
+        ("RAMPART_REDIS_PREFIX", prefix.as_str()),
+        ("RAMPART_RATE_LIMITS__API_PER_KEY", "10"),
+    ];
+    let org = cli(
+        &tmp.path().join("a"),
+        &env,
+        &[
+            "admin",
+            "create-org",
+            "--name",
+            "Acme",
+            "--owner-email",
+            "o@acme.example.com",
+            "--plan",
+            "pro",
+            "--json",
+        ],
+    );
+    let ws = org["workspace_id"].as_str().unwrap().to_owned();
+    let key = cli(
+        &tmp.path().join("a"),
+        &env,
+        &[
+            "admin",
+            "create-api-key",
+            "--workspace",
+            &ws,
+            "--role",
+            "owner",
+            "--name",
+            "k",
+            "--json",
+        ],
+    )["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut a = start(&tmp.path().join("a"), &env);
+    let mut b = start(&tmp.path().join("b"), &env);
+    let client = reqwest::Client::new();
+    let (mut ok, mut limited) = (0, 0);
+    for i in 0..16 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let r = client
+            .get(node.url(&format!("/v1/workspaces/{ws}/contacts")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            200 => ok += 1,
+            429 => limited += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((ok, limited), (10, 6), "one limit across both nodes");
+    assert!(a.terminate().success() && b.terminate().success());
+}
+
+/// With Redis gone, `redis_failure=closed` refuses requests and `open` lets them through;
+/// both say so loudly in the log.
+#[tokio::test]
+async fn redis_failure_is_an_explicit_choice() {
+    if redis_url().is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("redis://127.0.0.1:{port}");
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    for policy in ["closed", "open"] {
+        let data = tmp.path().join(policy);
+        let env = [
+            ("RAMPART_REDIS_URL", url.as_str()),
+            ("RAMPART_REDIS_FAILURE", policy),
+        ];
+        let org = cli(
+            &data,
+            &[],
+            &[
+                "admin",
+                "create-org",
+                "--name",
+                "Acme",
+                "--owner-email",
+                "o@acme.example.com",
+                "--json",
+            ],
+        );
+        let ws = org["workspace_id"].as_str().unwrap().to_owned();
+        let key = cli(
+            &data,
+            &[],
+            &[
+                "admin",
+                "create-api-key",
+                "--workspace",
+                &ws,
+                "--role",
+                "owner",
+                "--name",
+                "k",
+                "--json",
+            ],
+        )["key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        nodes.push((policy, start(&data, &env), ws, key));
+    }
+    let client = reqwest::Client::new();
+    for (policy, node, ws, key) in &nodes {
+        let r = client
+            .get(node.url(&format!("/v1/workspaces/{ws}/contacts")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{policy} with Redis up");
+    }
+    let _ = redis.kill();
+    let _ = redis.wait();
+    for (policy, node, ws, key) in &nodes {
+        let r = client
+            .get(node.url(&format!("/v1/workspaces/{ws}/contacts")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        let want = if *policy == "closed" { 503 } else { 200 };
+        assert_eq!(r.status().as_u16(), want, "{policy} with Redis down");
+        let log = node.log_text();
+        let loud = if *policy == "closed" {
+            "FAILING CLOSED"
+        } else {
+            "FAILING OPEN"
+        };
+        assert!(log.contains(loud), "{policy}: the log says so");
+    }
+}
