@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::http::error::ApiError;
-use crate::http::{headers, request_id};
+use crate::http::{client, headers, request_id};
 use crate::manifest;
 use crate::state::AppState;
 
@@ -29,6 +29,10 @@ pub fn build(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             headers::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client::layer,
         ))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)

@@ -63,6 +63,14 @@ pub struct Settings {
     pub redis_failure: String,
     /// Prefix of every Redis key Rampart writes.
     pub redis_prefix: String,
+    /// PEM certificate chain; with `tls_key`, `serve` speaks https.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// A plain-HTTP address that only redirects to https.
+    pub http_redirect_listen: Option<SocketAddr>,
+    /// Networks (CIDR) whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Requests per minute, per bucket and subject.
@@ -166,6 +174,10 @@ impl Default for Settings {
             redis_url: String::new(),
             redis_failure: "closed".into(),
             redis_prefix: "rampart".into(),
+            tls_cert: None,
+            tls_key: None,
+            http_redirect_listen: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -211,6 +223,7 @@ impl Settings {
                 "log_format must be `text` or `json`".into(),
             ));
         }
+        self.trusted_proxy_nets()?;
         if !matches!(self.redis_failure.as_str(), "open" | "closed") {
             return Err(ConfigError::Invalid(
                 "redis_failure must be `open` or `closed`".into(),
@@ -245,6 +258,22 @@ impl Settings {
         Err(ConfigError::Invalid(
             "database_url must start with sqlite:// or postgres://".into(),
         ))
+    }
+
+    /// The trusted proxy networks, parsed.
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|n| {
+                n.parse::<ipnet::IpNet>()
+                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::Invalid(format!(
+                            "trusted_proxies: `{n}` is not an address or CIDR"
+                        ))
+                    })
+            })
+            .collect()
     }
 
     /// The master key file path.

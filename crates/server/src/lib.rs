@@ -9,5 +9,6 @@ pub mod manifest;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 
 pub use state::AppState;

@@ -6,8 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use axum::response::IntoResponse;
+use axum_server::tls_rustls::RustlsConfig;
 use clap::{Args, Parser, Subcommand};
 use rampart::config::{Database, Settings, postgres_user};
+use rampart::http::client::OverTls;
 use rampart::http::headers::EdgeSettings;
 use rampart::http::limits::LimitSettings;
 use rampart::{AppState, app, telemetry};
@@ -42,6 +45,15 @@ enum Command {
         /// Address to bind, overriding RAMPART_LISTEN.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// PEM certificate chain: serve https (with --tls-key).
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for --tls-cert.
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+        /// Also listen for plain HTTP here, only to redirect to https.
+        #[arg(long)]
+        http_redirect_listen: Option<SocketAddr>,
     },
     /// Apply pending database migrations.
     Migrate(JsonFlag),
@@ -186,10 +198,18 @@ async fn run() -> Result<()> {
     let mut settings = Settings::load(cli.config.as_deref())?;
     telemetry::init(&settings.log, settings.log_format == "json");
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+            http_redirect_listen,
+        } => {
             if let Some(addr) = listen {
                 settings.listen = addr;
             }
+            settings.tls_cert = tls_cert.or(settings.tls_cert.take());
+            settings.tls_key = tls_key.or(settings.tls_key.take());
+            settings.http_redirect_listen = http_redirect_listen.or(settings.http_redirect_listen);
             serve(settings).await
         }
         Command::Migrate(out) => {
@@ -325,29 +345,57 @@ async fn serve(settings: Settings) -> Result<()> {
         rates: settings.rate_limits.clone(),
         quotas: settings.quotas.clone(),
     };
-    let app = app::build(state.with_edge(edge).with_limits(limiter, limits));
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
+    let state = state
+        .with_edge(edge)
+        .with_limits(limiter, limits)
+        .with_trusted_proxies(settings.trusted_proxy_nets()?);
+    let app = app::build(state);
+    let grace = Duration::from_secs(settings.shutdown_grace_secs);
+    let tls = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => Some(rampart::tls::server_config(cert, key)?),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
+    let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("binding {}", settings.listen))?;
+    listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
-    tracing::info!(listen = %local, database = ?store.kind(), public_url = %settings.public_url(), "rampart is serving");
+    if let Some(addr) = settings.http_redirect_listen {
+        spawn_https_redirect(addr, &settings, local.port()).await?;
+    }
+    tracing::info!(listen = %local, tls = tls.is_some(), database = ?store.kind(), public_url = %settings.public_url(), "rampart is serving");
 
+    let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
+    let signal_handle = handle.clone();
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
         let _ = stopping_tx.send(true);
+        signal_handle.graceful_shutdown(Some(grace));
     });
-    let grace = Duration::from_secs(settings.shutdown_grace_secs);
+    let server = async {
+        match tls {
+            Some(config) => {
+                let app = app.layer(axum::Extension(OverTls));
+                axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(config))?
+                    .handle(handle)
+                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(listener)?
+                    .handle(handle)
+                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                    .await
+            }
+        }
+    };
     tokio::select! {
         result = server => result.context("server")?,
         () = async {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
-            tokio::time::sleep(grace).await;
+            tokio::time::sleep(grace + Duration::from_secs(1)).await;
         } => tracing::warn!("grace period over; exiting with requests still in flight (their transactions roll back)"),
     }
     // A request abandoned after the grace period still holds its connection; exiting closes
@@ -359,6 +407,56 @@ async fn serve(settings: Settings) -> Result<()> {
         tracing::warn!("closing with database connections still busy");
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// A plain-HTTP listener that only redirects (301) to the https origin: the public URL when it
+/// is https, else the request's own host name on the TLS port. Nothing else is served on it.
+async fn spawn_https_redirect(addr: SocketAddr, settings: &Settings, tls_port: u16) -> Result<()> {
+    let public = settings.public_url();
+    let fixed_origin = public
+        .strip_prefix("https://")
+        .map(|rest| format!("https://{}", rest.trim_end_matches('/')));
+    let redirect = move |req: axum::extract::Request| {
+        let fixed_origin = fixed_origin.clone();
+        async move {
+            let path = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            let origin = fixed_origin.or_else(|| {
+                let host = req.headers().get(axum::http::header::HOST)?.to_str().ok()?;
+                let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
+                let valid = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+                valid.then(|| {
+                    if tls_port == 443 {
+                        format!("https://{name}")
+                    } else {
+                        format!("https://{name}:{tls_port}")
+                    }
+                })
+            });
+            match origin {
+                Some(o) => (
+                    axum::http::StatusCode::MOVED_PERMANENTLY,
+                    [(axum::http::header::LOCATION, format!("{o}{path}"))],
+                )
+                    .into_response(),
+                None => axum::http::StatusCode::BAD_REQUEST.into_response(),
+            }
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    tracing::info!(listen = %listener.local_addr()?, "plain-HTTP listener redirects to https");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, axum::Router::new().fallback(redirect)).await;
+    });
     Ok(())
 }
 

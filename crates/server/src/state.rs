@@ -6,6 +6,7 @@ use std::time::Duration;
 use rampart_core::Clock;
 use rampart_store::Store;
 
+use ipnet::IpNet;
 use rampart_guard::Limiter;
 
 use crate::http::headers::EdgeSettings;
@@ -25,6 +26,7 @@ struct Inner {
     edge: EdgeSettings,
     limiter: Arc<Limiter>,
     limits: LimitSettings,
+    trusted_proxies: Arc<Vec<IpNet>>,
 }
 
 impl AppState {
@@ -40,6 +42,7 @@ impl AppState {
             edge: EdgeSettings::default(),
             limiter: Arc::new(Limiter::local()),
             limits: LimitSettings::default(),
+            trusted_proxies: Arc::new(Vec::new()),
         }))
     }
 
@@ -67,6 +70,7 @@ impl AppState {
             edge: EdgeSettings::default(),
             limiter: Arc::new(Limiter::local()),
             limits: LimitSettings::default(),
+            trusted_proxies: Arc::new(Vec::new()),
         }))
     }
 
@@ -89,6 +93,18 @@ impl AppState {
         inner.limiter = limiter;
         inner.limits = limits;
         Self(Arc::new(inner))
+    }
+
+    /// The same state trusting `X-Forwarded-*` from these networks.
+    pub fn with_trusted_proxies(self, proxies: Vec<IpNet>) -> Self {
+        let mut inner = (*self.0).clone();
+        inner.trusted_proxies = Arc::new(proxies);
+        Self(Arc::new(inner))
+    }
+
+    /// Networks whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.0.trusted_proxies
     }
 
     /// The rate limiter.

@@ -932,3 +932,125 @@ async fn redis_failure_is_an_explicit_choice() {
         assert!(log.contains(loud), "{policy}: the log says so");
     }
 }
+
+/// `serve --tls-cert --tls-key` speaks TLS 1.2 and 1.3 only, checked with curl as the peer;
+/// the plain-HTTP listener only redirects to https on the same host.
+#[tokio::test]
+async fn tls_is_built_in_and_plain_http_only_redirects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let log = data.with_extension("log");
+    std::fs::create_dir_all(tmp.path()).unwrap();
+    let file = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-redirect-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--tls-cert")
+        .arg(&cert_path)
+        .arg("--tls-key")
+        .arg(&key_path)
+        .env("RAMPART_DATA_DIR", &data)
+        .env("RAMPART_LOG_FORMAT", "json")
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let (mut tls_addr, mut plain_addr) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tls_addr.is_none() || plain_addr.is_none() {
+        for line in std::fs::read_to_string(&log).unwrap_or_default().lines() {
+            if let Ok(v) = serde_json::from_str::<Value>(line) {
+                match v["fields"]["message"].as_str() {
+                    Some("rampart is serving") => {
+                        tls_addr = v["fields"]["listen"].as_str().map(str::to_owned)
+                    }
+                    Some("plain-HTTP listener redirects to https") => {
+                        plain_addr = v["fields"]["listen"].as_str().map(str::to_owned)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "server did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (tls_addr, plain_addr) = (tls_addr.unwrap(), plain_addr.unwrap());
+    let port = tls_addr.rsplit(':').next().unwrap().to_owned();
+    let curl = |args: &[&str]| {
+        Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{ssl_verify_result} %{redirect_url}",
+                "--max-time",
+                "10",
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let url = format!("https://localhost:{port}/healthz");
+    let cacert = cert_path.to_str().unwrap();
+    for version in [
+        ["--tlsv1.3", "--tls-max", "1.3"],
+        ["--tlsv1.2", "--tls-max", "1.2"],
+    ] {
+        let out = curl(
+            &[
+                &version[..],
+                &["--cacert", cacert, "--resolve", &resolve, &url],
+            ]
+            .concat(),
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with("200 0"),
+            "{version:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let old = curl(&[
+        "--tlsv1.1",
+        "--tls-max",
+        "1.1",
+        "--cacert",
+        cacert,
+        "--resolve",
+        &resolve,
+        &url,
+    ]);
+    assert!(!old.status.success(), "TLS 1.1 is refused");
+    let plain_port = plain_addr.rsplit(':').next().unwrap();
+    let out = curl(&[&format!("http://localhost:{plain_port}/v1/workspaces?x=1")]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("301 0 https://localhost:{port}/v1/workspaces?x=1"),
+        "a 301 to the same host over https"
+    );
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+}

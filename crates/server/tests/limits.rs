@@ -238,3 +238,40 @@ async fn a_plan_below_the_route_minimum_is_refused_before_anything_runs() {
     let key = app.key(org.ws, Role::Owner).await;
     assert_eq!(app.get(&path, &key).await.status(), 200);
 }
+
+/// `X-Forwarded-For` is believed only from a configured trusted proxy: the audited (and
+/// rate-limited) address is the forwarded one behind the proxy, the peer's otherwise.
+#[tokio::test]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    for (trusted, want) in [(true, "198.51.100.0"), (false, "127.0.0.0")] {
+        let app = TestApp::spawn_configured(Backend::Sqlite, Duration::from_secs(30), move |s| {
+            let proxies = if trusted {
+                vec!["127.0.0.1/32".parse().unwrap()]
+            } else {
+                Vec::new()
+            };
+            s.with_trusted_proxies(proxies)
+        })
+        .await
+        .unwrap();
+        let org = app.org("Acme").await;
+        let r = app
+            .req(
+                reqwest::Method::POST,
+                &format!("/v1/workspaces/{}/contacts", org.ws),
+                &org.owner_key,
+            )
+            .header("x-forwarded-for", "198.51.100.7")
+            .json(&json!({"name": "Via proxy"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let ev = events(&app, &org.ws, &org.owner_key).await;
+        assert_eq!(
+            ev.last().unwrap()["client_ip"],
+            want,
+            "trusted proxy: {trusted}"
+        );
+    }
+}

@@ -23,6 +23,7 @@ use rampart_core::{
 use rampart_crypto::ApiKeyToken;
 use rampart_store::TenantTx;
 
+use super::client::ClientInfo;
 use super::error::ApiError;
 use super::limits::{self, LimitHeaders};
 use super::mutation;
@@ -229,9 +230,12 @@ pub(crate) async fn admit(
 
 /// The client's address as seen on the connection.
 pub(crate) fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+    match extensions.get::<ClientInfo>() {
+        Some(info) => info.ip,
+        None => extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip()),
+    }
 }
 
 /// The guard itself; see the module documentation.

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -109,10 +109,7 @@ fn facts(
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default(),
-        client_ip: parts
-            .extensions
-            .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| truncate_ip(c.0.ip())),
+        client_ip: client_ip(&parts.extensions).map(truncate_ip),
         idempotency_key: None,
         started,
     }
