@@ -6,6 +6,7 @@ pub mod config;
 pub mod http;
 pub mod keycache;
 pub mod manifest;
+pub mod redirect;
 pub mod routes;
 pub mod state;
 pub mod telemetry;

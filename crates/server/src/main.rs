@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use axum::response::IntoResponse;
 use axum_server::tls_rustls::RustlsConfig;
 use clap::{Args, Parser, Subcommand};
 use rampart::config::{Database, Settings, postgres_user};
@@ -410,52 +409,15 @@ async fn serve(settings: Settings) -> Result<()> {
     Ok(())
 }
 
-/// A plain-HTTP listener that only redirects (301) to the https origin: the public URL when it
-/// is https, else the request's own host name on the TLS port. Nothing else is served on it.
+/// Starts the plain-HTTP listener that only redirects to https.
 async fn spawn_https_redirect(addr: SocketAddr, settings: &Settings, tls_port: u16) -> Result<()> {
-    let public = settings.public_url();
-    let fixed_origin = public
-        .strip_prefix("https://")
-        .map(|rest| format!("https://{}", rest.trim_end_matches('/')));
-    let redirect = move |req: axum::extract::Request| {
-        let fixed_origin = fixed_origin.clone();
-        async move {
-            let path = req
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned();
-            let origin = fixed_origin.or_else(|| {
-                let host = req.headers().get(axum::http::header::HOST)?.to_str().ok()?;
-                let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
-                let valid = !name.is_empty()
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-                valid.then(|| {
-                    if tls_port == 443 {
-                        format!("https://{name}")
-                    } else {
-                        format!("https://{name}:{tls_port}")
-                    }
-                })
-            });
-            match origin {
-                Some(o) => (
-                    axum::http::StatusCode::MOVED_PERMANENTLY,
-                    [(axum::http::header::LOCATION, format!("{o}{path}"))],
-                )
-                    .into_response(),
-                None => axum::http::StatusCode::BAD_REQUEST.into_response(),
-            }
-        }
-    };
+    let router = rampart::redirect::router(&settings.public_url(), tls_port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(listen = %listener.local_addr()?, "plain-HTTP listener redirects to https");
     tokio::spawn(async move {
-        let _ = axum::serve(listener, axum::Router::new().fallback(redirect)).await;
+        let _ = axum::serve(listener, router).await;
     });
     Ok(())
 }
