@@ -227,3 +227,50 @@ async fn chromium_blocks_an_inline_script_without_the_nonce() {
         "the un-nonced script was blocked: {dom}"
     );
 }
+
+/// A route that opts into a `frame-ancestors` allowlist gets it instead of `X-Frame-Options: DENY`.
+#[tokio::test]
+async fn a_route_can_allow_named_framers() {
+    static FRAMEABLE: rampart::manifest::RouteSpec = rampart::manifest::RouteSpec {
+        method: axum::http::Method::GET,
+        path: "/widget",
+        scope: rampart::manifest::Scope::Public,
+        permission: None,
+        mutates: false,
+        destructive: false,
+        min_plan: rampart_core::Plan::Free,
+        bucket: rampart::manifest::Bucket::Health,
+        action: "widget.show",
+        target: rampart::manifest::Target::None,
+        example_body: None,
+        frame_ancestors: &["https://app.example.com"],
+    };
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let state = rampart::AppState::new(
+        app.store.clone(),
+        std::sync::Arc::new(app.clock.clone()),
+        std::time::Duration::from_secs(30),
+    );
+    async fn widget() -> axum::response::Response {
+        let mut r = axum::response::IntoResponse::into_response(Html("<p>widget</p>"));
+        r.extensions_mut().insert(&FRAMEABLE);
+        r
+    }
+    let router = axum::Router::new()
+        .route("/widget", axum::routing::get(widget))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rampart::http::headers::layer,
+        ))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let r = reqwest::get(format!("http://{addr}/widget")).await.unwrap();
+    assert_eq!(header(&r, "x-frame-options"), None);
+    assert!(
+        header(&r, "content-security-policy")
+            .unwrap()
+            .ends_with("frame-ancestors https://app.example.com")
+    );
+}
