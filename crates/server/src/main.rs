@@ -297,7 +297,10 @@ async fn open(settings: &Settings) -> Result<Store> {
     })
 }
 
-fn load_or_create_master_key(settings: &Settings) -> Result<MasterKey> {
+/// Loads the master key. A missing key file is created only for a database that holds no
+/// organization yet (a new install); for one that does, a missing key means data that cannot
+/// be decrypted, so the command stops and says why instead of quietly making a new key.
+async fn master_key(settings: &Settings, store: &Store) -> Result<MasterKey> {
     if let Some(inline) = settings.master_key_inline() {
         return Ok(MasterKey::from_base64(
             inline.expose(),
@@ -307,7 +310,7 @@ fn load_or_create_master_key(settings: &Settings) -> Result<MasterKey> {
     let path = settings.master_key_path();
     match MasterKey::load_file(&path) {
         Ok(key) => Ok(key),
-        Err(MasterKeyError::Missing(_)) => {
+        Err(MasterKeyError::Missing(_)) if store.org_ids().await?.is_empty() => {
             ensure_private_dir(path.parent().unwrap_or(Path::new(".")))?;
             let key = MasterKey::generate_file(&path)?;
             tracing::warn!(
@@ -317,17 +320,22 @@ fn load_or_create_master_key(settings: &Settings) -> Result<MasterKey> {
             );
             Ok(key)
         }
+        Err(MasterKeyError::Missing(_)) => bail!(
+            "master key file {} is missing, but this database already holds organizations: restore the key from your backup \
+             (or point RAMPART_MASTER_KEY_FILE at it); a new key could not decrypt their data",
+            path.display()
+        ),
         Err(e) => Err(e.into()),
     }
 }
 
 async fn serve(settings: Settings) -> Result<()> {
     ensure_private_dir(&settings.data_dir)?;
-    let master = load_or_create_master_key(&settings)?;
-    tracing::info!(key_id = %master.id(), "master key loaded");
     migrate(&settings).await?;
     let store = open(&settings).await?;
     store.ensure_restricted_role().await?;
+    let master = master_key(&settings, &store).await?;
+    tracing::info!(key_id = %master.id(), "master key loaded");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     spawn_retention(store.clone(), clock.clone(), settings.audit.retention_days);
     let state = AppState::new(
@@ -582,6 +590,10 @@ async fn admin(settings: &Settings, cmd: Admin) -> Result<()> {
         migrate(settings).await?;
     }
     let store = open(settings).await?;
+    if let Err(e) = master_key(settings, &store).await {
+        store.close().await;
+        return Err(e);
+    }
     let now = SystemClock.now();
     let result = admin_on(&store, now, cmd).await;
     store.close().await;

@@ -164,6 +164,38 @@ async fn first_start_makes_a_private_data_dir_and_master_key() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // Once the database holds organizations, a missing key is refused rather than replaced.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "create-org",
+            "--name",
+            "Acme",
+            "--owner-email",
+            "o@acme.example.com",
+            "--json",
+        ],
+    );
+    std::fs::rename(&key, data.join("master.key.moved")).unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RAMPART_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("is missing, but this database already holds organizations"),
+        "{said}"
+    );
+    assert!(
+        !data.join("master.key").exists(),
+        "no replacement key was made"
+    );
 }
 
 #[tokio::test]
@@ -763,7 +795,11 @@ async fn two_nodes_share_a_keys_rate_limit_through_redis() {
     let (owner_url, app_url, _) = common::fresh_postgres(&admin_url).await;
     let prefix = format!("rampart-test-{}", ulid::Ulid::new());
     let tmp = tempfile::tempdir().unwrap();
+    // Every node of one deployment holds the same master key.
+    let key_file = tmp.path().join("a").join("master.key");
+    let key_file = key_file.to_str().unwrap();
     let env = [
+        ("RAMPART_MASTER_KEY_FILE", key_file),
         ("RAMPART_DATABASE_URL", app_url.as_str()),
         ("RAMPART_DATABASE_OWNER_URL", owner_url.as_str()),
         ("RAMPART_REDIS_URL", redis.as_str()),
