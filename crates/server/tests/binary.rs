@@ -669,12 +669,20 @@ async fn audit_cli_verifies_exports_and_names_the_first_bad_event() {
         assert_eq!(r.status(), 201);
     }
     assert!(server.terminate().success());
+    let plan = cli(
+        &data,
+        &[],
+        &[
+            "admin", "set-plan", "--org", &org_id, "--plan", "pro", "--json",
+        ],
+    );
+    assert_eq!(plan["plan"], "pro");
 
     let ok = cli(&data, &[], &["audit", "verify", "--json"]);
     assert_eq!(ok["results"][0]["ok"], true);
     assert_eq!(
-        ok["results"][0]["events"], 6,
-        "create-org, create-api-key, add-member and three contacts"
+        ok["results"][0]["events"], 7,
+        "create-org, create-api-key, add-member, three contacts and set-plan"
     );
 
     let out = Command::new(BIN)
@@ -688,7 +696,8 @@ async fn audit_cli_verifies_exports_and_names_the_first_bad_event() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 6);
+    assert_eq!(lines.len(), 7);
+    assert_eq!(lines[6]["action"], "org.set_plan");
     let actions: Vec<&str> = lines
         .iter()
         .map(|l| l["action"].as_str().unwrap())
@@ -733,7 +742,7 @@ async fn audit_cli_verifies_exports_and_names_the_first_bad_event() {
         .unwrap();
     let verdict = String::from_utf8_lossy(&py.stdout);
     assert!(
-        verdict.starts_with("ok: 6 events"),
+        verdict.starts_with("ok: 7 events"),
         "python verifier: {verdict} {}",
         String::from_utf8_lossy(&py.stderr)
     );
