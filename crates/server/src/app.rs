@@ -23,13 +23,18 @@ async fn unrouted() -> ApiError {
 
 /// Builds the application over `state`.
 pub fn build(state: AppState) -> Router {
-    manifest::router(state.clone())
+    let router = manifest::router(state.clone())
         .fallback(unrouted)
-        .layer(CatchPanicLayer::custom(panicked))
-        .layer(axum::middleware::from_fn_with_state(
+        .layer(CatchPanicLayer::custom(panicked));
+    let router = if state.edge_controls() {
+        router.layer(axum::middleware::from_fn_with_state(
             state.clone(),
             headers::layer,
         ))
+    } else {
+        router
+    };
+    router
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             client::layer,

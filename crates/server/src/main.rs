@@ -351,6 +351,7 @@ async fn serve(settings: Settings) -> Result<()> {
     let limits = LimitSettings {
         rates: settings.rate_limits.clone(),
         quotas: settings.quotas.clone(),
+        disabled_for_benchmarks: false,
     };
     let state = state
         .with_edge(edge)

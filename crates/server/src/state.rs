@@ -27,6 +27,7 @@ struct Inner {
     limiter: Arc<Limiter>,
     limits: LimitSettings,
     trusted_proxies: Arc<Vec<IpNet>>,
+    edge_controls: bool,
 }
 
 impl AppState {
@@ -43,6 +44,7 @@ impl AppState {
             limiter: Arc::new(Limiter::local()),
             limits: LimitSettings::default(),
             trusted_proxies: Arc::new(Vec::new()),
+            edge_controls: true,
         }))
     }
 
@@ -71,6 +73,7 @@ impl AppState {
             limiter: Arc::new(Limiter::local()),
             limits: LimitSettings::default(),
             trusted_proxies: Arc::new(Vec::new()),
+            edge_controls: true,
         }))
     }
 
@@ -100,6 +103,23 @@ impl AppState {
         let mut inner = (*self.0).clone();
         inner.trusted_proxies = Arc::new(proxies);
         Self(Arc::new(inner))
+    }
+
+    /// The same state with the edge controls (security headers, rate limits, quotas) switched
+    /// off. Exists only so `bench/` can measure what the edge costs; nothing in the server calls
+    /// it, and no configuration reaches it.
+    #[doc(hidden)]
+    pub fn without_edge_for_benchmarks(self) -> Self {
+        let mut inner = (*self.0).clone();
+        inner.edge_controls = false;
+        inner.limits.disabled_for_benchmarks = true;
+        Self(Arc::new(inner))
+    }
+
+    /// Whether security headers, rate limits and quotas apply (always, except in a benchmark's
+    /// baseline).
+    pub fn edge_controls(&self) -> bool {
+        self.0.edge_controls
     }
 
     /// Networks whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.

@@ -23,7 +23,14 @@ use serde_json::json;
 
 async fn app_with(rates: RateLimitSettings, quotas: QuotaSettings) -> TestApp {
     TestApp::spawn_configured(Backend::Sqlite, Duration::from_secs(30), move |s| {
-        s.with_limits(Arc::new(Limiter::local()), LimitSettings { rates, quotas })
+        s.with_limits(
+            Arc::new(Limiter::local()),
+            LimitSettings {
+                rates,
+                quotas,
+                ..Default::default()
+            },
+        )
     })
     .await
     .unwrap()

@@ -118,7 +118,8 @@ fn no_route_is_registered_outside_the_manifest() {
             {
                 let text = std::fs::read_to_string(&path).unwrap();
                 if !path.ends_with("state.rs")
-                    && text.contains("without_mutation_guard_for_benchmarks")
+                    && (text.contains("without_mutation_guard_for_benchmarks")
+                        || text.contains("without_edge_for_benchmarks"))
                 {
                     offenders.push(format!(
                         "{} switches the mutation guard off",

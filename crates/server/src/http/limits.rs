@@ -52,6 +52,9 @@ pub struct LimitSettings {
     pub rates: RateLimitSettings,
     /// Daily quotas.
     pub quotas: QuotaSettings,
+    /// Benchmark baselines only: skip every limit and quota.
+    #[doc(hidden)]
+    pub disabled_for_benchmarks: bool,
 }
 
 impl LimitSettings {
@@ -145,6 +148,9 @@ pub async fn per_ip(
     ip: Option<std::net::IpAddr>,
     headers: &mut LimitHeaders,
 ) -> Result<(), Response> {
+    if settings.disabled_for_benchmarks {
+        return Ok(());
+    }
     match (settings.per_ip(bucket), ip) {
         (Some(rate), Some(ip)) => {
             check(
@@ -169,6 +175,9 @@ pub async fn per_key(
     now: DateTime<Utc>,
     headers: &mut LimitHeaders,
 ) -> Result<(), Response> {
+    if settings.disabled_for_benchmarks {
+        return Ok(());
+    }
     if let Some(rate) = settings.per_key(bucket) {
         check(
             limiter,
