@@ -122,7 +122,7 @@ fn no_route_is_registered_outside_the_manifest() {
                         || text.contains("without_edge_for_benchmarks"))
                 {
                     offenders.push(format!(
-                        "{} switches the mutation guard off",
+                        "{} switches a control off (benchmark-only switch)",
                         path.display()
                     ));
                 }
