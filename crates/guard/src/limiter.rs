@@ -37,7 +37,7 @@ pub enum LimiterError {
 
 const GCRA_LUA: &str = r"
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local emission = tonumber(ARGV[1])
 local tau = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
@@ -45,10 +45,11 @@ if tat < now then tat = now end
 local new_tat = tat + emission
 local ahead = new_tat - now
 if ahead > tau then
-  return {0, 0, tat - now, ahead - tau}
+  return {0, 0, math.ceil((tat - now) / 1000), math.ceil((ahead - tau) / 1000)}
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', ahead)
-return {1, math.floor((tau - ahead) / emission), ahead, 0}
+-- Formatted as an integer: Lua would write a large number in exponent form and lose digits.
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil(ahead / 1000))
+return {1, math.floor((tau - ahead) / emission), math.ceil(ahead / 1000), 0}
 ";
 
 const QUOTA_LUA: &str = r"
@@ -76,10 +77,10 @@ pub struct Limiter(Backend);
 
 const LOCAL_MAX_KEYS: usize = 200_000;
 
-fn now_ms() -> u64 {
+fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 impl Limiter {
@@ -151,7 +152,7 @@ impl Limiter {
     pub async fn check(&self, key: &str, rate: Rate) -> Result<Decision, LimiterError> {
         match &self.0 {
             Backend::Local { tats, .. } => {
-                let now = now_ms();
+                let now = now_us();
                 let mut map = tats.lock().unwrap_or_else(|p| p.into_inner());
                 if map.len() >= LOCAL_MAX_KEYS {
                     // Entries whose TAT is in the past carry no state: drop them.
@@ -171,8 +172,8 @@ impl Limiter {
                 let mut conn = conn.clone();
                 let result: Result<(u8, u64, u64, u64), _> = gcra
                     .key(format!("{prefix}:rl:{key}"))
-                    .arg(rate.emission_ms())
-                    .arg(rate.tolerance_ms())
+                    .arg(rate.emission_us())
+                    .arg(rate.tolerance_us())
                     .invoke_async(&mut conn)
                     .await;
                 match result {
