@@ -505,7 +505,7 @@ async fn contacts_keep_their_version_history(app: TestApp) {
 /// held mid-transaction by a lock while the client disconnects).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_hanging_up_midway_still_gets_a_whole_change_and_an_event() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let Some(app) = TestApp::spawn(common::Backend::Postgres).await else {
         return;
     };
@@ -533,18 +533,7 @@ async fn a_client_hanging_up_midway_still_gets_a_whole_change_and_an_event() {
             .send()
             .await
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (waiting,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_locks WHERE NOT granted")
-            .fetch_one(&owner)
-            .await
-            .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the request never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_until_blocked_on_a_lock(&owner).await;
     request.abort();
     let _ = request.await;
     tokio::time::sleep(Duration::from_millis(200)).await;

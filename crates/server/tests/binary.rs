@@ -552,21 +552,7 @@ async fn a_request_cut_off_midway_leaves_no_partial_write() {
             .await
     });
     // Wait until the handler has inserted the contact row and is blocked on the tags.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (waiting,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_locks WHERE NOT granted")
-            .fetch_one(&owner)
-            .await
-            .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the request never reached the tag insert"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_until_blocked_on_a_lock(&owner).await;
     let status = server.terminate();
     // The server gave up on the request after its grace period and exited.
     let _ = status;

@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::{Backend, Db, TestApp, error_of};
 use rampart_core::{Role, TenantGrant};
 use rampart_store::idempotency::Claim;
@@ -191,18 +189,7 @@ async fn a_duplicate_in_flight_is_refused() {
             .await
             .unwrap()
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (waiting,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_locks WHERE NOT granted")
-            .fetch_one(&owner)
-            .await
-            .unwrap();
-        if waiting > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the first request never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_until_blocked_on_a_lock(&owner).await;
     let (status, code, _) = error_of(
         send(
             &app,

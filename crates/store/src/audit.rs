@@ -133,15 +133,11 @@ pub(crate) async fn create_head(c: &mut Conn, org: OrgId) -> Result<(), StoreErr
     Ok(())
 }
 
-pub(crate) async fn append_on(
-    c: &mut Conn,
-    org: OrgId,
-    new: NewEvent,
-    at: DateTime<Utc>,
-) -> Result<StoredEvent, StoreError> {
-    // Taking the next sequence number locks this organization's head row until commit.
-    let mut head: Option<(i64, String)> = fetch_optional!(
-        &mut *c,
+/// Takes the next sequence number of `org`'s chain, locking its head row until commit;
+/// returns it with the previous link. `None` when the organization has no head row yet.
+async fn bump_head(c: &mut Conn, org: OrgId) -> Result<Option<(i64, String)>, StoreError> {
+    fetch_optional!(
+        c,
         "UPDATE audit_heads SET seq = seq + 1 WHERE org_id = $1 RETURNING seq, hash",
         [org.to_string()],
         |r| Ok((
@@ -149,19 +145,19 @@ pub(crate) async fn append_on(
             r.try_get::<String, _>("hash")
                 .map_err(StoreError::from_sqlx)?
         ))
-    )?;
+    )
+}
+
+pub(crate) async fn append_on(
+    c: &mut Conn,
+    org: OrgId,
+    new: NewEvent,
+    at: DateTime<Utc>,
+) -> Result<StoredEvent, StoreError> {
+    let mut head = bump_head(c, org).await?;
     if head.is_none() {
         create_head(c, org).await?;
-        head = fetch_optional!(
-            &mut *c,
-            "UPDATE audit_heads SET seq = seq + 1 WHERE org_id = $1 RETURNING seq, hash",
-            [org.to_string()],
-            |r| Ok((
-                r.try_get::<i64, _>("seq").map_err(StoreError::from_sqlx)?,
-                r.try_get::<String, _>("hash")
-                    .map_err(StoreError::from_sqlx)?
-            ))
-        )?;
+        head = bump_head(c, org).await?;
     }
     let (seq, prev_hex) = head.ok_or_else(|| corrupt("no audit head"))?;
     let prev = parse_hash(&prev_hex)?;

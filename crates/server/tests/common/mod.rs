@@ -509,3 +509,23 @@ pub async fn events(app: &TestApp, ws: &WorkspaceId, key: &str) -> Vec<Value> {
     out.reverse();
     out
 }
+
+/// Waits (up to 10 s) until some PostgreSQL session is blocked waiting for a lock: the sign
+/// that a request under test has reached the statement a test is holding back.
+pub async fn wait_until_blocked_on_a_lock(pool: &sqlx::PgPool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request under test never reached the held lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
