@@ -230,7 +230,7 @@ pub async fn list(
         sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM audit_events WHERE org_id = $1 AND workspace_id = $2 \
              AND ($3 IS NULL OR actor = $3) AND ($4 IS NULL OR action = $4) AND ($5 IS NULL OR status = $5) \
-             AND ($6 IS NULL OR at >= $6) AND ($7 IS NULL OR at < $7) AND ($8 IS NULL OR seq < $8) \
+             AND ($6 IS NULL OR at >= $6) AND ($7 IS NULL OR at < $7) AND seq < $8 \
              ORDER BY seq DESC LIMIT $9"
         )),
         [
@@ -241,7 +241,8 @@ pub async fn list(
             filter.status.map(i32::from),
             filter.since.map(db_time),
             filter.until.map(db_time),
-            filter.before_seq,
+            // A plain `seq < $8` seeks the primary key; no cursor means from the newest.
+            filter.before_seq.unwrap_or(i64::MAX),
             i64::from(limit)
         ],
         |r| stored!(r)

@@ -366,7 +366,7 @@ pub async fn list(
         &mut tx.conn,
         sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM contacts c WHERE c.workspace_id = $1 \
-             AND ($2 IS NULL OR c.id > $2) \
+             AND c.id > $2 \
              AND ($3 IS NULL OR c.email_lower = $3) \
              AND ($4 IS NULL OR c.updated_at >= $4) \
              AND ($5 IS NULL OR EXISTS (SELECT 1 FROM contact_tags t WHERE t.workspace_id = c.workspace_id AND t.contact_id = c.id AND t.tag = $5)) \
@@ -374,7 +374,9 @@ pub async fn list(
         )),
         [
             ws.clone(),
-            filter.after.map(|a| a.to_string()),
+            // A plain `id > $2` lets both databases seek the (workspace_id, id) index to the
+            // cursor; with no cursor, '' sorts before every id.
+            filter.after.map(|a| a.to_string()).unwrap_or_default(),
             filter.email.as_ref().map(Email::normalized),
             filter.updated_since.map(db_time),
             filter.tag.as_ref().map(|t| t.as_str().to_owned()),

@@ -1,0 +1,243 @@
+//! The security-tax baseline: the same query and JSON work as Rampart's contact read and
+//! create, behind a bare axum router with no edge (request ids, body limit), no
+//! authentication, no tenancy binding, no validation, no audit and no idempotency.
+//!
+//! It opens SQLite exactly as `rampart-store` does (WAL, `synchronous=NORMAL`, foreign keys,
+//! a 5 s busy timeout, one writer connection taking `BEGIN IMMEDIATE`, a pool of eight
+//! read-only readers), on a database that `rampart migrate` created, so the schema is
+//! Rampart's own. It runs as its own process (`rampart-bench baseline-server`), so it competes
+//! with the load generator for the CPU exactly as Rampart does.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::types::Json as SqlJson;
+use sqlx::{Row, SqlitePool};
+
+/// Readers in the pool: Rampart's default `RAMPART_DATABASE_MAX_CONNECTIONS`.
+const READERS: u32 = 8;
+
+struct Pools {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+/// A contact, serialized with the same fields as Rampart's.
+#[derive(Serialize)]
+struct Contact {
+    id: String,
+    workspace_id: String,
+    name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    us_state: Option<String>,
+    tags: Vec<String>,
+    custom_fields: Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// The body of a create, parsed as strictly as Rampart parses it (unknown fields refused),
+/// but not validated.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    us_state: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    custom_fields: Map<String, Value>,
+}
+
+/// The wall clock (the baseline has no injected clock: it is not the product).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the baseline stamps rows with the wall clock, as a bare server would"
+)]
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Serves until SIGTERM or Ctrl-C.
+pub async fn serve(db: &Path, listen: SocketAddr) -> Result<()> {
+    let base = SqliteConnectOptions::new()
+        .filename(db)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(base.clone())
+        .await
+        .with_context(|| format!("opening {}", db.display()))?;
+    let readers = SqlitePoolOptions::new()
+        .max_connections(READERS)
+        .connect_with(base.read_only(true))
+        .await?;
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route("/v1/workspaces/{ws}/contacts", post(create))
+        .route("/v1/workspaces/{ws}/contacts/{id}", get(read))
+        .with_state(Arc::new(Pools { writer, readers }));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopped())
+        .await?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn stopped() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+fn failed(e: &sqlx::Error) -> Response {
+    let status = match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (
+        status,
+        Json(serde_json::json!({"error": {"message": e.to_string()}})),
+    )
+        .into_response()
+}
+
+/// `GET /v1/workspaces/{ws}/contacts/{id}`: the row and its tags in one read transaction.
+async fn read(
+    State(pools): State<Arc<Pools>>,
+    UrlPath((ws, id)): UrlPath<(String, String)>,
+) -> Response {
+    match read_inner(&pools, ws, id).await {
+        Ok(Some(c)) => Json(c).into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => failed(&e),
+    }
+}
+
+async fn read_inner(pools: &Pools, ws: String, id: String) -> Result<Option<Contact>, sqlx::Error> {
+    let mut tx = pools.readers.begin().await?;
+    let Some(row) = sqlx::query(
+        "SELECT id, name, email, phone, us_state, custom_fields, created_at, updated_at \
+         FROM contacts WHERE workspace_id = $1 AND id = $2",
+    )
+    .bind(&ws)
+    .bind(&id)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let tags: Vec<String> = sqlx::query_scalar(
+        "SELECT tag FROM contact_tags WHERE workspace_id = $1 AND contact_id = $2 ORDER BY tag",
+    )
+    .bind(&ws)
+    .bind(&id)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(Contact {
+        id: row.try_get("id")?,
+        workspace_id: ws,
+        name: row.try_get("name")?,
+        email: row.try_get("email")?,
+        phone: row.try_get("phone")?,
+        us_state: row.try_get("us_state")?,
+        tags,
+        custom_fields: row.try_get::<SqlJson<Value>, _>("custom_fields")?.0,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    }))
+}
+
+/// `POST /v1/workspaces/{ws}/contacts`: one write transaction, 201 with `Location`.
+async fn create(
+    State(pools): State<Arc<Pools>>,
+    UrlPath(ws): UrlPath<String>,
+    Json(body): Json<CreateBody>,
+) -> Response {
+    match create_inner(&pools, ws, body).await {
+        Ok(c) => {
+            let location = format!("/v1/workspaces/{}/contacts/{}", c.workspace_id, c.id);
+            (StatusCode::CREATED, [(header::LOCATION, location)], Json(c)).into_response()
+        }
+        Err(e) => failed(&e),
+    }
+}
+
+async fn create_inner(pools: &Pools, ws: String, body: CreateBody) -> Result<Contact, sqlx::Error> {
+    let id = format!("ct_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+    let at = now();
+    let mut tags = body.tags;
+    tags.sort();
+    tags.dedup();
+    let custom = Value::Object(body.custom_fields);
+    let mut tx = pools.writer.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query(
+        "INSERT INTO contacts (id, workspace_id, name, email, email_lower, phone, us_state, custom_fields, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&id)
+    .bind(&ws)
+    .bind(&body.name)
+    .bind(&body.email)
+    .bind(body.email.as_ref().map(|e| e.to_lowercase()))
+    .bind(&body.phone)
+    .bind(&body.us_state)
+    .bind(SqlJson(&custom))
+    .bind(at)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    for tag in &tags {
+        sqlx::query("INSERT INTO contact_tags (workspace_id, contact_id, tag) VALUES ($1, $2, $3)")
+            .bind(&ws)
+            .bind(&id)
+            .bind(tag)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(Contact {
+        id,
+        workspace_id: ws,
+        name: body.name,
+        email: body.email,
+        phone: body.phone,
+        us_state: body.us_state,
+        tags,
+        custom_fields: custom,
+        created_at: at,
+        updated_at: at,
+    })
+}

