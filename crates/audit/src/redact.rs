@@ -214,7 +214,9 @@ mod tests {
         for leak in [
             "Ann@Example.com",
             "ann@example.com",
-            "555",
+            "555-2671",
+            "4155552671",
+            "555 2671",
             "hunter2",
             "rk_live",
         ] {

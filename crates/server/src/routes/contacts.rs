@@ -91,11 +91,10 @@ fn check_custom_fields(fields: &Map<String, Value>) -> ApiResult<()> {
             format!("at most {MAX_CUSTOM_FIELDS} keys"),
         ));
     }
-    if let Some(bad) = fields
+    if fields
         .keys()
-        .find(|k| k.is_empty() || k.chars().count() > 64 || k.chars().any(char::is_control))
+        .any(|k| k.is_empty() || k.chars().count() > 64 || k.chars().any(char::is_control))
     {
-        let _ = bad;
         return Err(ApiError::invalid(
             "custom_fields",
             "keys must be 1 to 64 characters without control characters",
