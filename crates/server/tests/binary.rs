@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -440,12 +440,7 @@ async fn sigterm_drains_in_flight_requests() {
             .success()
     );
     std::thread::sleep(Duration::from_millis(300));
-    // New connections are no longer accepted...
-    assert!(
-        std::net::TcpStream::connect(&server.addr).is_err()
-            || server.child.try_wait().unwrap().is_none()
-    );
-    // ...but the request in flight completes.
+    // The request in flight completes although the server is shutting down.
     sock.write_all(&body[10..]).unwrap();
     let mut response = String::new();
     BufReader::new(&sock).read_to_string(&mut response).unwrap();
@@ -468,7 +463,6 @@ async fn sigterm_drains_in_flight_requests() {
         .await
         .unwrap();
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
-    let _ = BufRead::lines(BufReader::new(std::io::empty())).count();
 }
 
 impl Server {
@@ -975,7 +969,6 @@ async fn tls_is_built_in_and_plain_http_only_redirects() {
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let log = data.with_extension("log");
-    std::fs::create_dir_all(tmp.path()).unwrap();
     let file = std::fs::File::create(&log).unwrap();
     let mut child = Command::new(BIN)
         .args([
