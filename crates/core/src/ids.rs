@@ -139,6 +139,21 @@ typed_id!(
     MembershipId,
     "mem"
 );
+typed_id!(
+    /// A signed-in browser session of one user.
+    SessionId,
+    "ses"
+);
+typed_id!(
+    /// An invitation to join a workspace with a role.
+    InvitationId,
+    "inv"
+);
+typed_id!(
+    /// A single-use emailed token: confirmation, password reset or magic link.
+    AuthTokenId,
+    "tok"
+);
 
 #[cfg(test)]
 mod tests {

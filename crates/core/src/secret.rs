@@ -39,6 +39,14 @@ impl<T: Zeroize> From<T> for Secret<T> {
     }
 }
 
+/// Request bodies deserialize straight into a `Secret`, so a password never sits in a plain
+/// `String` that a `Debug` print or an error could show.
+impl<'de, T: Zeroize + serde::Deserialize<'de>> serde::Deserialize<'de> for Secret<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(d).map(Secret::new)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,6 +71,8 @@ pub struct Settings {
     pub http_redirect_listen: Option<SocketAddr>,
     /// Networks (CIDR) whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
     pub trusted_proxies: Vec<String>,
+    /// Sign-in, sessions, lockout, passwords and mail (`[auth]`, `RAMPART_AUTH__*`).
+    pub auth: crate::auth::AuthSettings,
 }
 
 /// Requests per minute, per bucket and subject.
@@ -178,6 +180,7 @@ impl Default for Settings {
             tls_key: None,
             http_redirect_listen: None,
             trusted_proxies: Vec::new(),
+            auth: crate::auth::AuthSettings::default(),
         }
     }
 }

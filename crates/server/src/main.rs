@@ -329,6 +329,22 @@ async fn master_key(settings: &Settings, store: &Store) -> Result<MasterKey> {
     }
 }
 
+/// Identity services from `[auth]`, the mail transport and the public URL.
+fn identity(settings: &Settings) -> Result<rampart::auth::Identity> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mailer =
+        rampart::auth::mail::Mailer::from_url(&settings.mail_transport(), &settings.auth.mail_from)
+            .context("mail_transport")?;
+    let hasher = rampart::auth::password::Hasher::for_this_machine()
+        .context("setting up password hashing")?;
+    Ok(rampart::auth::Identity::new(
+        settings.auth.clone(),
+        hasher,
+        mailer,
+        &settings.public_url(),
+    ))
+}
+
 async fn serve(settings: Settings) -> Result<()> {
     ensure_private_dir(&settings.data_dir)?;
     migrate(&settings).await?;
@@ -356,7 +372,8 @@ async fn serve(settings: Settings) -> Result<()> {
     let state = state
         .with_edge(edge)
         .with_limits(limiter, limits)
-        .with_trusted_proxies(settings.trusted_proxy_nets()?);
+        .with_trusted_proxies(settings.trusted_proxy_nets()?)
+        .with_identity(identity(&settings)?);
     let app = app::build(state);
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
     let tls = match (&settings.tls_cert, &settings.tls_key) {

@@ -12,7 +12,7 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use rampart_core::{Permission, Plan};
 
-use crate::routes::{api_keys, audit_events, contacts, health, pages};
+use crate::routes::{api_keys, audit_events, auth, contacts, health, members, pages};
 use crate::state::AppState;
 
 /// Who may reach a route.
@@ -24,6 +24,8 @@ pub enum Scope {
     Tenant,
     /// The platform operator.
     Platform,
+    /// Any signed-in person (a fully signed-in session; API keys are not people).
+    User,
 }
 
 /// Which rate-limit bucket a route draws from; the rates are configuration
@@ -53,6 +55,10 @@ pub enum Target {
     Contact,
     /// An API key (`key_…`).
     ApiKey,
+    /// A workspace membership (`mem_…`).
+    Member,
+    /// One of the caller's sessions (`ses_…`).
+    Session,
 }
 
 /// One route's declaration.
@@ -147,6 +153,34 @@ spec!(API_KEYS_REVOKE: DELETE "/v1/workspaces/{ws}/api-keys/{id}", Tenant, Some(
 spec!(CONTACT_VERSIONS: GET "/v1/workspaces/{ws}/contacts/{id}/versions", Tenant, Some(P::ContactsRead), mutates = false, destructive = false, Api, "contact.versions", Contact, None);
 spec!(AUDIT_EVENTS_LIST: GET "/v1/workspaces/{ws}/audit-events", Tenant, Some(P::AuditRead), mutates = false, destructive = false, Api, "audit_event.list", None, None, plan = Starter);
 
+spec!(MEMBERS_LIST: GET "/v1/workspaces/{ws}/members", Tenant, Some(P::WorkspaceRead), mutates = false, destructive = false, Api, "member.list", None, None);
+spec!(MEMBERS_UPDATE: PATCH "/v1/workspaces/{ws}/members/{id}", Tenant, Some(P::MembersManage), mutates = true, destructive = false, Api, "member.update", Member,
+    Some(r#"{"role":"viewer"}"#));
+spec!(MEMBERS_REMOVE: DELETE "/v1/workspaces/{ws}/members/{id}", Tenant, Some(P::MembersManage), mutates = true, destructive = true, Api, "member.remove", Member, None);
+spec!(MEMBERS_END_SESSIONS: DELETE "/v1/workspaces/{ws}/members/{id}/sessions", Tenant, Some(P::MembersManage), mutates = true, destructive = true, Api, "member.sessions_end", Member, None);
+spec!(INVITATIONS_LIST: GET "/v1/workspaces/{ws}/invitations", Tenant, Some(P::MembersManage), mutates = false, destructive = false, Api, "invitation.list", None, None);
+spec!(INVITATIONS_CREATE: POST "/v1/workspaces/{ws}/invitations", Tenant, Some(P::MembersManage), mutates = true, destructive = false, Api, "invitation.create", None,
+    Some(r#"{"email":"matrix-invitee@example.com","role":"viewer"}"#));
+
+spec!(AUTH_SIGNUP: POST "/v1/auth/signup", Public, None, mutates = true, destructive = false, SignIn, "auth.signup", None, None);
+spec!(AUTH_CONFIRM: POST "/v1/auth/confirm", Public, None, mutates = true, destructive = false, SignIn, "auth.confirm", None, None);
+spec!(AUTH_SIGNIN: POST "/v1/auth/signin", Public, None, mutates = true, destructive = false, SignIn, "auth.signin", None, None);
+spec!(AUTH_SIGNIN_2FA: POST "/v1/auth/signin/2fa", Public, None, mutates = true, destructive = false, SignIn, "auth.signin_2fa", None, None);
+spec!(AUTH_RESET_REQUEST: POST "/v1/auth/password/reset", Public, None, mutates = true, destructive = false, SignIn, "auth.password_reset_request", None, None);
+spec!(AUTH_RESET_COMPLETE: POST "/v1/auth/password/reset/complete", Public, None, mutates = true, destructive = false, SignIn, "auth.password_reset", None, None);
+spec!(AUTH_MAGIC_REQUEST: POST "/v1/auth/magic-link", Public, None, mutates = true, destructive = false, SignIn, "auth.magic_link_request", None, None);
+spec!(AUTH_MAGIC_CONSUME: POST "/v1/auth/magic-link/consume", Public, None, mutates = true, destructive = false, SignIn, "auth.magic_link", None, None);
+spec!(AUTH_INVITATION_ACCEPT: POST "/v1/auth/invitations/accept", Public, None, mutates = true, destructive = false, SignIn, "member.accept", None, None);
+spec!(AUTH_ME: GET "/v1/auth/me", User, None, mutates = false, destructive = false, Api, "auth.me", None, None);
+spec!(AUTH_SIGNOUT: POST "/v1/auth/signout", User, None, mutates = true, destructive = false, Api, "auth.signout", None, None);
+spec!(AUTH_SESSIONS: GET "/v1/auth/sessions", User, None, mutates = false, destructive = false, Api, "auth.session_list", None, None);
+spec!(AUTH_SESSION_END: DELETE "/v1/auth/sessions/{id}", User, None, mutates = true, destructive = true, Api, "auth.session_end", Session, None);
+spec!(AUTH_PASSWORD_CHANGE: POST "/v1/auth/password", User, None, mutates = true, destructive = false, SignIn, "auth.password_change", None, None);
+spec!(AUTH_TOTP_ENROLL: POST "/v1/auth/totp/enroll", User, None, mutates = true, destructive = false, Api, "auth.totp_enroll", None, None);
+spec!(AUTH_TOTP_CONFIRM: POST "/v1/auth/totp/confirm", User, None, mutates = true, destructive = false, SignIn, "auth.totp_enable", None, None);
+spec!(AUTH_BACKUP_CODES: POST "/v1/auth/totp/backup-codes", User, None, mutates = true, destructive = false, SignIn, "auth.backup_codes_regenerate", None, None);
+spec!(AUTH_TOTP_DISABLE: DELETE "/v1/auth/totp", User, None, mutates = true, destructive = true, SignIn, "auth.totp_disable", None, None);
+
 /// Every route with its handler. The order is the order of the documentation.
 pub fn routes() -> Vec<Route> {
     vec![
@@ -163,6 +197,30 @@ pub fn routes() -> Vec<Route> {
         route(&API_KEYS_CREATE, api_keys::create),
         route(&API_KEYS_REVOKE, api_keys::revoke),
         route(&AUDIT_EVENTS_LIST, audit_events::list),
+        route(&MEMBERS_LIST, members::list),
+        route(&MEMBERS_UPDATE, members::update),
+        route(&MEMBERS_REMOVE, members::remove),
+        route(&MEMBERS_END_SESSIONS, members::end_sessions),
+        route(&INVITATIONS_LIST, members::invitations),
+        route(&INVITATIONS_CREATE, members::invite),
+        route(&AUTH_SIGNUP, auth::signup),
+        route(&AUTH_CONFIRM, auth::confirm),
+        route(&AUTH_SIGNIN, auth::signin),
+        route(&AUTH_SIGNIN_2FA, auth::signin_second_factor),
+        route(&AUTH_RESET_REQUEST, auth::request_reset),
+        route(&AUTH_RESET_COMPLETE, auth::complete_reset),
+        route(&AUTH_MAGIC_REQUEST, auth::request_magic_link),
+        route(&AUTH_MAGIC_CONSUME, auth::consume_magic_link),
+        route(&AUTH_INVITATION_ACCEPT, auth::accept_invitation),
+        route(&AUTH_ME, auth::me),
+        route(&AUTH_SIGNOUT, auth::signout),
+        route(&AUTH_SESSIONS, auth::sessions),
+        route(&AUTH_SESSION_END, auth::end_session),
+        route(&AUTH_PASSWORD_CHANGE, auth::change_password),
+        route(&AUTH_TOTP_ENROLL, auth::totp_enroll),
+        route(&AUTH_TOTP_CONFIRM, auth::totp_confirm),
+        route(&AUTH_BACKUP_CODES, auth::regenerate_backup_codes),
+        route(&AUTH_TOTP_DISABLE, auth::totp_disable),
     ]
 }
 

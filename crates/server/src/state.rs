@@ -9,6 +9,7 @@ use rampart_store::Store;
 use ipnet::IpNet;
 use rampart_guard::Limiter;
 
+use crate::auth::Identity;
 use crate::http::headers::EdgeSettings;
 use crate::http::limits::LimitSettings;
 use crate::keycache::KeyCache;
@@ -28,6 +29,7 @@ struct Inner {
     limits: LimitSettings,
     trusted_proxies: Arc<Vec<IpNet>>,
     edge_controls: bool,
+    identity: Option<Identity>,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
             limits: LimitSettings::default(),
             trusted_proxies: Arc::new(Vec::new()),
             edge_controls: true,
+            identity: None,
         }))
     }
 
@@ -74,6 +77,7 @@ impl AppState {
             limits: LimitSettings::default(),
             trusted_proxies: Arc::new(Vec::new()),
             edge_controls: true,
+            identity: None,
         }))
     }
 
@@ -81,6 +85,19 @@ impl AppState {
     /// a benchmark's baseline).
     pub fn mutation_guard(&self) -> bool {
         self.0.mutation_guard
+    }
+
+    /// The same state with these identity services (sign-in, sessions, mail).
+    pub fn with_identity(self, identity: Identity) -> Self {
+        let mut inner = (*self.0).clone();
+        inner.identity = Some(identity);
+        Self(Arc::new(inner))
+    }
+
+    /// Identity services, when configured (`serve` always configures them; without them
+    /// session cookies are not accepted and the sign-in routes answer 503).
+    pub fn identity(&self) -> Option<&Identity> {
+        self.0.identity.as_ref()
     }
 
     /// The same state with these edge settings.

@@ -15,9 +15,10 @@
 
 mod common;
 
+use common::people::Browser;
 use common::{Org, TestApp, error_of};
 use rampart::manifest::{Scope, Target, specs};
-use rampart_core::{ApiKeyId, ContactId, Role};
+use rampart_core::{ApiKeyId, ContactId, Email, MembershipId, Role};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -27,6 +28,7 @@ struct Fixtures {
     contact: String,
     api_key_id: String,
     api_key: String,
+    member: String,
 }
 
 async fn fixtures(app: &TestApp, org: &Org) -> Fixtures {
@@ -45,10 +47,20 @@ async fn fixtures(app: &TestApp, org: &Org) -> Fixtures {
         .await;
     assert_eq!(r.status(), 201);
     let k: Value = r.json().await.unwrap();
+    let members: Value = app
+        .get(
+            &format!("/v1/workspaces/{}/members", org.ws),
+            &org.owner_key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     Fixtures {
         contact: c["id"].as_str().unwrap().to_owned(),
         api_key_id: k["id"].as_str().unwrap().to_owned(),
         api_key: k["key"].as_str().unwrap().to_owned(),
+        member: members["data"][0]["id"].as_str().unwrap().to_owned(),
     }
 }
 
@@ -58,6 +70,9 @@ fn target_ids(target: Target, f: &Fixtures) -> Option<(String, String)> {
         Target::None => None,
         Target::Contact => Some((f.contact.clone(), ContactId::generate().to_string())),
         Target::ApiKey => Some((f.api_key_id.clone(), ApiKeyId::generate().to_string())),
+        Target::Member => Some((f.member.clone(), MembershipId::generate().to_string())),
+        // Sessions are a person's own (`/v1/auth/…`), never a tenant route's target.
+        Target::Session => None,
     }
 }
 
@@ -82,17 +97,48 @@ async fn snapshot(app: &TestApp, org: &Org, f: &Fixtures) -> Value {
         .await
         .status()
         == 200;
-    json!({"contacts": app.all_contacts(org).await, "keys": keys, "fixture_key_works": fixture_key_works})
+    let members: Value = app
+        .get(
+            &format!("/v1/workspaces/{}/members", org.ws),
+            &org.owner_key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    json!({"contacts": app.all_contacts(org).await, "keys": keys, "members": members["data"], "fixture_key_works": fixture_key_works})
+}
+
+/// An attacker's credential: an API key, or a signed-in person's session.
+enum Cred {
+    Key(String),
+    Session(Browser),
+}
+
+impl Cred {
+    fn kind(&self) -> &'static str {
+        match self {
+            Cred::Key(_) => "api key",
+            Cred::Session(_) => "session",
+        }
+    }
 }
 
 async fn attempt(
     app: &TestApp,
     method: &Method,
     path: &str,
-    key: &str,
+    cred: &Cred,
     body: Option<&str>,
 ) -> (u16, String) {
-    let mut req = app.req(method.clone(), path, key);
+    let mut req = match cred {
+        Cred::Key(key) => app.req(method.clone(), path, key),
+        Cred::Session(b) => app
+            .client
+            .request(method.clone(), app.url(path))
+            .header("Cookie", b.cookie.clone().unwrap())
+            .header("X-CSRF-Token", b.csrf.clone().unwrap()),
+    };
     if let Some(b) = body {
         req = req
             .header("content-type", "application/json")
@@ -100,6 +146,34 @@ async fn attempt(
     }
     let (status, code, _) = error_of(req.send().await.unwrap()).await;
     (status, code)
+}
+
+/// A person with `role` in `org`'s workspace (and nowhere else), signed in.
+async fn member_session(app: &TestApp, org: &Org, role: Role) -> Browser {
+    let email = format!("{role}-{}@b.example.com", org.ws);
+    let password = "Matrix-Attacker-9";
+    let (user, _) = app
+        .store
+        .add_member(
+            org.ws,
+            &Email::parse(&email).unwrap(),
+            role,
+            app.clock.now_for_tests(),
+            None,
+        )
+        .await
+        .unwrap();
+    let identity = common::test_identity(app.dir.path(), Default::default());
+    let hash = identity
+        .hasher()
+        .hash(&rampart_core::Secret::new(password.to_owned()))
+        .await
+        .unwrap();
+    app.store
+        .import_password_hash(user, &hash, true, app.clock.now_for_tests())
+        .await
+        .unwrap();
+    app.signed_in(&email, password).await
 }
 
 async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
@@ -110,7 +184,8 @@ async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
 
     let mut attackers = Vec::new();
     for role in Role::ALL {
-        attackers.push((role, app.key(b.ws, role).await));
+        attackers.push((role, Cred::Key(app.key(b.ws, role).await)));
+        attackers.push((role, Cred::Session(member_session(&app, &b, role).await)));
     }
 
     let mut attempts = 0;
@@ -131,7 +206,8 @@ async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
                 None => p,
             }
         };
-        for (role, key) in &attackers {
+        for (role, cred) in &attackers {
+            let key = cred;
             // A's workspace in the path: no membership, so exactly "not found".
             let path = fill(
                 &a.ws.to_string(),
@@ -141,7 +217,8 @@ async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
             assert_eq!(
                 got,
                 (404, "NOT_FOUND".into()),
-                "{role} on {} {path}",
+                "{role} ({}) on {} {path}",
+                key.kind(),
                 spec.method
             );
             attempts += 1;

@@ -34,11 +34,11 @@ pub struct OrgSummary {
     pub plan: Plan,
 }
 
-fn parse_role(raw: String) -> Result<Role, StoreError> {
+pub(crate) fn parse_role(raw: String) -> Result<Role, StoreError> {
     raw.parse().map_err(corrupt)
 }
 
-fn parse_plan(raw: String) -> Result<Plan, StoreError> {
+pub(crate) fn parse_plan(raw: String) -> Result<Plan, StoreError> {
     raw.parse().map_err(corrupt)
 }
 
@@ -47,7 +47,7 @@ impl Store {
         self.platform(false).await
     }
 
-    async fn platform(&self, write: bool) -> Result<Conn, StoreError> {
+    pub(crate) async fn platform(&self, write: bool) -> Result<Conn, StoreError> {
         let e = StoreError::from_sqlx;
         Ok(match &*self.0 {
             Backend::Sqlite { writer, .. } if write => {
@@ -238,7 +238,7 @@ impl Store {
 }
 
 /// Binds a platform transaction to `org`'s ledger (PostgreSQL row-level security).
-async fn bind_org(c: &mut Conn, org: OrgId) -> Result<(), StoreError> {
+pub(crate) async fn bind_org(c: &mut Conn, org: OrgId) -> Result<(), StoreError> {
     if let Conn::Pg(tx) = c {
         sqlx::query("SELECT set_config('rampart.org_id', $1, true)")
             .bind(org.to_string())
@@ -250,7 +250,7 @@ async fn bind_org(c: &mut Conn, org: OrgId) -> Result<(), StoreError> {
 }
 
 /// Records an operator's platform change in the same transaction as the change.
-async fn append_in_platform(
+pub(crate) async fn append_in_platform(
     c: &mut Conn,
     org: OrgId,
     event: NewEvent,
@@ -262,7 +262,7 @@ async fn append_in_platform(
         .map(|_| ())
 }
 
-async fn workspace_row(
+pub(crate) async fn workspace_row(
     c: &mut Conn,
     workspace: WorkspaceId,
 ) -> Result<Option<(OrgId, Plan)>, StoreError> {
@@ -304,7 +304,7 @@ async fn upsert_user(
     Ok(user)
 }
 
-async fn insert_membership(
+pub(crate) async fn insert_membership(
     c: &mut Conn,
     workspace: WorkspaceId,
     user: UserId,

@@ -22,11 +22,14 @@ use rampart_core::{
 };
 use rampart_crypto::ApiKeyToken;
 use rampart_store::TenantTx;
+use rampart_store::identity::SessionStage;
 
 use super::client::ClientInfo;
 use super::error::ApiError;
 use super::limits::{self, LimitHeaders};
 use super::mutation;
+use crate::auth::session::{self, SessionUser};
+use crate::auth::token;
 use crate::manifest::{RouteSpec, Scope};
 use crate::state::AppState;
 
@@ -65,17 +68,19 @@ pub(crate) struct Caller {
     pub workspace: WorkspaceId,
 }
 
+/// Who authenticated, their standing in the requested workspace (if any) and the
+/// organization and workspace they act from (where their refusals are recorded).
+pub(crate) struct Authenticated {
+    pub principal: Principal,
+    pub membership: Option<Membership>,
+    pub home: Option<(OrgId, WorkspaceId)>,
+    /// A cookie-authenticated change without a valid CSRF token or same-origin `Origin`.
+    pub csrf_failed: bool,
+}
+
 /// Resolves the bearer key to a principal and its membership (of the key's own workspace).
 #[tracing::instrument(skip_all)]
-async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<(Principal, Membership), Response> {
-    let Some(presented) = bearer(headers) else {
-        return Err(unauthenticated(
-            "send an API key as `Authorization: Bearer rk_live_…`",
-        ));
-    };
+async fn authenticate_key(state: &AppState, presented: &str) -> Result<Authenticated, Response> {
     let token = ApiKeyToken::parse(presented).map_err(|_| unauthenticated("invalid API key"))?;
     let hash = token.hash();
     let key = match state.keys().get(&hash) {
@@ -102,7 +107,118 @@ async fn authenticate(
         actor: Actor::ApiKey(key.id),
         method: AuthMethod::ApiKey,
     };
-    Ok((principal, key.membership))
+    Ok(Authenticated {
+        principal,
+        membership: Some(key.membership),
+        home: Some((key.membership.org, key.membership.workspace)),
+        csrf_failed: false,
+    })
+}
+
+/// Finds the request's live, fully signed-in session; for a change, also checks CSRF.
+pub(crate) async fn session_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    mutates: bool,
+) -> Result<SessionUser, Response> {
+    let identity = state.identity().ok_or_else(|| {
+        unauthenticated("sign in, or send an API key as `Authorization: Bearer rk_live_…`")
+    })?;
+    let token = session::presented(identity, headers).ok_or_else(|| {
+        unauthenticated("sign in, or send an API key as `Authorization: Bearer rk_live_…`")
+    })?;
+    let now = state.clock().now();
+    let record = match state
+        .store()
+        .session_by_token(&token::hash(token.expose()), now)
+        .await
+    {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err(unauthenticated("your session has ended; sign in again")),
+        Err(e) => return Err(ApiError::from(e).into_response()),
+    };
+    if record.stage != SessionStage::Active {
+        return Err(unauthenticated(
+            "finish signing in: the second factor is still required",
+        ));
+    }
+    if mutates && !session::csrf_ok(identity, headers, &record) {
+        return Err(csrf_refusal().into_response());
+    }
+    if session::due_for_touch(&record, now) {
+        let store = state.store().clone();
+        let (sid, idle) = (
+            record.id,
+            session::idle_expiry(identity, now, record.absolute_expires_at),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_session(sid, now, idle).await {
+                tracing::debug!(error = %e, "could not record session use");
+            }
+        });
+    }
+    Ok(SessionUser {
+        user: record.user,
+        session: record.id,
+        stage: record.stage,
+        record,
+        token,
+    })
+}
+
+fn csrf_refusal() -> ApiError {
+    ApiError::new(
+        ErrorCode::Forbidden,
+        "send the session's CSRF token in `X-CSRF-Token` (from sign-in or `GET /v1/auth/me`)",
+    )
+}
+
+/// Authenticates by API key (an `Authorization` header) or else by session cookie, and
+/// resolves the caller's membership of `workspace`.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    workspace: WorkspaceId,
+    mutates: bool,
+) -> Result<Authenticated, Response> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        let Some(presented) = bearer(headers) else {
+            return Err(unauthenticated(
+                "send an API key as `Authorization: Bearer rk_live_…`",
+            ));
+        };
+        return authenticate_key(state, presented).await;
+    }
+    let signed_in = session_user(state, headers, false).await?;
+    let csrf_failed = mutates
+        && state
+            .identity()
+            .is_none_or(|identity| !session::csrf_ok(identity, headers, &signed_in.record));
+    let user = signed_in.user;
+    let membership = state
+        .store()
+        .membership(user, workspace)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    let home = match membership {
+        Some(m) => Some((m.org, m.workspace)),
+        None => state
+            .store()
+            .user_orgs(user)
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?
+            .first()
+            .copied(),
+    };
+    Ok(Authenticated {
+        principal: Principal {
+            actor: Actor::User(user),
+            method: AuthMethod::Session,
+        },
+        membership,
+        home,
+        csrf_failed,
+    })
 }
 
 /// The `{ws}` and `{id}` segments of the matched path, owned.
@@ -169,20 +285,20 @@ pub(crate) async fn admit(
         workspace: Some(workspace),
         caller: None,
     })?;
-    let (principal, membership) =
-        authenticate(state, headers)
-            .await
-            .map_err(|response| Refusal {
-                response,
-                workspace: Some(workspace),
-                caller: None,
-            })?;
-    let caller = Caller {
+    let authenticated = authenticate(state, headers, workspace, spec.mutates)
+        .await
+        .map_err(|response| Refusal {
+            response,
+            workspace: Some(workspace),
+            caller: None,
+        })?;
+    let principal = authenticated.principal;
+    let caller = authenticated.home.map(|(org, ws)| Caller {
         principal,
-        org: membership.org,
-        workspace: membership.workspace,
-    };
-    if let Actor::ApiKey(key) = principal.actor {
+        org,
+        workspace: ws,
+    });
+    if let (Actor::ApiKey(key), Some(membership)) = (principal.actor, authenticated.membership) {
         let now = state.clock().now();
         limits::per_key(
             state.limiter(),
@@ -197,7 +313,7 @@ pub(crate) async fn admit(
         .map_err(|response| Refusal {
             response,
             workspace: Some(workspace),
-            caller: Some(caller),
+            caller,
         })?;
     }
     let refuse = |e: ApiError| {
@@ -206,22 +322,28 @@ pub(crate) async fn admit(
         Refusal {
             response,
             workspace: Some(workspace),
-            caller: Some(caller),
+            caller,
         }
     };
-    let grant = TenantGrant::authorize(principal, workspace, Some(membership), spec.permission)
-        .map_err(|denied| match denied {
+    if authenticated.csrf_failed {
+        return Err(refuse(csrf_refusal()));
+    }
+    let membership = authenticated.membership;
+    let grant = TenantGrant::authorize(principal, workspace, membership, spec.permission).map_err(
+        |denied| match denied {
             AccessDenied::NotAMember => refuse(ApiError::not_found()),
             AccessDenied::Forbidden { .. } => {
                 refuse(ApiError::new(ErrorCode::Forbidden, denied.to_string()))
             }
-        })?;
-    if membership.plan < spec.min_plan {
+        },
+    )?;
+    let plan = membership.map_or(spec.min_plan, |m| m.plan);
+    if plan < spec.min_plan {
         return Err(refuse(ApiError::new(
             ErrorCode::PlanUpgradeRequired,
             format!(
                 "this route needs the {} plan or higher (the organization is on {})",
-                spec.min_plan, membership.plan
+                spec.min_plan, plan
             ),
         )));
     }
@@ -270,6 +392,31 @@ pub async fn guard(
             }
         }
         Scope::Platform => ApiError::not_found().into_response(),
+        Scope::User => {
+            let mut limit_headers = LimitHeaders::default();
+            let ip = client_ip(req.extensions());
+            let admitted = match limits::per_ip(
+                state.limiter(),
+                state.limits(),
+                spec.bucket,
+                ip,
+                &mut limit_headers,
+            )
+            .await
+            {
+                Ok(()) => session_user(&state, req.headers(), spec.mutates).await,
+                Err(refusal) => Err(refusal),
+            };
+            let mut response = match admitted {
+                Ok(user) => {
+                    req.extensions_mut().insert(user);
+                    next.run(req).await
+                }
+                Err(refusal) => refusal,
+            };
+            limit_headers.apply(&mut response);
+            response
+        }
         Scope::Tenant if spec.mutates && state.mutation_guard() => {
             // Run to completion even if the client goes away: the change commits or rolls
             // back whole, and either way its audit event is written.

@@ -3,8 +3,10 @@
 
 pub mod api_keys;
 pub mod audit_events;
+pub mod auth;
 pub mod contacts;
 pub mod health;
+pub mod members;
 pub mod pages;
 
 use serde::{Deserialize, Deserializer};

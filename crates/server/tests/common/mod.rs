@@ -17,12 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rampart::AppState;
+use rampart::auth::{AuthSettings, Identity};
 use rampart_core::{Email, ManualClock, Plan, Role, TenantGrant, WorkspaceId};
 use rampart_crypto::NewApiKey;
 use rampart_store::{Mode, PoolSettings, Store, api_keys};
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::Value;
 use tokio::sync::OnceCell;
+
+pub mod people;
 
 pub const OWNER_ROLE: &str = "rampart_test_owner";
 pub const APP_ROLE: &str = "rampart_test_app";
@@ -226,8 +229,16 @@ impl TestApp {
         ttl: Duration,
         configure: impl FnOnce(AppState) -> AppState,
     ) -> TestApp {
+        // Server logs go to the test's captured output: shown only when a test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn")
+            .try_init();
         let clock = ManualClock::new(chrono::Utc::now());
-        let state = configure(AppState::new(store.clone(), Arc::new(clock.clone()), ttl));
+        let state = configure(
+            AppState::new(store.clone(), Arc::new(clock.clone()), ttl)
+                .with_identity(test_identity(dir.path(), AuthSettings::default())),
+        );
         let app = rampart::app::build(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -383,6 +394,40 @@ pub async fn error_of(r: Response) -> (u16, String, Value) {
 }
 
 /// Declares each listed `async fn name(app: TestApp)` as a test on SQLite and on PostgreSQL.
+/// Like `both_backends!`, with the app's state adjusted by `$configure` before it serves.
+#[macro_export]
+macro_rules! both_backends_with {
+    ($configure:ident; $($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::common::TestApp::spawn_configured(
+                        $crate::common::Backend::Sqlite,
+                        std::time::Duration::from_secs(30),
+                        super::$configure,
+                    ).await.unwrap();
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(app) = $crate::common::TestApp::spawn_configured(
+                        $crate::common::Backend::Postgres,
+                        std::time::Duration::from_secs(30),
+                        super::$configure,
+                    ).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
@@ -528,4 +573,67 @@ pub async fn wait_until_blocked_on_a_lock(pool: &sqlx::PgPool) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Identity services for a test app: mail as `.eml` files in `DIR/mail`, an http public URL
+/// (so cookies are not `Secure`: the test client speaks plain HTTP).
+pub fn test_identity(dir: &std::path::Path, settings: AuthSettings) -> Identity {
+    let mailer = rampart::auth::mail::Mailer::from_url(
+        &format!("file:{}", dir.join("mail").display()),
+        "Rampart <no-reply@example.com>",
+    )
+    .unwrap();
+    let hasher = rampart::auth::password::Hasher::for_this_machine().unwrap();
+    Identity::new(settings, hasher, mailer, "http://rampart.test")
+}
+
+/// Every row of `tables`, as text, read as the schema owner (no row-level security): what a
+/// stolen copy of the database would show.
+pub async fn dump_tables(app: &TestApp, tables: &[&str]) -> String {
+    let mut out = String::new();
+    for table in tables {
+        match &app.db {
+            Db::Sqlite(path) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap();
+                let cols: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT name FROM pragma_table_info('{table}')"
+                )))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                let expr = cols
+                    .iter()
+                    .map(|(c,)| format!("quote({c})"))
+                    .collect::<Vec<_>>()
+                    .join(" || ',' || ");
+                let rows: Vec<(String,)> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {expr} FROM {table}")))
+                        .fetch_all(&pool)
+                        .await
+                        .unwrap();
+                for (r,) in rows {
+                    out.push_str(&r);
+                    out.push('\n');
+                }
+                pool.close().await;
+            }
+            Db::Postgres { owner_url, .. } => {
+                let pool = sqlx::PgPool::connect(owner_url).await.unwrap();
+                let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT t::text FROM {table} t"
+                )))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                for (r,) in rows {
+                    out.push_str(&r);
+                    out.push('\n');
+                }
+                pool.close().await;
+            }
+        }
+    }
+    out
 }

@@ -1,0 +1,115 @@
+//! Audit events for identity: every sign-in, failure, lockout, second-factor change, password
+//! change and session end is recorded in the ledger of each organization the user belongs to
+//! (an organization's admins see their members' sign-in history). Attempts on unknown emails
+//! belong to no organization: they are logged with the email pseudonymized, never stored.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use rampart_audit::redact::truncate_ip;
+use rampart_core::UserId;
+use rampart_store::audit::NewEvent;
+use serde_json::Value;
+
+use crate::http::error::ApiError;
+use crate::http::guard::client_ip;
+use crate::http::request_id::RequestId;
+use crate::state::AppState;
+
+/// What an identity handler knows about its request, for events and new sessions.
+#[derive(Debug, Clone)]
+pub struct RequestFacts {
+    /// HTTP method.
+    pub method: String,
+    /// Path without query.
+    pub path: String,
+    /// Request id.
+    pub request_id: String,
+    /// Truncated client address.
+    pub client_ip: Option<String>,
+    /// User-Agent, cut to 200 characters.
+    pub user_agent: Option<String>,
+    /// Request headers (cookies, CSRF, Origin).
+    pub headers: HeaderMap,
+}
+
+impl FromRequestParts<AppState> for RequestFacts {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        Ok(RequestFacts {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            request_id: parts
+                .extensions
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            client_ip: client_ip(&parts.extensions).map(truncate_ip),
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(200).collect()),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+impl RequestFacts {
+    /// An event for `action` by `actor` with this outcome; `args` must hold no secret (it is
+    /// passed through the ledger's redaction anyway).
+    pub fn event(
+        &self,
+        actor: Option<UserId>,
+        action: &str,
+        status: u16,
+        error_code: Option<&str>,
+        args: &Value,
+    ) -> NewEvent {
+        NewEvent {
+            workspace: None,
+            actor: actor.map_or_else(|| "anonymous".to_owned(), |u| u.to_string()),
+            auth_method: actor.map(|_| "session".to_owned()),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            action: action.to_owned(),
+            target: actor.map(|u| u.to_string()),
+            args: rampart_audit::redact::redact_args(args.to_string().as_bytes()),
+            status,
+            error_code: error_code.map(str::to_owned),
+            duration_ms: 0,
+            idempotency_key: None,
+            request_id: self.request_id.clone(),
+            client_ip: self.client_ip.clone(),
+        }
+    }
+}
+
+/// Appends `event` to the ledger of every organization `user` belongs to, each in its own
+/// transaction. A failure to record is logged loudly and does not change the response.
+pub async fn record(state: &AppState, user: UserId, event: NewEvent) {
+    let orgs = match state.store().user_orgs(user).await {
+        Ok(orgs) => orgs,
+        Err(e) => {
+            tracing::error!(error = %e, %user, "COULD NOT RECORD AN AUDIT EVENT (orgs unknown)");
+            return;
+        }
+    };
+    for (org, workspace) in orgs {
+        let mut event = event.clone();
+        event.workspace = Some(workspace);
+        let result = async {
+            let mut ledger = state
+                .store()
+                .ledger(org, rampart_store::Mode::Write)
+                .await?;
+            ledger.append(event, state.clock().now()).await?;
+            ledger.commit().await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, %org, "COULD NOT RECORD AN AUDIT EVENT");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Outgoing mail through one transport chosen by configuration: `file:DIR` writes one `.eml`
+//! per message (development and tests), `smtp://` and `smtps://` speak SMTP through lettre
+//! (STARTTLS required on `smtp://` unless `?tls=none` is given for a loopback test server).
+
+use std::path::PathBuf;
+
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+/// Why mail could not be configured or sent; never includes the message body.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The transport URL is not one we understand.
+    #[error("mail transport must be `file:DIR`, `smtp://…` or `smtps://…`")]
+    BadTransport,
+    /// An address did not parse.
+    #[error("invalid mail address")]
+    BadAddress,
+    /// Building the message failed.
+    #[error("could not build the message")]
+    Build,
+    /// The transport refused or failed.
+    #[error("sending mail failed: {0}")]
+    Send(String),
+    /// No transport is configured.
+    #[error("no mail transport is configured")]
+    Unconfigured,
+}
+
+#[derive(Clone)]
+enum Transport {
+    File(AsyncFileTransport<Tokio1Executor>),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    None,
+}
+
+/// A configured mail sender; cheap to clone.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: Transport,
+    from: Option<Mailbox>,
+}
+
+/// One message to send.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    /// Recipient address.
+    pub to: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub body: String,
+}
+
+impl Mailer {
+    /// A mailer that refuses to send (no transport configured).
+    pub fn unconfigured() -> Self {
+        Self {
+            transport: Transport::None,
+            from: None,
+        }
+    }
+
+    /// Parses `file:DIR`, `smtp://[user:pass@]host[:port][?tls=none]` or `smtps://…`.
+    pub fn from_url(url: &str, from: &str) -> Result<Self, MailError> {
+        let from: Mailbox = from.parse().map_err(|_| MailError::BadAddress)?;
+        let transport = if let Some(dir) = url.strip_prefix("file:") {
+            let dir = PathBuf::from(dir);
+            std::fs::create_dir_all(&dir).map_err(|e| MailError::Send(e.to_string()))?;
+            Transport::File(AsyncFileTransport::new(dir))
+        } else if url.starts_with("smtp://") || url.starts_with("smtps://") {
+            let parsed = url::Url::parse(url).map_err(|_| MailError::BadTransport)?;
+            let host = parsed.host_str().ok_or(MailError::BadTransport)?.to_owned();
+            let plain = parsed.query_pairs().any(|(k, v)| k == "tls" && v == "none");
+            let mut builder = if parsed.scheme() == "smtps" {
+                AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
+                    .map_err(|e| MailError::Send(e.to_string()))?
+            } else if plain {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
+            } else {
+                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)
+                    .map_err(|e| MailError::Send(e.to_string()))?
+            };
+            if let Some(port) = parsed.port() {
+                builder = builder.port(port);
+            }
+            if !parsed.username().is_empty() {
+                let user = percent_decode(parsed.username());
+                let pass = percent_decode(parsed.password().unwrap_or_default());
+                builder = builder.credentials(Credentials::new(user, pass));
+            }
+            Transport::Smtp(builder.build())
+        } else {
+            return Err(MailError::BadTransport);
+        };
+        Ok(Self {
+            transport,
+            from: Some(from),
+        })
+    }
+
+    /// Sends one plain-text message.
+    pub async fn send(&self, mail: &Mail) -> Result<(), MailError> {
+        let from = self.from.clone().ok_or(MailError::Unconfigured)?;
+        let to: Mailbox = mail.to.parse().map_err(|_| MailError::BadAddress)?;
+        let message = Message::builder()
+            .from(from)
+            .to(to)
+            .subject(mail.subject.clone())
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .body(mail.body.clone())
+            .map_err(|_| MailError::Build)?;
+        match &self.transport {
+            Transport::File(t) => t
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| MailError::Send(e.to_string())),
+            Transport::Smtp(t) => t
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| MailError::Send(e.to_string())),
+            Transport::None => Err(MailError::Unconfigured),
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}

@@ -1,0 +1,293 @@
+//! Passwords: the policy a new password must meet, and hashing with argon2id at the OWASP
+//! parameters (m = 19 MiB, t = 2, p = 1). Imported bcrypt hashes verify and are replaced by
+//! argon2id on the next successful sign-in. Hashing runs on the blocking pool behind a
+//! semaphore sized to the machine's cores, with a bounded queue, so a flood of sign-ins can
+//! never take every core from the rest of the server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{PasswordHash, PasswordHasher, PasswordVerifier};
+use rampart_core::Secret;
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+
+/// Why a password was refused; the message is shown to the user as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// Shorter than the minimum.
+    #[error("must be at least {0} characters")]
+    TooShort(usize),
+    /// Longer than the maximum (never silently cut).
+    #[error("must be at most {0} characters")]
+    TooLong(usize),
+    /// Missing a required character class.
+    #[error("must contain an uppercase letter, a lowercase letter and a digit")]
+    Classes,
+    /// Found in a breach corpus.
+    #[error("appears in a list of breached passwords; choose another")]
+    Breached,
+    /// The breach check could not run and the settings say to refuse.
+    #[error("the breached-password check is unavailable; try again later")]
+    CheckUnavailable,
+}
+
+/// The password rules (`[auth.password]`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordPolicy {
+    /// Minimum length in characters.
+    pub min_length: usize,
+    /// Maximum length in characters (at least 64).
+    pub max_length: usize,
+    /// Require an uppercase letter, a lowercase letter and a digit.
+    pub require_classes: bool,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            min_length: 10,
+            max_length: 256,
+            require_classes: true,
+        }
+    }
+}
+
+impl PasswordPolicy {
+    /// Checks length and character classes (the breach check is separate and asynchronous).
+    pub fn check(&self, password: &str) -> Result<(), PolicyError> {
+        let chars = password.chars().count();
+        if chars < self.min_length {
+            return Err(PolicyError::TooShort(self.min_length));
+        }
+        if chars > self.max_length.max(64) {
+            return Err(PolicyError::TooLong(self.max_length.max(64)));
+        }
+        if self.require_classes
+            && !(password.chars().any(char::is_uppercase)
+                && password.chars().any(char::is_lowercase)
+                && password.chars().any(|c| c.is_ascii_digit()))
+        {
+            return Err(PolicyError::Classes);
+        }
+        Ok(())
+    }
+}
+
+/// Why hashing did not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Too many hashes are queued: the caller should answer 503 and let the client retry.
+    #[error("too many sign-ins in progress")]
+    Busy,
+    /// The hashing library failed (never for valid parameters).
+    #[error("password hashing failed")]
+    Failed,
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// Wrong password (or an unparseable stored hash).
+    No,
+    /// Right password; the stored hash is current.
+    Yes,
+    /// Right password, but the stored hash is bcrypt or weaker argon2: store this instead.
+    YesRehash(String),
+}
+
+/// argon2id at m = 19,456 KiB, t = 2, p = 1 (OWASP's first recommendation).
+fn argon2() -> Result<Argon2<'static>, HashError> {
+    let params = Params::new(19 * 1024, 2, 1, None).map_err(|_| HashError::Failed)?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+fn hash_now(password: &[u8]) -> Result<String, HashError> {
+    // The salt comes from the OS CSPRNG (argon2's `getrandom` feature).
+    argon2()?
+        .hash_password(password)
+        .map(|h| h.to_string())
+        .map_err(|_| HashError::Failed)
+}
+
+fn is_current(hash: &PasswordHash) -> bool {
+    hash.algorithm.as_str() == "argon2id"
+        && Params::try_from(hash).is_ok_and(|p| p.m_cost() >= 19 * 1024 && p.t_cost() >= 2)
+}
+
+fn verify_now(password: &[u8], stored: &str) -> Result<Verified, HashError> {
+    if stored.starts_with("$2a$") || stored.starts_with("$2b$") || stored.starts_with("$2y$") {
+        // bcrypt reads at most 72 bytes; an imported hash can only be checked as bcrypt does.
+        return match bcrypt::verify(password, stored) {
+            Ok(true) => Ok(Verified::YesRehash(hash_now(password)?)),
+            _ => Ok(Verified::No),
+        };
+    }
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return Ok(Verified::No);
+    };
+    let ok = Argon2::default().verify_password(password, &parsed).is_ok();
+    match (ok, is_current(&parsed)) {
+        (false, _) => Ok(Verified::No),
+        (true, true) => Ok(Verified::Yes),
+        (true, false) => Ok(Verified::YesRehash(hash_now(password)?)),
+    }
+}
+
+/// Hashes and verifies passwords off the async threads, at most `cores` at a time.
+#[derive(Clone)]
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+    queue: Arc<Semaphore>,
+    queue_wait: Duration,
+    dummy: Arc<str>,
+}
+
+impl Hasher {
+    /// A hasher running at most `concurrency` hashes at once with up to `queue` more waiting
+    /// at most `queue_wait` each.
+    pub fn new(concurrency: usize, queue: usize, queue_wait: Duration) -> Result<Self, HashError> {
+        // A real argon2id hash of a random password: unknown users cost the same work.
+        let random: [u8; 16] = rand::random();
+        let dummy = hash_now(&random)?;
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            queue: Arc::new(Semaphore::new(concurrency.max(1) + queue)),
+            queue_wait,
+            dummy: dummy.into(),
+        })
+    }
+
+    /// One hasher per core, a queue of 64, waiting at most 5 s.
+    pub fn for_this_machine() -> Result<Self, HashError> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self::new(cores, 64, Duration::from_secs(5))
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
+    ) -> Result<T, HashError> {
+        let _queued = self
+            .queue
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| HashError::Busy)?;
+        let _running = tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| HashError::Busy)?
+            .map_err(|_| HashError::Busy)?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| HashError::Failed)?
+    }
+
+    /// A new argon2id hash of `password`.
+    pub async fn hash(&self, password: &Secret<String>) -> Result<String, HashError> {
+        let password = password.clone();
+        self.run(move || hash_now(password.expose().as_bytes()))
+            .await
+    }
+
+    /// Checks `password` against `stored`; with no stored hash (unknown user, no password
+    /// set) checks against a dummy so the time spent does not tell the two apart.
+    pub async fn verify(
+        &self,
+        password: &Secret<String>,
+        stored: Option<&str>,
+    ) -> Result<Verified, HashError> {
+        let password = password.clone();
+        let (stored, real) = match stored {
+            Some(s) => (Arc::<str>::from(s), true),
+            None => (self.dummy.clone(), false),
+        };
+        let verdict = self
+            .run(move || verify_now(password.expose().as_bytes(), &stored))
+            .await?;
+        Ok(if real { verdict } else { Verified::No })
+    }
+
+    /// Spends one verification's work and answers nothing (for refusals that must not be
+    /// faster than a real check).
+    pub async fn waste(&self, password: &Secret<String>) -> Result<(), HashError> {
+        self.verify(password, None).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn policy_defaults() {
+        let p = PasswordPolicy::default();
+        assert_eq!(p.check("Short1a"), Err(PolicyError::TooShort(10)));
+        assert_eq!(p.check("alllowercase1"), Err(PolicyError::Classes));
+        assert_eq!(p.check("ALLUPPERCASE1"), Err(PolicyError::Classes));
+        assert_eq!(p.check("NoDigitsHereAtAll"), Err(PolicyError::Classes));
+        assert_eq!(p.check("Good1Password"), Ok(()));
+        let long = format!("Aa1{}", "x".repeat(250));
+        assert_eq!(p.check(&long), Ok(()), "253 characters are allowed");
+        assert_eq!(p.check(&"Aa1".repeat(100)), Err(PolicyError::TooLong(256)));
+    }
+
+    #[tokio::test]
+    async fn argon2id_at_owasp_parameters_and_no_truncation() {
+        let h = Hasher::new(1, 4, Duration::from_secs(5)).unwrap();
+        let long = format!("Aa1{}", "y".repeat(200));
+        let stored = h.hash(&Secret::new(long.clone())).await.unwrap();
+        assert!(
+            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{stored}"
+        );
+        assert_eq!(
+            h.verify(&Secret::new(long.clone()), Some(&stored))
+                .await
+                .unwrap(),
+            Verified::Yes
+        );
+        // Differs only after byte 72, where bcrypt would stop reading.
+        let other = format!("{}z", &long[..long.len() - 1]);
+        assert_eq!(
+            h.verify(&Secret::new(other), Some(&stored)).await.unwrap(),
+            Verified::No
+        );
+        assert_eq!(
+            h.verify(&Secret::new(long), None).await.unwrap(),
+            Verified::No
+        );
+    }
+
+    #[tokio::test]
+    async fn bcrypt_imports_verify_and_ask_for_rehash() {
+        let h = Hasher::new(1, 4, Duration::from_secs(5)).unwrap();
+        let imported = bcrypt::hash("Imported1Password", 4).unwrap();
+        match h
+            .verify(&Secret::new("Imported1Password".into()), Some(&imported))
+            .await
+            .unwrap()
+        {
+            Verified::YesRehash(new) => assert!(new.starts_with("$argon2id$")),
+            other => panic!("expected a rehash, got {other:?}"),
+        }
+        assert_eq!(
+            h.verify(&Secret::new("Wrong1Password".into()), Some(&imported))
+                .await
+                .unwrap(),
+            Verified::No
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_busy() {
+        let h = Hasher::new(1, 0, Duration::from_millis(1)).unwrap();
+        let pw = Secret::new("Good1Password".to_owned());
+        let (a, b) = tokio::join!(h.hash(&pw), h.hash(&pw));
+        // One slot and no queue: exactly one of two simultaneous hashes runs.
+        assert!(a.is_ok() != b.is_ok(), "{a:?} / {b:?}");
+        assert!(matches!(a, Err(HashError::Busy)) || matches!(b, Err(HashError::Busy)));
+    }
+}

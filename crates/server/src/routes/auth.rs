@@ -1,0 +1,1277 @@
+//! `/v1/auth/…`: sign-up, confirmation, sign-in (with the second factor), sign-out, sessions,
+//! password change and reset, magic links, TOTP enrolment and backup codes, invitations.
+//!
+//! Every flow answers an unknown email exactly as a known one and spends the same hashing
+//! work. Outcomes are recorded by [`crate::auth::events`].
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Duration;
+use rampart_core::{Email, ErrorCode, PersonName, Plan, Secret, SessionId, UserId};
+use rampart_store::identity::{NewSession, SessionStage, SignupOutcome, TokenPurpose, UserAuth};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::breach::Verdict;
+use crate::auth::events::{RequestFacts, record};
+use crate::auth::mail::Mail;
+use crate::auth::password::{HashError, PolicyError, Verified};
+use crate::auth::session::{self, SessionUser};
+use crate::auth::{Identity, secrets, token, totp};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{JsonBody, PathId};
+use crate::state::AppState;
+
+/// The one answer to a failed sign-in, whatever failed.
+const SIGNIN_FAILED: &str = "sign-in failed: check the email and password (after repeated failures the account is locked for a while and its owner is emailed)";
+
+fn identity(state: &AppState) -> ApiResult<Identity> {
+    state.identity().cloned().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "sign-in is not configured on this server",
+        )
+    })
+}
+
+fn hash_error(e: HashError) -> ApiError {
+    match e {
+        HashError::Busy => ApiError::new(
+            ErrorCode::Unavailable,
+            "too many sign-ins in progress; retry in a few seconds",
+        ),
+        HashError::Failed => {
+            tracing::error!("password hashing failed");
+            ApiError::internal()
+        }
+    }
+}
+
+fn failed() -> ApiError {
+    ApiError::new(ErrorCode::Unauthenticated, SIGNIN_FAILED)
+}
+
+/// Mails without letting a transport failure change the answer (which would tell whether the
+/// address has an account); the failure is logged for the operator.
+async fn send(identity: &Identity, to: &str, subject: &str, body: String) {
+    let mail = Mail {
+        to: to.to_owned(),
+        subject: subject.to_owned(),
+        body,
+    };
+    if let Err(e) = identity.mailer().send(&mail).await {
+        tracing::error!(error = %e, subject, "could not send mail");
+    }
+}
+
+/// Checks policy and breach lists; the error names the `password` field (or `field`).
+async fn acceptable_password(identity: &Identity, field: &str, password: &str) -> ApiResult<()> {
+    identity
+        .settings()
+        .password
+        .check(password)
+        .map_err(|e| ApiError::invalid(field, e.to_string()))?;
+    match identity.breach().check(password).await {
+        Verdict::Clean => Ok(()),
+        Verdict::Breached => Err(ApiError::invalid(field, PolicyError::Breached.to_string())),
+        Verdict::Unavailable => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            PolicyError::CheckUnavailable.to_string(),
+        )),
+    }
+}
+
+fn link(identity: &Identity, path: &str, token: &Secret<String>) -> String {
+    format!("{}{path}?token={}", identity.public_url(), token.expose())
+}
+
+async fn mail_token(
+    state: &AppState,
+    identity: &Identity,
+    user: &UserAuth,
+    purpose: TokenPurpose,
+) -> ApiResult<()> {
+    let now = state.clock().now();
+    let (lifetime, path, subject, what) = match purpose {
+        TokenPurpose::Confirm => (
+            Duration::hours(identity.settings().confirm_hours),
+            "/auth/confirm",
+            "Confirm your email address",
+            "confirm your email address",
+        ),
+        TokenPurpose::Reset => (
+            Duration::minutes(identity.settings().reset_minutes),
+            "/auth/reset",
+            "Reset your password",
+            "choose a new password",
+        ),
+        TokenPurpose::MagicLink => (
+            Duration::minutes(identity.settings().magic_link_minutes),
+            "/auth/magic",
+            "Your sign-in link",
+            "sign in",
+        ),
+    };
+    let minted = token::mint();
+    state
+        .store()
+        .create_auth_token(user.id, purpose, &minted.hash, now, now + lifetime)
+        .await?;
+    let minutes = lifetime.num_minutes();
+    let body = format!(
+        "Follow this link to {what}. It works once and expires in {minutes} minutes.\n\n{}\n\n\
+         If you did not ask for this, ignore this message.\n",
+        link(identity, path, &minted.token)
+    );
+    send(identity, &user.email, subject, body).await;
+    Ok(())
+}
+
+/// A new session: the cookie header, the CSRF token and the session id.
+struct Started {
+    cookie: HeaderValue,
+    csrf: Secret<String>,
+    id: SessionId,
+}
+
+async fn start_session(
+    state: &AppState,
+    identity: &Identity,
+    user: UserId,
+    stage: SessionStage,
+    facts: &RequestFacts,
+    replaces: Option<SessionId>,
+) -> ApiResult<Started> {
+    let now = state.clock().now();
+    let settings = identity.settings();
+    let (absolute, idle) = match stage {
+        SessionStage::Active => (
+            now + Duration::hours(settings.session_absolute_hours),
+            now + Duration::minutes(settings.session_idle_minutes),
+        ),
+        SessionStage::SecondFactor => {
+            let t = now + Duration::minutes(settings.second_factor_minutes);
+            (t, t)
+        }
+    };
+    let minted = token::mint();
+    let csrf = session::csrf_for(&minted.token);
+    let new = NewSession {
+        user,
+        token_hash: minted.hash.clone(),
+        csrf_hash: token::hash(csrf.expose()),
+        stage,
+        idle_expires_at: idle.min(absolute),
+        absolute_expires_at: absolute,
+        client_ip: facts.client_ip.clone(),
+        user_agent: facts.user_agent.clone(),
+    };
+    let id = state.store().create_session(&new, replaces, now).await?;
+    Ok(Started {
+        cookie: session::set_cookie(identity, &minted.token, absolute - now),
+        csrf,
+        id,
+    })
+}
+
+/// The session the request's cookie names, whatever its stage.
+async fn current_session(
+    state: &AppState,
+    identity: &Identity,
+    facts: &RequestFacts,
+) -> ApiResult<Option<rampart_store::identity::SessionRecord>> {
+    let Some(t) = session::presented(identity, &facts.headers) else {
+        return Ok(None);
+    };
+    Ok(state
+        .store()
+        .session_by_token(&token::hash(t.expose()), state.clock().now())
+        .await?)
+}
+
+fn with_cookie(mut response: Response, cookie: HeaderValue) -> Response {
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn parse_email(raw: &str) -> ApiResult<Email> {
+    Email::parse(raw).map_err(|e| ApiError::invalid("email", e.to_string()))
+}
+
+/// `POST /v1/auth/signup`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignupBody {
+    email: String,
+    password: Secret<String>,
+    name: String,
+    org_name: String,
+}
+
+/// `POST /v1/auth/signup`: creates the user, organization and first workspace and mails a
+/// confirmation link; an address that already has an account gets a mail saying so instead.
+/// The answer is the same either way.
+pub async fn signup(
+    State(state): State<AppState>,
+    facts: RequestFacts,
+    JsonBody(body): JsonBody<SignupBody>,
+) -> ApiResult<Response> {
+    let identity = identity(&state)?;
+    if !identity.settings().signup_enabled {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "sign-up is closed on this server",
+        ));
+    }
+    let email = parse_email(&body.email)?;
+    let name =
+        PersonName::parse(&body.name).map_err(|e| ApiError::invalid("name", e.to_string()))?;
+    let org_name = body.org_name.trim();
+    if org_name.is_empty()
+        || org_name.chars().count() > 100
+        || org_name.chars().any(char::is_control)
+    {
+        return Err(ApiError::invalid("org_name", "must be 1 to 100 characters"));
+    }
+    acceptable_password(&identity, "password", body.password.expose()).await?;
+    let hash = identity
+        .hasher()
+        .hash(&body.password)
+        .await
+        .map_err(hash_error)?;
+    let event = facts.event(
+        None,
+        "auth.signup",
+        202,
+        None,
+        &json!({"email": email.as_str(), "org_name": org_name}),
+    );
+    let outcome = state
+        .store()
+        .signup(
+            &email,
+            name.as_str(),
+            &hash,
+            org_name,
+            Plan::Free,
+            state.clock().now(),
+            event,
+        )
+        .await?;
+    match outcome {
+        SignupOutcome::Created { user, .. } => {
+            if let Some(u) = state.store().user_auth(user).await? {
+                mail_token(&state, &identity, &u, TokenPurpose::Confirm).await?;
+            }
+        }
+        SignupOutcome::Existing(user) => match state.store().user_auth(user).await? {
+            Some(u) if u.email_confirmed_at.is_none() => {
+                mail_token(&state, &identity, &u, TokenPurpose::Confirm).await?;
+            }
+            Some(u) => {
+                send(
+                    &identity,
+                    &u.email,
+                    "You already have an account",
+                    format!(
+                        "Someone tried to sign up with this address, which already has an account.\n\
+                         Sign in at {0}, or reset your password at {0}/auth/reset.\n",
+                        identity.public_url()
+                    ),
+                )
+                .await;
+            }
+            None => {}
+        },
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "confirmation_sent", "message": "check your email to confirm the address"})),
+    )
+        .into_response())
+}
+
+/// A body holding one emailed token.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    token: Secret<String>,
+}
+
+fn bad_link() -> ApiError {
+    ApiError::invalid("token", "this link is invalid, expired or already used")
+}
+
+/// `POST /v1/auth/confirm`
+pub async fn confirm(
+    State(state): State<AppState>,
+    facts: RequestFacts,
+    JsonBody(body): JsonBody<TokenBody>,
+) -> ApiResult<Json<Value>> {
+    identity(&state)?;
+    let now = state.clock().now();
+    let user = state
+        .store()
+        .consume_auth_token(
+            TokenPurpose::Confirm,
+            &token::hash(body.token.expose()),
+            now,
+        )
+        .await?
+        .ok_or_else(bad_link)?;
+    state.store().confirm_email(user, now).await?;
+    record(
+        &state,
+        user,
+        facts.event(Some(user), "auth.confirm", 200, None, &json!({})),
+    )
+    .await;
+    Ok(Json(json!({"status": "confirmed"})))
+}
+
+/// `POST /v1/auth/signin` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigninBody {
+    email: String,
+    password: Secret<String>,
+}
+
+fn signin_event(
+    facts: &RequestFacts,
+    user: UserId,
+    status: u16,
+    reason: &str,
+) -> rampart_store::audit::NewEvent {
+    let code = (status >= 400).then_some(if status == 401 {
+        "UNAUTHENTICATED"
+    } else {
+        "FORBIDDEN"
+    });
+    facts.event(
+        Some(user),
+        "auth.signin",
+        status,
+        code,
+        &json!({"outcome": reason}),
+    )
+}
+
+/// `POST /v1/auth/signin`: a session, or a pending second-factor step.
+pub async fn signin(
+    State(state): State<AppState>,
+    facts: RequestFacts,
+    JsonBody(body): JsonBody<SigninBody>,
+) -> ApiResult<Response> {
+    let identity = identity(&state)?;
+    let hasher = identity.hasher();
+    let user = match Email::parse(&body.email) {
+        Ok(email) => state.store().user_by_email(&email).await?,
+        Err(_) => None,
+    };
+    let Some(user) = user else {
+        hasher.waste(&body.password).await.map_err(hash_error)?;
+        tracing::info!(
+            email = %rampart_audit::redact::pseudonym(&body.email),
+            "sign-in for an unknown email"
+        );
+        return Err(failed());
+    };
+    let now = state.clock().now();
+    if user.disabled_at.is_some() {
+        hasher.waste(&body.password).await.map_err(hash_error)?;
+        record(
+            &state,
+            user.id,
+            signin_event(&facts, user.id, 401, "disabled"),
+        )
+        .await;
+        return Err(failed());
+    }
+    let threshold = identity.settings().lockout_threshold;
+    let Some(_attempt) = state
+        .store()
+        .claim_signin_attempt(user.id, threshold, now)
+        .await?
+    else {
+        hasher.waste(&body.password).await.map_err(hash_error)?;
+        record(
+            &state,
+            user.id,
+            signin_event(&facts, user.id, 401, "locked"),
+        )
+        .await;
+        return Err(failed());
+    };
+    let verdict = hasher
+        .verify(&body.password, user.password_hash.as_deref())
+        .await
+        .map_err(hash_error)?;
+    if verdict == Verified::No {
+        let until = now + Duration::minutes(identity.settings().lockout_minutes);
+        if state
+            .store()
+            .lock_if_exhausted(user.id, threshold, until)
+            .await?
+        {
+            record(
+                &state,
+                user.id,
+                facts.event(
+                    Some(user.id),
+                    "auth.lockout",
+                    401,
+                    Some("UNAUTHENTICATED"),
+                    &json!({"failed_attempts": threshold, "locked_until": until}),
+                ),
+            )
+            .await;
+            send(
+                &identity,
+                &user.email,
+                "Your account was locked",
+                format!(
+                    "After {threshold} failed sign-in attempts, your account is locked until {} UTC.\n\
+                     If this was not you, reset your password at {}/auth/reset.\n",
+                    until.format("%Y-%m-%d %H:%M"),
+                    identity.public_url()
+                ),
+            )
+            .await;
+        }
+        record(
+            &state,
+            user.id,
+            signin_event(&facts, user.id, 401, "wrong_password"),
+        )
+        .await;
+        return Err(failed());
+    }
+    state.store().reset_signin_attempts(user.id).await?;
+    if let (Verified::YesRehash(new), Some(old)) = (&verdict, user.password_hash.as_deref()) {
+        state.store().rehash_password(user.id, old, new).await?;
+    }
+    if user.email_confirmed_at.is_none() {
+        mail_token(&state, &identity, &user, TokenPurpose::Confirm).await?;
+        record(
+            &state,
+            user.id,
+            signin_event(&facts, user.id, 403, "email_unconfirmed"),
+        )
+        .await;
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "confirm your email address first; a new confirmation link was sent",
+        ));
+    }
+    finish_first_factor(&state, &identity, &user, &facts, "password").await
+}
+
+/// After the first factor: a full session, or a pending one when TOTP is on. Any session the
+/// request already carried is replaced (the token rotates at sign-in).
+async fn finish_first_factor(
+    state: &AppState,
+    identity: &Identity,
+    user: &UserAuth,
+    facts: &RequestFacts,
+    method: &str,
+) -> ApiResult<Response> {
+    let previous = current_session(state, identity, facts).await?.map(|s| s.id);
+    let stage = if user.totp_enabled {
+        SessionStage::SecondFactor
+    } else {
+        SessionStage::Active
+    };
+    let started = start_session(state, identity, user.id, stage, facts, previous).await?;
+    let outcome = match stage {
+        SessionStage::Active => "signed_in",
+        SessionStage::SecondFactor => "second_factor_required",
+    };
+    record(
+        state,
+        user.id,
+        facts.event(
+            Some(user.id),
+            "auth.signin",
+            200,
+            None,
+            &json!({"outcome": outcome, "method": method}),
+        ),
+    )
+    .await;
+    let body = match stage {
+        SessionStage::Active => json!({
+            "status": outcome,
+            "user": {"id": user.id, "email": user.email, "name": user.name},
+            "session_id": started.id,
+            "csrf_token": started.csrf.expose(),
+        }),
+        SessionStage::SecondFactor => {
+            json!({"status": outcome, "methods": ["totp", "backup_code"]})
+        }
+    };
+    Ok(with_cookie(Json(body).into_response(), started.cookie))
+}
+
+/// `POST /v1/auth/signin/2fa` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeBody {
+    code: Secret<String>,
+}
+
+/// A backup code's stored form: SHA-256 over a label, the user and the normalized code.
+fn backup_code_hash(user: UserId, code: &str) -> String {
+    let normalized: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    token::hash(&format!("rampart.backup-code.v1:{user}:{normalized}"))
+}
+
+/// Ten fresh backup codes (`xxxxx-xxxxx`, 50 bits each) and their hashes.
+fn new_backup_codes(user: UserId) -> (Vec<String>, Vec<String>) {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let codes: Vec<String> = (0..10)
+        .map(|_| {
+            let raw: String = (0..10)
+                .map(|_| {
+                    let i = rand::random_range(0..ALPHABET.len());
+                    char::from(ALPHABET[i])
+                })
+                .collect();
+            format!("{}-{}", &raw[..5], &raw[5..])
+        })
+        .collect();
+    let hashes = codes.iter().map(|c| backup_code_hash(user, c)).collect();
+    (codes, hashes)
+}
+
+/// Checks a TOTP code or a backup code for `user`, consuming what it uses.
+async fn second_factor_ok(
+    state: &AppState,
+    user: UserId,
+    code: &str,
+) -> ApiResult<Option<&'static str>> {
+    let now = state.clock().now();
+    let digits = code.trim();
+    if digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        let Some(sealed) = state.store().totp_secret(user, false).await? else {
+            return Ok(None);
+        };
+        let secret = secrets::open(state, user, "totp_secret", &sealed).await?;
+        let unix = u64::try_from(now.timestamp()).unwrap_or(0);
+        let Some(step) = totp::matching_step(&secret, digits, unix) else {
+            return Ok(None);
+        };
+        // A code already used (this step or a later one) is refused: replay protection.
+        return Ok(state
+            .store()
+            .claim_totp_step(user, step)
+            .await?
+            .then_some("totp"));
+    }
+    let hash = backup_code_hash(user, code);
+    Ok(state
+        .store()
+        .consume_backup_code(user, &hash, now)
+        .await?
+        .then_some("backup_code"))
+}
+
+/// `POST /v1/auth/signin/2fa`: completes a sign-in with a TOTP or backup code; the pending
+/// session is replaced by a new one (the token rotates).
+pub async fn signin_second_factor(
+    State(state): State<AppState>,
+    facts: RequestFacts,
+    JsonBody(body): JsonBody<CodeBody>,
+) -> ApiResult<Response> {
+    let identity = identity(&state)?;
+    let pending = current_session(&state, &identity, &facts)
+        .await?
+        .filter(|s| s.stage == SessionStage::SecondFactor)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "sign in with your password first",
+            )
+        })?;
+    let user = pending.user;
+    let Some(kind) = second_factor_ok(&state, user, body.code.expose()).await? else {
+        let max = identity.settings().second_factor_max_failures;
+        let n = state
+            .store()
+            .second_factor_failed(pending.id, max, state.clock().now())
+            .await?;
+        record(
+            &state,
+            user,
+            facts.event(
+                Some(user),
+                "auth.signin_2fa",
+                401,
+                Some("UNAUTHENTICATED"),
+                &json!({"failures": n}),
+            ),
+        )
+        .await;
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "that code is not valid (codes work once; after too many failures sign in again)",
+        ));
+    };
+    let started = start_session(
+        &state,
+        &identity,
+        user,
+        SessionStage::Active,
+        &facts,
+        Some(pending.id),
+    )
+    .await?;
+    let left = state.store().backup_codes_left(user).await?;
+    record(
+        &state,
+        user,
+        facts.event(
+            Some(user),
+            "auth.signin_2fa",
+            200,
+            None,
+            &json!({"method": kind}),
+        ),
+    )
+    .await;
+    let u = state
+        .store()
+        .user_auth(user)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    let body = json!({
+        "status": "signed_in",
+        "user": {"id": u.id, "email": u.email, "name": u.name},
+        "session_id": started.id,
+        "csrf_token": started.csrf.expose(),
+        "backup_codes_left": left,
+    });
+    Ok(with_cookie(Json(body).into_response(), started.cookie))
+}
+
+/// `POST /v1/auth/signout`
+pub async fn signout(
+    State(state): State<AppState>,
+    Extension(me): Extension<SessionUser>,
+    facts: RequestFacts,
+) -> ApiResult<Response> {
+    let identity = identity(&state)?;
+    state
+        .store()
+        .end_session(me.user, me.session, "signed_out", state.clock().now())
+        .await?;
+    record(
+        &state,
+        me.user,
+        facts.event(
+            Some(me.user),
+            "auth.session_end",
+            204,
+            None,
+            &json!({"session": me.session, "reason": "signed_out"}),
+        ),
+    )
+    .await;
+    Ok(with_cookie(
+        StatusCode::NO_CONTENT.into_response(),
+        session::clear_cookie(&identity),
+    ))
+}
+
+/// `GET /v1/auth/me`: who is signed in, and the CSRF token for changes.
+pub async fn me(
+    State(state): State<AppState>,
+    Extension(me): Extension<SessionUser>,
+) -> ApiResult<Json<Value>> {
+    let u = state
+        .store()
+        .user_auth(me.user)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let orgs = state.store().user_orgs(me.user).await?;
+    Ok(Json(json!({
+        "user": {"id": u.id, "email": u.email, "name": u.name, "totp_enabled": u.totp_enabled},
+        "session": {"id": me.session, "expires_at": me.record.absolute_expires_at, "idle_expires_at": me.record.idle_expires_at},
+        "organizations": orgs.iter().map(|(o, w)| json!({"id": o, "workspace_id": w})).collect::<Vec<_>>(),
+        "csrf_token": session::csrf_for(&me.token).expose(),
+    })))
+}
+
+/// `GET /v1/auth/sessions`
+pub async fn sessions(
+    State(state): State<AppState>,
+    Extension(me): Extension<SessionUser>,
+) -> ApiResult<Json<Value>> {
+    let list = state
+        .store()
+        .list_sessions(me.user, state.clock().now())
+        .await?;
+    let data: Vec<Value> = list
+        .iter()
+        .map(|s| {
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            v["current"] = json!(s.id == me.session);
+            v
+        })
+        .collect();
+    Ok(Json(json!({"data": data})))
+}
+
+/// `DELETE /v1/auth/sessions/{id}`: ends one of your own sessions.
+pub async fn end_session(
+    State(state): State<AppState>,
+    Extension(me): Extension<SessionUser>,
+    facts: RequestFacts,
+    PathId(id): PathId<SessionId>,
+) -> ApiResult<StatusCode> {
+    if !state
+        .store()
+        .end_session(me.user, id, "ended_by_user", state.clock().now())
+        .await?
+    {
+        return Err(ApiError::not_found());
+    }
+    record(
+        &state,
+        me.user,
+        facts.event(
+            Some(me.user),
+            "auth.session_end",
+            204,
+            None,
+            &json!({"session": id, "reason": "ended_by_user"}),
+        ),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/auth/password` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordBody {
+    current_password: Secret<String>,
+    new_password: Secret<String>,
+}
+
+/// Checks a fresh password for a signed-in user (sensitive changes need one).
+async fn fresh_password(
+    state: &AppState,
+    identity: &Identity,
+    user: UserId,
+    password: &Secret<String>,
+    facts: &RequestFacts,
+    action: &str,
+) -> ApiResult<UserAuth> {
+    let u = state
+        .store()
+        .user_auth(user)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let verdict = identity
+        .hasher()
+        .verify(password, u.password_hash.as_deref())
+        .await
+        .map_err(hash_error)?;
+    if verdict == Verified::No {
+        record(
+            state,
+            user,
+            facts.event(
+                Some(user),
+                action,
+                401,
+                Some("UNAUTHENTICATED"),
+                &json!({"outcome": "wrong_password"}),
+            ),
+        )
+        .await;
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "the password is not correct",
+        ));
+    }
+    Ok(u)
+}
+
+/// `POST /v1/auth/password`: needs the current password; ends every other session.
+pub async fn change_password(
+    State(state): State<AppState>,
+    Extension(me): Extension<SessionUser>,
+    facts: RequestFacts,
+    JsonBody(body): JsonBody<ChangePasswordBody>,
+) -> ApiResult<Json<Value>> {
+    let identity = identity(&state)?;
+    let u = fresh_password(
+        &state,
+        &identity,
+        me.user,
+        &body.current_password,
+        &facts,
+        "auth.password_change",
+    )
+    .await?;
+    acceptable_password(&identity, "new_password", body.new_password.expose()).await?;
+    let hash = identity
+        .hasher()
+        .hash(&body.new_password)
+        .await
+        .map_err(hash_error)?;
+    let ended = state
+        .store()
+        .set_password(
+            me.user,
+            &hash,
+            Some(me.session),
+            "password_changed",
+            state.clock().now(),
+        )
+        .await?;
+    record(
+        &state,
+        me.user,
+        facts.event(
+            Some(me.user),
+            "auth.password_change",
+            200,
+            None,
+            &json!({"sessions_ended": ended}),
+        ),
+    )
+    .await;
+    send(&identity, &u.email, "Your password was changed", "Your Rampart password was just changed. If this was not you, reset it now and contact your administrator.\n".to_owned()).await;
+    Ok(Json(
+        json!({"status": "password_changed", "sessions_ended": ended}),
+    ))
+}
+
+/// A body holding one email address.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailBody {
+    email: String,
+}
+
+async fn mail_if_known(
+    state: &AppState,
+    identity: &Identity,
+    raw: &str,
+    purpose: TokenPurpose,
+    facts: &RequestFacts,
+    action: &str,
+) -> ApiResult<()> {
+    let user = match Email::parse(raw) {
+        Ok(email) => state.store().user_by_email(&email).await?,
+        Err(_) => None,
+    };
+    match user {
+        Some(u) if u.disabled_at.is_none() => {
+            mail_token(state, identity, &u, purpose).await?;
+            record(
+                state,
+                u.id,
+                facts.event(Some(u.id), action, 202, None, &json!({})),
+            )
+            .await;
+        }
+        _ => {
+            tracing::info!(email = %rampart_audit::redact::pseudonym(raw), action, "link requested for an unknown or disabled email")
+        }
+    }
+    Ok(())
+}
+
+fn link_sent() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "sent_if_registered", "message": "if the address has an account, a link is on its way"})),
+    )
+        .into_response()
+}
+
+/// `POST /v1/auth/password/reset`: mails a single-use reset link (1 h) if the address has an
+/// account; answers the same either way.
+pub async fn request_reset(
+    State(state): State<AppState>,
+    facts: RequestFacts,
+    JsonBody(body): JsonBody<EmailBody>,
+) -> ApiResult<Response> {
+    let identity = identity(&state)?;
+    mail_if_known(
+        &state,
+        &identity,
+        &body.email,
+        TokenPurpose::Reset,
+        &facts,
+        "auth.password_reset_request",
+    )
+    .await?;
+    Ok(link_sent())
+}
+
+/// `POST /v1/auth/password/reset/complete` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetBody {
+    token: Secret<String>,
+    password: Secret<String>,
+}
+
+/// `POST /v1/auth/password/reset/complete`: sets the password and ends every session. It
+/// does not sign in (the second factor is not bypassed: sign in as usual afterwards).
+pub async fn complete_reset(
+    State(state): State<AppState>,
+    facts: RequestFacts,
+    JsonBody(body): JsonBody<ResetBody>,
+) -> ApiResult<Json<Value>> {
+    let identity = identity(&state)?;
+    // Check the new password before using up the link, so a refused password costs nothing.
+    acceptable_password(&identity, "password", body.password.expose()).await?;
+    let hash = identity
+        .hasher()
+        .hash(&body.password)
+        .await
+        .map_err(hash_error)?;
+    let now = state.clock().now();
+    let user = state
+        .store()
+        .consume_auth_token(TokenPurpose::Reset, &token::hash(body.token.expose()), now)
+        .await?
+        .ok_or_else(bad_link)?;
+    let ended = state
+        .store()
+        .set_password(user, &hash, None, "password_reset", now)
+        .await?;
+    state.store().confirm_email(user, now).await?;
+    record(
+        &state,
+        user,
+        facts.event(
+            Some(user),
+            "auth.password_reset",
+            200,
+            None,
+            &json!({"sessions_ended": ended}),
+        ),
+    )
+    .await;
+    Ok(Json(
+        json!({"status": "password_reset", "sessions_ended": ended}),
+    ))
+}
+
+/// `POST /v1/auth/magic-link`: mails a single-use sign-in link (15 min) if the address has an
+/// account; answers the same either way.
+pub async fn request_magic_link(
+    State(state): State<AppState>,
+    facts: RequestFacts,
+    JsonBody(body): JsonBody<EmailBody>,
+) -> ApiResult<Response> {
+    let identity = identity(&state)?;
+    mail_if_known(
+        &state,
+        &identity,
+        &body.email,
+        TokenPurpose::MagicLink,
+        &facts,
+        "auth.magic_link_request",
+    )
+    .await?;
+    Ok(link_sent())
+}
+
+/// `POST /v1/auth/magic-link/consume`: signs in with a link (then the second factor, if on).
+pub async fn consume_magic_link(
+    State(state): State<AppState>,
+    facts: RequestFacts,
+    JsonBody(body): JsonBody<TokenBody>,
+) -> ApiResult<Response> {
+    let identity = identity(&state)?;
+    let now = state.clock().now();
+    let user = state
+        .store()
+        .consume_auth_token(
+            TokenPurpose::MagicLink,
+            &token::hash(body.token.expose()),
+            now,
+        )
+        .await?
+        .ok_or_else(bad_link)?;
+    let u = state.store().user_auth(user).await?.ok_or_else(bad_link)?;
+    if u.disabled_at.is_some() || u.locked_at(now) {
+        record(
+            &state,
+            user,
+            signin_event(
+                &facts,
+                user,
+                401,
+                if u.locked_at(now) {
+                    "locked"
+                } else {
+                    "disabled"
+                },
+            ),
+        )
+        .await;
+        return Err(failed());
+    }
+    state.store().confirm_email(user, now).await?;
+    finish_first_factor(&state, &identity, &u, &facts, "magic_link").await
+}
+
+/// `POST /v1/auth/totp/enroll`: a new secret awaiting confirmation.
+pub async fn totp_enroll(
+    State(state): State<AppState>,
+    Extension(me): Extension<SessionUser>,
+    facts: RequestFacts,
+) -> ApiResult<Response> {
+    let identity = identity(&state)?;
+    let u = state
+        .store()
+        .user_auth(me.user)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if u.totp_enabled {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "two-factor authentication is already on; turn it off first",
+        ));
+    }
+    let secret = totp::new_secret();
+    let (uri, b32) = totp::provisioning(&secret, &identity.settings().totp_issuer, &u.email)
+        .map_err(|_| ApiError::internal())?;
+    let svg = totp::qr_svg(&uri).map_err(|_| ApiError::internal())?;
+    let sealed = secrets::seal(&state, me.user, "totp_pending_secret", &secret).await?;
+    state.store().set_pending_totp(me.user, &sealed).await?;
+    record(
+        &state,
+        me.user,
+        facts.event(Some(me.user), "auth.totp_enroll", 200, None, &json!({})),
+    )
+    .await;
+    let mut response =
+        Json(json!({"secret": b32, "otpauth_uri": uri, "qr_svg": svg})).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// `POST /v1/auth/totp/confirm`: a valid code turns TOTP on; answers the backup codes, once.
+pub async fn totp_confirm(
+    State(state): State<AppState>,
+    Extension(me): Extension<SessionUser>,
+    facts: RequestFacts,
+    JsonBody(body): JsonBody<CodeBody>,
+) -> ApiResult<Response> {
+    let sealed = state
+        .store()
+        .totp_secret(me.user, true)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(ErrorCode::Conflict, "start with POST /v1/auth/totp/enroll")
+        })?;
+    let secret = secrets::open(&state, me.user, "totp_pending_secret", &sealed).await?;
+    let now = state.clock().now();
+    let unix = u64::try_from(now.timestamp()).unwrap_or(0);
+    let Some(step) = totp::matching_step(&secret, body.code.expose(), unix) else {
+        record(
+            &state,
+            me.user,
+            facts.event(
+                Some(me.user),
+                "auth.totp_enable",
+                422,
+                Some("INVALID"),
+                &json!({}),
+            ),
+        )
+        .await;
+        return Err(ApiError::invalid(
+            "code",
+            "that code is not valid for the new secret; check the device's clock",
+        ));
+    };
+    let active = secrets::seal(&state, me.user, "totp_secret", &secret).await?;
+    let (codes, hashes) = new_backup_codes(me.user);
+    if !state
+        .store()
+        .activate_totp(me.user, &sealed, &active, step, &hashes, now)
+        .await?
+    {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the enrolment changed meanwhile; enrol again",
+        ));
+    }
+    record(
+        &state,
+        me.user,
+        facts.event(Some(me.user), "auth.totp_enable", 200, None, &json!({})),
+    )
+    .await;
+    let mut response = Json(json!({"status": "enabled", "backup_codes": codes})).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// A body holding the current password.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordBody {
+    password: Secret<String>,
+}
+
+/// `POST /v1/auth/totp/backup-codes`: fresh password required; replaces every code.
+pub async fn regenerate_backup_codes(
+    State(state): State<AppState>,
+    Extension(me): Extension<SessionUser>,
+    facts: RequestFacts,
+    JsonBody(body): JsonBody<PasswordBody>,
+) -> ApiResult<Response> {
+    let identity = identity(&state)?;
+    let u = fresh_password(
+        &state,
+        &identity,
+        me.user,
+        &body.password,
+        &facts,
+        "auth.backup_codes_regenerate",
+    )
+    .await?;
+    if !u.totp_enabled {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "two-factor authentication is off",
+        ));
+    }
+    let (codes, hashes) = new_backup_codes(me.user);
+    state
+        .store()
+        .replace_backup_codes(me.user, &hashes, state.clock().now())
+        .await?;
+    record(
+        &state,
+        me.user,
+        facts.event(
+            Some(me.user),
+            "auth.backup_codes_regenerate",
+            200,
+            None,
+            &json!({}),
+        ),
+    )
+    .await;
+    let mut response = Json(json!({"backup_codes": codes})).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// `DELETE /v1/auth/totp`: fresh password required; turns TOTP off.
+pub async fn totp_disable(
+    State(state): State<AppState>,
+    Extension(me): Extension<SessionUser>,
+    facts: RequestFacts,
+    JsonBody(body): JsonBody<PasswordBody>,
+) -> ApiResult<StatusCode> {
+    let identity = identity(&state)?;
+    let u = fresh_password(
+        &state,
+        &identity,
+        me.user,
+        &body.password,
+        &facts,
+        "auth.totp_disable",
+    )
+    .await?;
+    state.store().disable_totp(me.user).await?;
+    record(
+        &state,
+        me.user,
+        facts.event(Some(me.user), "auth.totp_disable", 204, None, &json!({})),
+    )
+    .await;
+    send(&identity, &u.email, "Two-factor authentication was turned off", "Two-factor authentication was just turned off for your Rampart account. If this was not you, reset your password now.\n".to_owned()).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/auth/invitations/accept` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptBody {
+    token: Secret<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    password: Option<Secret<String>>,
+}
+
+/// `POST /v1/auth/invitations/accept`: joins the workspace; a new address also chooses a
+/// password (the link proves the address, so it counts as confirmed).
+pub async fn accept_invitation(
+    State(state): State<AppState>,
+    facts: RequestFacts,
+    JsonBody(body): JsonBody<AcceptBody>,
+) -> ApiResult<Json<Value>> {
+    let identity = identity(&state)?;
+    let name = body
+        .name
+        .as_deref()
+        .map(|n| PersonName::parse(n).map_err(|e| ApiError::invalid("name", e.to_string())))
+        .transpose()?;
+    let hash = match &body.password {
+        Some(p) => {
+            acceptable_password(&identity, "password", p.expose()).await?;
+            Some(identity.hasher().hash(p).await.map_err(hash_error)?)
+        }
+        None => None,
+    };
+    let event = facts.event(None, "member.accept", 200, None, &json!({}));
+    let accepted = state
+        .store()
+        .accept_invitation(
+            &token::hash(body.token.expose()),
+            name.as_ref().map(PersonName::as_str),
+            hash.as_deref(),
+            state.clock().now(),
+            event,
+        )
+        .await
+        .map_err(|e| match e {
+            rampart_store::StoreError::NotFound(_) => ApiError::invalid(
+                "password",
+                "this invitation is for a new account: choose a password",
+            ),
+            other => other.into(),
+        })?
+        .ok_or_else(bad_link)?;
+    Ok(Json(json!({
+        "status": "joined",
+        "user_id": accepted.user,
+        "new_account": accepted.new_user,
+        "organization_id": accepted.org,
+        "workspace_id": accepted.workspace,
+        "membership_id": accepted.membership,
+        "role": accepted.role,
+    })))
+}

@@ -1,0 +1,157 @@
+//! `/v1/workspaces/{ws}/members` and `…/invitations`: who is in a workspace and with which
+//! role. Invitations are mailed as single-use links (stored hashed); every change is audited
+//! by the mutation guard. A caller may hand out, change or take away only roles whose
+//! permissions it holds itself, and a workspace never loses its last owner.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::Duration;
+use rampart_core::{Email, ErrorCode, MembershipId, Role};
+use rampart_store::identity::{NewInvitation, members};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::mail::Mail;
+use crate::auth::token;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Ctx, JsonBody, PathId};
+
+fn may_handle(holder: Role, role: Role) -> bool {
+    role.permissions().iter().all(|p| holder.can(*p))
+}
+
+fn refuse(holder: Role, role: Role) -> ApiError {
+    ApiError::new(
+        ErrorCode::Forbidden,
+        format!(
+            "a `{holder}` cannot grant, change or remove the `{role}` role: it holds permissions you lack"
+        ),
+    )
+}
+
+/// `GET …/members`
+pub async fn list(mut ctx: Ctx) -> ApiResult<Json<Value>> {
+    let data = members::list(ctx.tx()).await?;
+    Ok(Json(json!({"data": data, "next_cursor": null})))
+}
+
+/// `POST …/invitations` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteBody {
+    email: String,
+    role: Role,
+}
+
+/// `POST …/invitations`: mails a link to join with `role`.
+pub async fn invite(mut ctx: Ctx, JsonBody(body): JsonBody<InviteBody>) -> ApiResult<Response> {
+    let email = Email::parse(&body.email).map_err(|e| ApiError::invalid("email", e.to_string()))?;
+    let holder = ctx.grant().role();
+    if !may_handle(holder, body.role) {
+        return Err(refuse(holder, body.role));
+    }
+    let identity = ctx.state().identity().cloned().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "mail is not configured on this server",
+        )
+    })?;
+    let now = ctx.now();
+    let minted = token::mint();
+    let invited_by = ctx.grant().principal().actor.label();
+    let expires_at = now + Duration::hours(identity.settings().invitation_hours);
+    let new = NewInvitation {
+        email: &email,
+        role: body.role,
+        token_hash: &minted.hash,
+        invited_by,
+        expires_at,
+    };
+    let invitation = members::invite(ctx.tx(), &new, now).await?;
+    let mail = Mail {
+        to: email.as_str().to_owned(),
+        subject: "You are invited to a Rampart workspace".to_owned(),
+        body: format!(
+            "You were invited to join a workspace as `{}`. Accept within {} hours:\n\n{}/auth/invitation?token={}\n",
+            body.role,
+            identity.settings().invitation_hours,
+            identity.public_url(),
+            minted.token.expose()
+        ),
+    };
+    // Sent before commit: if the mail cannot go, the invitation is not stored either.
+    identity.mailer().send(&mail).await.map_err(|e| {
+        tracing::error!(error = %e, "could not send an invitation");
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "the invitation mail could not be sent; retry later",
+        )
+    })?;
+    Ok((StatusCode::CREATED, Json(json!(invitation))).into_response())
+}
+
+/// `GET …/invitations`: open invitations.
+pub async fn invitations(mut ctx: Ctx) -> ApiResult<Json<Value>> {
+    let now = ctx.now();
+    let data = members::invitations(ctx.tx(), now).await?;
+    Ok(Json(json!({"data": data, "next_cursor": null})))
+}
+
+/// `PATCH …/members/{id}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleBody {
+    role: Role,
+}
+
+/// `PATCH …/members/{id}`: changes the role.
+pub async fn update(
+    mut ctx: Ctx,
+    PathId(id): PathId<MembershipId>,
+    JsonBody(body): JsonBody<RoleBody>,
+) -> ApiResult<Json<Value>> {
+    let holder = ctx.grant().role();
+    let current = members::get(ctx.tx(), id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if !may_handle(holder, current.role) {
+        return Err(refuse(holder, current.role));
+    }
+    if !may_handle(holder, body.role) {
+        return Err(refuse(holder, body.role));
+    }
+    let updated = members::set_role(ctx.tx(), id, body.role).await?;
+    Ok(Json(json!(updated)))
+}
+
+/// `DELETE …/members/{id}`: removes the member and ends their sessions' access here (the
+/// membership is gone, so every later request is refused).
+pub async fn remove(mut ctx: Ctx, PathId(id): PathId<MembershipId>) -> ApiResult<StatusCode> {
+    let holder = ctx.grant().role();
+    let current = members::get(ctx.tx(), id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if !may_handle(holder, current.role) {
+        return Err(refuse(holder, current.role));
+    }
+    members::remove(ctx.tx(), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE …/members/{id}/sessions`: ends every session of that member (owners and admins).
+pub async fn end_sessions(
+    mut ctx: Ctx,
+    PathId(id): PathId<MembershipId>,
+) -> ApiResult<Json<Value>> {
+    let holder = ctx.grant().role();
+    let current = members::get(ctx.tx(), id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if !may_handle(holder, current.role) {
+        return Err(refuse(holder, current.role));
+    }
+    let now = ctx.now();
+    let ended = members::end_sessions(ctx.tx(), id, now).await?;
+    Ok(Json(json!({"sessions_ended": ended})))
+}

@@ -1,0 +1,196 @@
+//! People in tests: a browser-like session (cookie and CSRF token carried by hand, so every
+//! assertion about them is explicit), the mail the server wrote, and the links inside it.
+
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
+
+use super::TestApp;
+
+/// One received message.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+/// Parses an RFC 5322 message (with mailparse: transfer encodings included).
+pub fn parse_mail(raw: &[u8]) -> Mail {
+    let parsed = mailparse::parse_mail(raw).unwrap();
+    let header = |name: &str| {
+        parsed
+            .headers
+            .iter()
+            .find(|h| h.get_key().eq_ignore_ascii_case(name))
+            .map(|h| h.get_value())
+            .unwrap_or_default()
+    };
+    Mail {
+        to: header("To"),
+        subject: header("Subject"),
+        body: parsed.get_body().unwrap(),
+    }
+}
+
+/// The token in the first `…{path}?token=XYZ` link of `body`.
+pub fn token_in(body: &str, path: &str) -> Option<String> {
+    let marker = format!("{path}?token=");
+    let start = body.find(&marker)? + marker.len();
+    Some(
+        body[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect(),
+    )
+}
+
+/// A cookie-carrying client.
+#[derive(Debug, Clone, Default)]
+pub struct Browser {
+    pub cookie: Option<String>,
+    pub csrf: Option<String>,
+}
+
+/// The `name=value` of our session cookie in a response, and the whole header.
+pub fn session_cookie(r: &Response) -> Option<(String, String)> {
+    r.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.contains("rampart_session="))
+        .map(|v| {
+            let pair = v.split(';').next().unwrap_or_default().trim().to_owned();
+            (pair, v.to_owned())
+        })
+}
+
+impl TestApp {
+    /// Every message written to the file transport, oldest first.
+    pub fn mails(&self) -> Vec<Mail> {
+        let dir = self.dir.path().join("mail");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        files
+            .iter()
+            .map(|p| parse_mail(&std::fs::read(p).unwrap()))
+            .collect()
+    }
+
+    /// Messages to `to`.
+    pub fn mails_to(&self, to: &str) -> Vec<Mail> {
+        self.mails()
+            .into_iter()
+            .filter(|m| m.to.contains(to))
+            .collect()
+    }
+
+    /// The token of the newest link to `path` mailed to `to`.
+    pub fn link_token(&self, to: &str, path: &str) -> String {
+        self.mails_to(to)
+            .iter()
+            .rev()
+            .find_map(|m| token_in(&m.body, path))
+            .unwrap_or_else(|| panic!("no {path} link mailed to {to}: {:?}", self.mails_to(to)))
+    }
+
+    /// Sends a request as `browser` (cookie and, when it has one, the CSRF header) and keeps
+    /// any new session cookie and CSRF token it is given.
+    pub async fn as_browser(
+        &self,
+        browser: &mut Browser,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(c) = &browser.cookie {
+            req = req.header("Cookie", c);
+        }
+        if let Some(t) = &browser.csrf {
+            req = req.header("X-CSRF-Token", t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = req.send().await.unwrap();
+        if let Some((pair, _)) = session_cookie(&r) {
+            browser.cookie = if pair.ends_with('=') {
+                None
+            } else {
+                Some(pair)
+            };
+        }
+        r
+    }
+
+    /// Like [`Self::as_browser`], returning the status and JSON body (and keeping the CSRF
+    /// token a sign-in hands out).
+    pub async fn browse(
+        &self,
+        browser: &mut Browser,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let r = self.as_browser(browser, method, path, body).await;
+        let status = r.status().as_u16();
+        let json: Value = r.json().await.unwrap_or(Value::Null);
+        if let Some(t) = json["csrf_token"].as_str() {
+            browser.csrf = Some(t.to_owned());
+        }
+        (status, json)
+    }
+
+    /// Signs up (password, name, organization) and follows the confirmation link.
+    pub async fn signup_confirmed(&self, email: &str, password: &str) {
+        let mut b = Browser::default();
+        let (status, body) = self
+            .browse(&mut b, Method::POST, "/v1/auth/signup", Some(&json!({
+                "email": email, "password": password, "name": "Test Person", "org_name": format!("Org of {email}")
+            })))
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let token = self.link_token(email, "/auth/confirm");
+        let (status, body) = self
+            .browse(
+                &mut b,
+                Method::POST,
+                "/v1/auth/confirm",
+                Some(&json!({"token": token})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Signs in with a password (no second factor) and returns the browser.
+    pub async fn signed_in(&self, email: &str, password: &str) -> Browser {
+        let mut b = Browser::default();
+        let (status, body) = self
+            .browse(
+                &mut b,
+                Method::POST,
+                "/v1/auth/signin",
+                Some(&json!({"email": email, "password": password})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "signed_in", "{body}");
+        b
+    }
+
+    /// A confirmed user with an organization, signed in; returns the browser and their first
+    /// workspace id.
+    pub async fn person(&self, email: &str, password: &str) -> (Browser, String) {
+        self.signup_confirmed(email, password).await;
+        let mut b = self.signed_in(email, password).await;
+        let (_, me) = self.browse(&mut b, Method::GET, "/v1/auth/me", None).await;
+        let ws = me["organizations"][0]["workspace_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (b, ws)
+    }
+}

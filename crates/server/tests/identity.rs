@@ -1,0 +1,1066 @@
+//! Identity over real HTTP: sign-up and confirmation, sign-in, session cookies and their
+//! expiry, CSRF, lockout (including the parallel race), password change and reset, magic
+//! links, no enumeration, and sign-in events in the ledger. Clocks are moved, not waited on.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+mod common;
+
+use chrono::Duration;
+use common::people::{Browser, session_cookie};
+use common::{TestApp, owner_sql};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// Ledger events of the organization owning `ws` (read directly: the audit-events route is
+/// not on the free plan a sign-up starts with).
+async fn org_events(app: &TestApp, ws: &str) -> Vec<rampart_store::audit::StoredEvent> {
+    let (org, _) = app
+        .store
+        .workspace_org(ws.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut ledger = app
+        .store
+        .ledger(org, rampart_store::Mode::Read)
+        .await
+        .unwrap();
+    ledger.events_after(0, None, None, 10_000).await.unwrap()
+}
+
+/// Identity tests sign in far more often than a person would: the per-IP sign-in limit is
+/// raised here (`sign_in_limit_is_per_ip_and_apart_from_lockout` checks the default).
+fn generous(s: rampart::AppState) -> rampart::AppState {
+    s.with_limits(
+        std::sync::Arc::new(rampart_guard::Limiter::local()),
+        rampart::http::limits::LimitSettings {
+            rates: rampart::config::RateLimitSettings {
+                sign_in_per_ip: 100_000,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+}
+
+both_backends_with!(generous;
+    signup_confirm_and_sign_in,
+    sessions_expire_rotate_and_end,
+    csrf_guards_cookie_changes_only,
+    lockout_locks_and_unlocks,
+    parallel_wrong_passwords_lock_exactly_once,
+    password_change_and_reset_end_other_sessions,
+    magic_links_are_single_use_and_short_lived,
+    unknown_and_known_emails_answer_alike,
+    sessions_reach_only_their_own_workspaces,
+    members_invite_accept_change_and_remove
+);
+
+const PW: &str = "Correct-Horse-42";
+
+async fn ledger_actions(app: &TestApp, email: &str) -> Vec<Value> {
+    // Every event in every ledger that names this user as actor, read as the owner role would.
+    let user = app
+        .store
+        .user_by_email(&rampart_core::Email::parse(email).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let mut out = Vec::new();
+    for (org, _) in app.store.user_orgs(user).await.unwrap() {
+        let mut ledger = app
+            .store
+            .ledger(org, rampart_store::Mode::Read)
+            .await
+            .unwrap();
+        for e in ledger.events_after(0, None, None, 10_000).await.unwrap() {
+            if e.event.actor == user.to_string() {
+                out.push(json!({"action": e.event.action, "status": e.event.status, "args": e.event.args}));
+            }
+        }
+    }
+    out
+}
+
+async fn signup_confirm_and_sign_in(app: TestApp) {
+    let email = "ada@example.com";
+    let mut b = Browser::default();
+    let (status, body) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/signup",
+            Some(&json!({
+                "email": email, "password": PW, "name": "Ada Lovelace", "org_name": "Analytical"
+            })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (202, Some("confirmation_sent")),
+        "{body}"
+    );
+    assert!(b.cookie.is_none(), "sign-up does not sign in");
+    let mails = app.mails_to(email);
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].subject.contains("Confirm"));
+
+    // Refused until confirmed, and a fresh link is mailed.
+    let (status, body) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/signin",
+            Some(&json!({"email": email, "password": PW})),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("confirm")
+    );
+    assert_eq!(app.mails_to(email).len(), 2);
+
+    // Only the newest link works (the first was superseded).
+    let first = common::people::token_in(&app.mails_to(email)[0].body, "/auth/confirm").unwrap();
+    let (status, _) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/confirm",
+            Some(&json!({"token": first})),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let token = app.link_token(email, "/auth/confirm");
+    let (status, body) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/confirm",
+            Some(&json!({"token": token})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/confirm",
+            Some(&json!({"token": token})),
+        )
+        .await;
+    assert_eq!(status, 422, "a confirmation link works once");
+
+    // Sign in: the cookie's attributes.
+    let r = app
+        .client
+        .post(app.url("/v1/auth/signin"))
+        .json(&json!({"email": "ADA@example.com", "password": PW}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (pair, header) = session_cookie(&r).expect("a session cookie");
+    assert!(
+        pair.starts_with("rampart_session="),
+        "http public URL: no __Host- prefix"
+    );
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
+        assert!(header.contains(attr), "{attr} missing from {header}");
+    }
+    assert!(
+        !header.contains("Secure"),
+        "plain-http public URL: not Secure"
+    );
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "signed_in");
+    let token = pair.trim_start_matches("rampart_session=").to_owned();
+    assert_eq!(token.len(), 43, "256-bit token, base64url");
+
+    // Stored only as a hash.
+    let mut b = Browser {
+        cookie: Some(pair),
+        csrf: body["csrf_token"].as_str().map(str::to_owned),
+    };
+    let (status, me) = app.browse(&mut b, Method::GET, "/v1/auth/me", None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["user"]["email"], email);
+    assert_eq!(
+        me["csrf_token"], body["csrf_token"],
+        "the CSRF token can be fetched again"
+    );
+    let dump = common::dump_tables(&app, &["sessions"]).await;
+    assert!(!dump.contains(&token), "the session token is not stored");
+    assert!(dump.contains(&rampart::auth::token::hash(&token)));
+
+    // The password is argon2id at rest; sign-in is in the ledger, the password nowhere.
+    let users = common::dump_tables(&app, &["users"]).await;
+    assert!(users.contains("$argon2id$v=19$m=19456,t=2,p=1$"));
+    assert!(!users.contains(PW));
+    let actions = ledger_actions(&app, email).await;
+    let names: Vec<&str> = actions
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    for want in ["auth.signup", "auth.confirm", "auth.signin"] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    assert!(!serde_json::to_string(&actions).unwrap().contains(PW));
+}
+
+async fn sessions_expire_rotate_and_end(app: TestApp) {
+    let (mut b, _) = app.person("sid@example.com", PW).await;
+    assert_eq!(
+        app.browse(&mut b, Method::GET, "/v1/auth/me", None).await.0,
+        200
+    );
+
+    // Signing in again with the cookie rotates the token: the old one stops working.
+    let old = b.clone();
+    let (status, _) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/signin",
+            Some(&json!({"email": "sid@example.com", "password": PW})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_ne!(old.cookie, b.cookie);
+    assert_eq!(
+        app.browse(&mut old.clone(), Method::GET, "/v1/auth/me", None)
+            .await
+            .0,
+        401
+    );
+
+    // A second device; list, and end it from the first.
+    let mut other = app.signed_in("sid@example.com", PW).await;
+    let (_, list) = app
+        .browse(&mut b, Method::GET, "/v1/auth/sessions", None)
+        .await;
+    let data = list["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "{list}");
+    let other_id = data.iter().find(|s| s["current"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .as_browser(
+            &mut b,
+            Method::DELETE,
+            &format!("/v1/auth/sessions/{other_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        app.browse(&mut other, Method::GET, "/v1/auth/me", None)
+            .await
+            .0,
+        401
+    );
+
+    // Another person cannot end my session (it is "not found" to them).
+    let (mut stranger, _) = app.person("stranger@example.com", PW).await;
+    let (_, me) = app.browse(&mut b, Method::GET, "/v1/auth/me", None).await;
+    let mine = me["session"]["id"].as_str().unwrap().to_owned();
+    let r = app
+        .as_browser(
+            &mut stranger,
+            Method::DELETE,
+            &format!("/v1/auth/sessions/{mine}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        app.browse(&mut b, Method::GET, "/v1/auth/me", None).await.0,
+        200
+    );
+
+    // Idle expiry: 8 h without a request.
+    app.clock.advance(Duration::hours(8) + Duration::minutes(1));
+    assert_eq!(
+        app.browse(&mut b, Method::GET, "/v1/auth/me", None).await.0,
+        401
+    );
+
+    // Absolute expiry: 30 days, however active.
+    let mut b = app.signed_in("sid@example.com", PW).await;
+    for _ in 0..(30 * 24 / 7) {
+        app.clock.advance(Duration::hours(7));
+        let (status, _) = app.browse(&mut b, Method::GET, "/v1/auth/me", None).await;
+        if status != 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app.clock.advance(Duration::hours(7));
+    assert_eq!(
+        app.browse(&mut b, Method::GET, "/v1/auth/me", None).await.0,
+        401
+    );
+
+    // Sign-out clears the cookie and ends the session server-side.
+    let mut b = app.signed_in("sid@example.com", PW).await;
+    let kept = b.clone();
+    let r = app
+        .as_browser(&mut b, Method::POST, "/v1/auth/signout", None)
+        .await;
+    assert_eq!(r.status(), 204);
+    let (_, header) = session_cookie(&r).unwrap();
+    assert!(header.contains("Max-Age=0"), "{header}");
+    assert_eq!(
+        app.browse(&mut kept.clone(), Method::GET, "/v1/auth/me", None)
+            .await
+            .0,
+        401
+    );
+    let actions = ledger_actions(&app, "sid@example.com").await;
+    assert!(actions.iter().any(|a| a["action"] == "auth.session_end"));
+}
+
+async fn csrf_guards_cookie_changes_only(app: TestApp) {
+    let (mut b, ws) = app.person("csrf@example.com", PW).await;
+    let path = format!("/v1/workspaces/{ws}/contacts");
+    let body = json!({"name": "Via Browser"});
+    // Without the token: refused, nothing created.
+    let mut no_csrf = Browser {
+        cookie: b.cookie.clone(),
+        csrf: None,
+    };
+    let (status, err) = app
+        .browse(&mut no_csrf, Method::POST, &path, Some(&body))
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "{err}"
+    );
+    let mut wrong = Browser {
+        cookie: b.cookie.clone(),
+        csrf: Some("x".repeat(43)),
+    };
+    assert_eq!(
+        app.browse(&mut wrong, Method::POST, &path, Some(&body))
+            .await
+            .0,
+        403
+    );
+    let (_, list) = app.browse(&mut b, Method::GET, &path, None).await;
+    assert_eq!(
+        list["data"].as_array().unwrap().len(),
+        0,
+        "reads need no token; nothing was created"
+    );
+    // With it: created, by the user, through a session.
+    let (status, created) = app.browse(&mut b, Method::POST, &path, Some(&body)).await;
+    assert_eq!(status, 201, "{created}");
+    // A same-origin request (Origin = the public URL) passes without the header.
+    let r = app
+        .client
+        .post(app.url(&path))
+        .header("Cookie", b.cookie.clone().unwrap())
+        .header("Origin", "http://rampart.test")
+        .json(&json!({"name": "Same Origin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = app
+        .client
+        .post(app.url(&path))
+        .header("Cookie", b.cookie.clone().unwrap())
+        .header("Origin", "http://evil.test")
+        .json(&json!({"name": "Cross Origin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let (_, list) = app.browse(&mut b, Method::GET, &path, None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    // The ledger names the person and the session method.
+    let statuses: Vec<(u16, String)> = org_events(&app, &ws)
+        .await
+        .into_iter()
+        .filter(|e| e.event.action == "contact.create")
+        .map(|e| (e.event.status, e.event.auth_method.unwrap_or_default()))
+        .collect();
+    assert!(
+        statuses.iter().filter(|(s, _)| *s == 403).count() >= 3,
+        "refusals audited: {statuses:?}"
+    );
+    assert!(statuses.iter().all(|(_, m)| m == "session"), "{statuses:?}");
+}
+
+async fn lockout_locks_and_unlocks(app: TestApp) {
+    let email = "lock@example.com";
+    app.signup_confirmed(email, PW).await;
+    let before = app.mails_to(email).len();
+    let mut b = Browser::default();
+    for _ in 0..5 {
+        let (status, _) = app
+            .browse(
+                &mut b,
+                Method::POST,
+                "/v1/auth/signin",
+                Some(&json!({"email": email, "password": "Wrong-Password-1"})),
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    // Locked: even the right password is refused, and the answer looks like any failure.
+    let (status, locked) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/signin",
+            Some(&json!({"email": email, "password": PW})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (_, unknown) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/signin",
+            Some(&json!({"email": "nobody@example.com", "password": PW})),
+        )
+        .await;
+    assert_eq!(locked["error"]["message"], unknown["error"]["message"]);
+    let mails = app.mails_to(email);
+    assert_eq!(mails.len(), before + 1, "the owner is told once");
+    assert!(mails.last().unwrap().subject.contains("locked"));
+    // 14 minutes later still locked; 15 later it opens.
+    app.clock.advance(Duration::minutes(14));
+    let (status, _) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/signin",
+            Some(&json!({"email": email, "password": PW})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    app.clock
+        .advance(Duration::minutes(1) + Duration::seconds(1));
+    let (status, body) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/signin",
+            Some(&json!({"email": email, "password": PW})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let actions = ledger_actions(&app, email).await;
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| a["action"] == "auth.lockout")
+            .count(),
+        1
+    );
+}
+
+async fn parallel_wrong_passwords_lock_exactly_once(app: TestApp) {
+    let email = "race@example.com";
+    app.signup_confirmed(email, PW).await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let client = app.client.clone();
+        let url = app.url("/v1/auth/signin");
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"email": email, "password": "Wrong-Password-1"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert!(status == 401 || status == 503, "{status}");
+    }
+    let actions = ledger_actions(&app, email).await;
+    let count = |action: &str, outcome: &str| {
+        actions
+            .iter()
+            .filter(|a| a["action"] == action && a["args"].as_str().unwrap_or("").contains(outcome))
+            .count()
+    };
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| a["action"] == "auth.lockout")
+            .count(),
+        1,
+        "locked exactly once"
+    );
+    assert_eq!(
+        count("auth.signin", "wrong_password"),
+        5,
+        "no more than the limit were evaluated"
+    );
+    assert_eq!(
+        app.mails_to(email)
+            .iter()
+            .filter(|m| m.subject.contains("locked"))
+            .count(),
+        1
+    );
+}
+
+async fn password_change_and_reset_end_other_sessions(app: TestApp) {
+    let email = "pw@example.com";
+    let (mut b, _) = app.person(email, PW).await;
+    let mut other = app.signed_in(email, PW).await;
+    // Wrong current password: refused.
+    let (status, _) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/password",
+            Some(&json!({"current_password": "Nope-Nope-1", "new_password": "Brand-New-Pass-7"})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    // A weak or breached new password: refused with the field named.
+    for (weak, why) in [
+        ("short1A", "at least 10"),
+        ("alllowercase12", "uppercase"),
+        ("Password123", "breached"),
+    ] {
+        let (status, err) = app
+            .browse(
+                &mut b,
+                Method::POST,
+                "/v1/auth/password",
+                Some(&json!({"current_password": PW, "new_password": weak})),
+            )
+            .await;
+        assert_eq!(status, 422, "{weak}: {err}");
+        assert_eq!(err["error"]["field"], "new_password");
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(why),
+            "{err}"
+        );
+        assert!(
+            !err.to_string().contains(weak),
+            "the password is not echoed"
+        );
+    }
+    // 100 characters are fine, and nothing is cut off.
+    let long = format!("Aa1-{}", "long-passphrase-".repeat(6));
+    let (status, body) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/password",
+            Some(&json!({"current_password": PW, "new_password": long})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sessions_ended"], 1);
+    assert_eq!(
+        app.browse(&mut b, Method::GET, "/v1/auth/me", None).await.0,
+        200,
+        "this session stays"
+    );
+    assert_eq!(
+        app.browse(&mut other, Method::GET, "/v1/auth/me", None)
+            .await
+            .0,
+        401,
+        "the other ends"
+    );
+    let truncated = &long[..long.len() - 1];
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/signin",
+            Some(&json!({"email": email, "password": truncated})),
+        )
+        .await;
+    assert_eq!(status, 401, "no silent truncation");
+
+    // Reset by email: single use, 1 hour, ends every session, does not sign in.
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/password/reset",
+            Some(&json!({"email": email})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let token = app.link_token(email, "/auth/reset");
+    let (status, err) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/password/reset/complete",
+            Some(&json!({"token": token, "password": "weak"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{err}");
+    let mut anon = Browser::default();
+    let (status, body) = app
+        .browse(
+            &mut anon,
+            Method::POST,
+            "/v1/auth/password/reset/complete",
+            Some(&json!({"token": token, "password": "Reset-Pass-2024x"})),
+        )
+        .await;
+    assert_eq!(
+        status, 200,
+        "a refused password did not use up the link: {body}"
+    );
+    assert!(anon.cookie.is_none(), "a reset does not sign in");
+    assert_eq!(
+        app.browse(&mut b, Method::GET, "/v1/auth/me", None).await.0,
+        401,
+        "every session ended"
+    );
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/password/reset/complete",
+            Some(&json!({"token": token, "password": "Another-Pass-2024x"})),
+        )
+        .await;
+    assert_eq!(status, 422, "single use");
+    app.signed_in(email, "Reset-Pass-2024x").await;
+    // An hour-old link is dead.
+    app.browse(
+        &mut Browser::default(),
+        Method::POST,
+        "/v1/auth/password/reset",
+        Some(&json!({"email": email})),
+    )
+    .await;
+    let token = app.link_token(email, "/auth/reset");
+    app.clock.advance(Duration::minutes(61));
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/password/reset/complete",
+            Some(&json!({"token": token, "password": "Late-Pass-2024x"})),
+        )
+        .await;
+    assert_eq!(status, 422);
+}
+
+async fn magic_links_are_single_use_and_short_lived(app: TestApp) {
+    let email = "magic@example.com";
+    app.signup_confirmed(email, PW).await;
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/magic-link",
+            Some(&json!({"email": email})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let token = app.link_token(email, "/auth/magic");
+    let mut b = Browser::default();
+    let (status, body) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/magic-link/consume",
+            Some(&json!({"token": token})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("signed_in")),
+        "{body}"
+    );
+    assert_eq!(
+        app.browse(&mut b, Method::GET, "/v1/auth/me", None).await.0,
+        200
+    );
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/magic-link/consume",
+            Some(&json!({"token": token})),
+        )
+        .await;
+    assert_eq!(status, 422, "single use");
+    app.browse(
+        &mut Browser::default(),
+        Method::POST,
+        "/v1/auth/magic-link",
+        Some(&json!({"email": email})),
+    )
+    .await;
+    let token = app.link_token(email, "/auth/magic");
+    app.clock.advance(Duration::minutes(16));
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/magic-link/consume",
+            Some(&json!({"token": token})),
+        )
+        .await;
+    assert_eq!(status, 422, "15 minutes");
+    // A reset token is not a magic link.
+    app.browse(
+        &mut Browser::default(),
+        Method::POST,
+        "/v1/auth/password/reset",
+        Some(&json!({"email": email})),
+    )
+    .await;
+    let reset = app.link_token(email, "/auth/reset");
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/magic-link/consume",
+            Some(&json!({"token": reset})),
+        )
+        .await;
+    assert_eq!(status, 422);
+}
+
+async fn unknown_and_known_emails_answer_alike(app: TestApp) {
+    app.signup_confirmed("known@example.com", PW).await;
+    let mut answers = Vec::new();
+    for email in ["known@example.com", "unknown@example.com"] {
+        let mut row = Vec::new();
+        for (path, body) in [
+            (
+                "/v1/auth/signin",
+                json!({"email": email, "password": "Wrong-Password-1"}),
+            ),
+            ("/v1/auth/password/reset", json!({"email": email})),
+            ("/v1/auth/magic-link", json!({"email": email})),
+            (
+                "/v1/auth/signup",
+                json!({"email": email, "password": "Fresh-Password-9", "name": "X Y", "org_name": "Z"}),
+            ),
+        ] {
+            let (status, mut body) = app
+                .browse(&mut Browser::default(), Method::POST, path, Some(&body))
+                .await;
+            if body["error"].is_object() {
+                body["error"]["request_id"] = Value::Null;
+            }
+            row.push((path, status, body));
+        }
+        answers.push(row);
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "responses must not tell known from unknown"
+    );
+    // The known address was told someone tried to sign up with it.
+    assert!(
+        app.mails_to("known@example.com")
+            .iter()
+            .any(|m| m.subject.contains("already have an account"))
+    );
+    // A sign-up for a known address changed nothing.
+    let orgs = app
+        .store
+        .user_orgs(
+            app.store
+                .user_by_email(&rampart_core::Email::parse("known@example.com").unwrap())
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+        )
+        .await
+        .unwrap();
+    assert_eq!(orgs.len(), 1);
+}
+
+async fn sessions_reach_only_their_own_workspaces(app: TestApp) {
+    let (mut a, ws_a) = app.person("a@example.com", PW).await;
+    let (mut b, ws_b) = app.person("b@example.com", PW).await;
+    let (status, created) = app
+        .browse(
+            &mut a,
+            Method::POST,
+            &format!("/v1/workspaces/{ws_a}/contacts"),
+            Some(&json!({"name": "A's Contact"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_str().unwrap();
+    let (status, err) = app
+        .browse(
+            &mut b,
+            Method::GET,
+            &format!("/v1/workspaces/{ws_a}/contacts/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
+    let (status, _) = app
+        .browse(
+            &mut b,
+            Method::GET,
+            &format!("/v1/workspaces/{ws_b}/contacts/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = app
+        .browse(
+            &mut b,
+            Method::DELETE,
+            &format!("/v1/workspaces/{ws_a}/contacts/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = app
+        .browse(
+            &mut a,
+            Method::GET,
+            &format!("/v1/workspaces/{ws_a}/contacts/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "still there");
+    // A session is a person, not an API key: a bearer header with a session token is refused.
+    let token = a
+        .cookie
+        .clone()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    let r = app
+        .get(&format!("/v1/workspaces/{ws_a}/contacts"), &token)
+        .await;
+    assert_eq!(r.status(), 401);
+}
+
+async fn members_invite_accept_change_and_remove(app: TestApp) {
+    let (mut owner, ws) = app.person("owner@example.com", PW).await;
+    let invite = |email: &str, role: &str| json!({"email": email, "role": role});
+    let (status, inv) = app
+        .browse(
+            &mut owner,
+            Method::POST,
+            &format!("/v1/workspaces/{ws}/invitations"),
+            Some(&invite("new@example.com", "admin")),
+        )
+        .await;
+    assert_eq!(status, 201, "{inv}");
+    let token = app.link_token("new@example.com", "/auth/invitation");
+    // A new address must choose a password; a weak one is refused and the link survives.
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/invitations/accept",
+            Some(&json!({"token": token})),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (status, joined) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/invitations/accept",
+            Some(&json!({"token": token, "name": "New Admin", "password": "Joined-Pass-77"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}");
+    assert_eq!(
+        (joined["role"].as_str(), joined["workspace_id"].as_str()),
+        (Some("admin"), Some(ws.as_str()))
+    );
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/invitations/accept",
+            Some(&json!({"token": token, "password": "Joined-Pass-77"})),
+        )
+        .await;
+    assert_eq!(status, 422, "single use");
+    let mut admin = app.signed_in("new@example.com", "Joined-Pass-77").await;
+    let (status, list) = app
+        .browse(
+            &mut admin,
+            Method::GET,
+            &format!("/v1/workspaces/{ws}/members"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let members = list["data"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    let owner_member = members.iter().find(|m| m["role"] == "owner").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin_member = members.iter().find(|m| m["role"] == "admin").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // An admin cannot touch the owner nor hand out ownership.
+    let (status, _) = app
+        .browse(
+            &mut admin,
+            Method::PATCH,
+            &format!("/v1/workspaces/{ws}/members/{owner_member}"),
+            Some(&json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = app
+        .browse(
+            &mut admin,
+            Method::POST,
+            &format!("/v1/workspaces/{ws}/invitations"),
+            Some(&invite("o2@example.com", "owner")),
+        )
+        .await;
+    assert_eq!(status, 403);
+    // The last owner cannot be demoted or removed.
+    let (status, err) = app
+        .browse(
+            &mut owner,
+            Method::PATCH,
+            &format!("/v1/workspaces/{ws}/members/{owner_member}"),
+            Some(&json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{err}");
+    // The owner ends the admin's sessions, then demotes and removes them.
+    let (status, ended) = app
+        .browse(
+            &mut owner,
+            Method::DELETE,
+            &format!("/v1/workspaces/{ws}/members/{admin_member}/sessions"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, ended["sessions_ended"].as_u64()),
+        (200, Some(1)),
+        "{ended}"
+    );
+    assert_eq!(
+        app.browse(&mut admin, Method::GET, "/v1/auth/me", None)
+            .await
+            .0,
+        401
+    );
+    let (status, changed) = app
+        .browse(
+            &mut owner,
+            Method::PATCH,
+            &format!("/v1/workspaces/{ws}/members/{admin_member}"),
+            Some(&json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!((status, changed["role"].as_str()), (200, Some("viewer")));
+    let mut viewer = app.signed_in("new@example.com", "Joined-Pass-77").await;
+    let (status, _) = app
+        .browse(
+            &mut viewer,
+            Method::POST,
+            &format!("/v1/workspaces/{ws}/contacts"),
+            Some(&json!({"name": "Nope"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let r = app
+        .as_browser(
+            &mut owner,
+            Method::DELETE,
+            &format!("/v1/workspaces/{ws}/members/{admin_member}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let (status, _) = app
+        .browse(
+            &mut viewer,
+            Method::GET,
+            &format!("/v1/workspaces/{ws}/contacts"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "no longer a member");
+    // All of it is in the ledger.
+    let events = org_events(&app, &ws).await;
+    let actions: Vec<&str> = events.iter().map(|e| e.event.action.as_str()).collect();
+    for want in [
+        "invitation.create",
+        "member.accept",
+        "member.update",
+        "member.sessions_end",
+        "member.remove",
+    ] {
+        assert!(actions.contains(&want), "{want} in {actions:?}");
+    }
+    let _ = owner_sql;
+}
+
+#[tokio::test]
+async fn sign_in_limit_is_per_ip_and_apart_from_lockout() {
+    let app = TestApp::spawn(common::Backend::Sqlite).await.unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let (status, body) = app
+            .browse(
+                &mut Browser::default(),
+                Method::POST,
+                "/v1/auth/signin",
+                Some(&json!({"email": format!("u{i}@example.com"), "password": PW})),
+            )
+            .await;
+        statuses.push(status);
+        if status == 429 {
+            assert_eq!(body["error"]["code"], "RATE_LIMITED");
+        }
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+}

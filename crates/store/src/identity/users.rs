@@ -1,0 +1,372 @@
+//! A user's sign-in state: password hash, confirmation, disablement, the failed-attempt counter
+//! and the lock, read and changed atomically.
+
+use chrono::{DateTime, Utc};
+use rampart_core::{Email, OrgId, Plan, Role, UserId, WorkspaceId};
+use sqlx::Row;
+
+use crate::audit::NewEvent;
+use crate::conn::{execute, fetch_all, fetch_optional, id};
+use crate::platform::{append_in_platform, insert_membership};
+use crate::{Store, StoreError, db_time};
+
+/// What sign-in needs to know about a user.
+#[derive(Debug, Clone)]
+pub struct UserAuth {
+    /// The user.
+    pub id: UserId,
+    /// The address as entered at sign-up.
+    pub email: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// PHC string (argon2id, or an imported bcrypt hash); none until a password is set.
+    pub password_hash: Option<String>,
+    /// When the address was confirmed.
+    pub email_confirmed_at: Option<DateTime<Utc>>,
+    /// When an operator disabled the account.
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// Sign-in attempts counted since the last success or lock expiry.
+    pub failed_signins: i64,
+    /// Refuse every sign-in until then.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// Whether TOTP is enrolled and confirmed.
+    pub totp_enabled: bool,
+}
+
+impl UserAuth {
+    /// Whether the lock is in force at `now`.
+    pub fn locked_at(&self, now: DateTime<Utc>) -> bool {
+        self.locked_until.is_some_and(|t| t > now)
+    }
+}
+
+/// What sign-up did.
+#[derive(Debug, Clone, Copy)]
+pub enum SignupOutcome {
+    /// A new user, organization and workspace.
+    Created {
+        /// The user.
+        user: UserId,
+        /// The organization.
+        org: OrgId,
+        /// Its first workspace.
+        workspace: WorkspaceId,
+    },
+    /// The email already belongs to a user; nothing was changed.
+    Existing(UserId),
+}
+
+const USER_COLUMNS: &str = "id, email, name, password_hash, email_confirmed_at, disabled_at, \
+     failed_signins, locked_until, totp_enabled_at";
+
+macro_rules! user_auth {
+    ($r:expr) => {{
+        let r = $r;
+        let e = StoreError::from_sqlx;
+        Ok::<_, StoreError>(UserAuth {
+            id: id(r.try_get("id").map_err(e)?)?,
+            email: r.try_get("email").map_err(e)?,
+            name: r.try_get("name").map_err(e)?,
+            password_hash: r.try_get("password_hash").map_err(e)?,
+            email_confirmed_at: r.try_get("email_confirmed_at").map_err(e)?,
+            disabled_at: r.try_get("disabled_at").map_err(e)?,
+            failed_signins: r.try_get("failed_signins").map_err(e)?,
+            locked_until: r.try_get("locked_until").map_err(e)?,
+            totp_enabled: r
+                .try_get::<Option<DateTime<Utc>>, _>("totp_enabled_at")
+                .map_err(e)?
+                .is_some(),
+        })
+    }};
+}
+
+impl Store {
+    /// Creates a user with a password, an organization and its first workspace with the user
+    /// as owner, and records `event` in the new organization's ledger; or, when the email is
+    /// taken, changes nothing and says so (the caller must answer alike either way).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn signup(
+        &self,
+        email: &Email,
+        name: &str,
+        password_hash: &str,
+        org_name: &str,
+        plan: Plan,
+        now: DateTime<Utc>,
+        event: NewEvent,
+    ) -> Result<SignupOutcome, StoreError> {
+        let now = db_time(now);
+        let mut c = self.platform(true).await?;
+        let existing: Option<UserId> = fetch_optional!(
+            &mut c,
+            "SELECT id FROM users WHERE email_lower = $1",
+            [email.normalized()],
+            |r| id(r.try_get("id").map_err(StoreError::from_sqlx)?)
+        )?;
+        if let Some(user) = existing {
+            return Ok(SignupOutcome::Existing(user));
+        }
+        let (user, org, workspace) = (
+            UserId::generate(),
+            OrgId::generate(),
+            WorkspaceId::generate(),
+        );
+        execute!(
+            &mut c,
+            "INSERT INTO users (id, email, email_lower, name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            user.to_string(),
+            email.as_str(),
+            email.normalized(),
+            name,
+            password_hash,
+            now
+        )
+        .map_err(|e| StoreError::classify(e, "a user with this email already exists"))?;
+        execute!(
+            &mut c,
+            "INSERT INTO organizations (id, name, plan, created_at) VALUES ($1, $2, $3, $4)",
+            org.to_string(),
+            org_name,
+            plan.as_str(),
+            now
+        )
+        .map_err(StoreError::from_sqlx)?;
+        execute!(
+            &mut c,
+            "INSERT INTO workspaces (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)",
+            workspace.to_string(),
+            org.to_string(),
+            org_name,
+            now
+        )
+        .map_err(StoreError::from_sqlx)?;
+        insert_membership(&mut c, workspace, user, Role::Owner, now).await?;
+        crate::platform::bind_org(&mut c, org).await?;
+        crate::audit::create_head(&mut c, org).await?;
+        let mut event = event;
+        event.workspace = Some(workspace);
+        event.actor = user.to_string();
+        event.target.get_or_insert_with(|| user.to_string());
+        append_in_platform(&mut c, org, event, now).await?;
+        c.commit().await?;
+        Ok(SignupOutcome::Created {
+            user,
+            org,
+            workspace,
+        })
+    }
+
+    /// The sign-in state of the user with this email, if any.
+    pub async fn user_by_email(&self, email: &Email) -> Result<Option<UserAuth>, StoreError> {
+        let mut c = self.platform(false).await?;
+        fetch_optional!(
+            &mut c,
+            sqlx::AssertSqlSafe(format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE email_lower = $1"
+            )),
+            [email.normalized()],
+            |r| user_auth!(r)
+        )
+    }
+
+    /// The sign-in state of a user.
+    pub async fn user_auth(&self, user: UserId) -> Result<Option<UserAuth>, StoreError> {
+        let mut c = self.platform(false).await?;
+        fetch_optional!(
+            &mut c,
+            sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")),
+            [user.to_string()],
+            |r| user_auth!(r)
+        )
+    }
+
+    /// Reserves one sign-in attempt before the password is evaluated: the counter goes up
+    /// atomically, so parallel attempts can never evaluate more than `max` passwords between
+    /// a success and a lock. A lock that has expired is cleared here and counting restarts.
+    /// Returns the attempt's number, or `None` when the account is locked or `max` attempts
+    /// are already counted.
+    pub async fn claim_signin_attempt(
+        &self,
+        user: UserId,
+        max: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        let now = db_time(now);
+        let mut c = self.platform(true).await?;
+        let claimed = fetch_optional!(
+            &mut c,
+            "UPDATE users SET \
+               failed_signins = CASE WHEN locked_until IS NOT NULL AND locked_until <= $2 THEN 1 ELSE failed_signins + 1 END, \
+               locked_until = CASE WHEN locked_until IS NOT NULL AND locked_until <= $2 THEN NULL ELSE locked_until END \
+             WHERE id = $1 AND ( (locked_until IS NOT NULL AND locked_until <= $2) \
+                  OR (locked_until IS NULL AND failed_signins < $3) ) \
+             RETURNING failed_signins",
+            [user.to_string(), now, i64::from(max)],
+            |r| r
+                .try_get::<i64, _>("failed_signins")
+                .map_err(StoreError::from_sqlx)
+        )?;
+        c.commit().await?;
+        Ok(claimed)
+    }
+
+    /// After a failed evaluation: locks the account until `until` if `max` attempts are now
+    /// counted and it is not locked yet. True for exactly one caller per lock.
+    pub async fn lock_if_exhausted(
+        &self,
+        user: UserId,
+        max: u32,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.platform(true).await?;
+        let n = execute!(
+            &mut c,
+            "UPDATE users SET locked_until = $2 WHERE id = $1 AND locked_until IS NULL AND failed_signins >= $3",
+            user.to_string(),
+            db_time(until),
+            i64::from(max)
+        )
+        .map_err(StoreError::from_sqlx)?;
+        c.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// After a successful sign-in: the counter starts again from zero.
+    pub async fn reset_signin_attempts(&self, user: UserId) -> Result<(), StoreError> {
+        let mut c = self.platform(true).await?;
+        execute!(
+            &mut c,
+            "UPDATE users SET failed_signins = 0 WHERE id = $1 AND locked_until IS NULL",
+            user.to_string()
+        )
+        .map_err(StoreError::from_sqlx)?;
+        c.commit().await
+    }
+
+    /// Replaces the password hash if it is still `old` (a re-hash on sign-in must not undo a
+    /// password change that happened meanwhile). True when replaced.
+    pub async fn rehash_password(
+        &self,
+        user: UserId,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.platform(true).await?;
+        let n = execute!(
+            &mut c,
+            "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
+            user.to_string(),
+            old,
+            new
+        )
+        .map_err(StoreError::from_sqlx)?;
+        c.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Sets a new password and ends every session of the user except `keep`, atomically.
+    /// Returns how many sessions ended.
+    pub async fn set_password(
+        &self,
+        user: UserId,
+        hash: &str,
+        keep: Option<rampart_core::SessionId>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let now = db_time(now);
+        let mut c = self.platform(true).await?;
+        execute!(
+            &mut c,
+            "UPDATE users SET password_hash = $2, failed_signins = 0, locked_until = NULL WHERE id = $1",
+            user.to_string(),
+            hash
+        )
+        .map_err(StoreError::from_sqlx)?;
+        let ended = super::sessions::end_all_on(&mut c, user, keep, reason, now).await?;
+        c.commit().await?;
+        Ok(ended)
+    }
+
+    /// Marks the user's email confirmed (idempotent).
+    pub async fn confirm_email(&self, user: UserId, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut c = self.platform(true).await?;
+        execute!(
+            &mut c,
+            "UPDATE users SET email_confirmed_at = $2 WHERE id = $1 AND email_confirmed_at IS NULL",
+            user.to_string(),
+            db_time(now)
+        )
+        .map_err(StoreError::from_sqlx)?;
+        c.commit().await
+    }
+
+    /// Disables the account (or enables it again) and, when disabling, ends its sessions.
+    pub async fn set_user_disabled(
+        &self,
+        user: UserId,
+        disabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let now = db_time(now);
+        let mut c = self.platform(true).await?;
+        let n = execute!(
+            &mut c,
+            "UPDATE users SET disabled_at = $2 WHERE id = $1",
+            user.to_string(),
+            disabled.then_some(now)
+        )
+        .map_err(StoreError::from_sqlx)?;
+        if n == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        let ended = if disabled {
+            super::sessions::end_all_on(&mut c, user, None, "account_disabled", now).await?
+        } else {
+            0
+        };
+        c.commit().await?;
+        Ok(ended)
+    }
+
+    /// Sets a password hash directly (operator import of a bcrypt hash, or the CLI).
+    pub async fn import_password_hash(
+        &self,
+        user: UserId,
+        hash: &str,
+        confirmed: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut c = self.platform(true).await?;
+        let n = execute!(
+            &mut c,
+            "UPDATE users SET password_hash = $2, email_confirmed_at = CASE WHEN $3 THEN COALESCE(email_confirmed_at, $4) ELSE email_confirmed_at END WHERE id = $1",
+            user.to_string(),
+            hash,
+            confirmed,
+            db_time(now)
+        )
+        .map_err(StoreError::from_sqlx)?;
+        if n == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        c.commit().await
+    }
+
+    /// Every organization the user belongs to, with one of its workspaces: where the user's
+    /// sign-in events are recorded.
+    pub async fn user_orgs(&self, user: UserId) -> Result<Vec<(OrgId, WorkspaceId)>, StoreError> {
+        let mut c = self.platform(false).await?;
+        fetch_all!(
+            &mut c,
+            "SELECT w.org_id AS org_id, MIN(w.id) AS workspace_id FROM memberships m \
+             JOIN workspaces w ON w.id = m.workspace_id WHERE m.user_id = $1 \
+             GROUP BY w.org_id ORDER BY w.org_id",
+            [user.to_string()],
+            |r| Ok((
+                id(r.try_get("org_id").map_err(StoreError::from_sqlx)?)?,
+                id(r.try_get("workspace_id").map_err(StoreError::from_sqlx)?)?,
+            ))
+        )
+    }
+}
