@@ -18,6 +18,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod contacts;
 pub mod idempotency;
+pub mod snapshot;
 pub mod versions;
 
 pub use error::StoreError;
