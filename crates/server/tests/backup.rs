@@ -913,3 +913,66 @@ async fn the_keyring_is_backed_up_and_restored_separately() {
     pool.close().await;
     assert_eq!(n, 0);
 }
+
+/// Runs `sql` on the SQLite file at `path` (the test plays an attacker or a newer binary).
+async fn poke(path: &Path, sql: &str) {
+    let url = format!("sqlite://{}", s(path));
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_backup_that_fails_verification_is_not_restored() {
+    for (case, sql, says) in [
+        (
+            "edited audit event",
+            "DROP TRIGGER audit_events_no_update; \
+             UPDATE audit_events SET action = 'org.nothing_to_see' WHERE seq = 1;",
+            "audit chain verification failed",
+        ),
+        (
+            "migration from a newer binary",
+            "INSERT INTO rampart_migrations (version, name, checksum, applied_at) \
+             VALUES (9999, 'future', 'x', '2030-01-01T00:00:00Z');",
+            "migration 9999",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        org_with_key(&data);
+        poke(&data.join("rampart.db"), sql).await;
+        let out = tmp.path().join("b.age");
+        ok_json(
+            &data,
+            &pass_env(),
+            &[
+                "backup",
+                "--out",
+                s(&out),
+                "--passphrase-env",
+                PASS_VAR,
+                "--json",
+            ],
+        );
+        let to = tmp.path().join("restored");
+        let err = refused(
+            &to,
+            &pass_env(),
+            &[
+                "restore",
+                "--from",
+                s(&out),
+                "--to",
+                s(&to),
+                "--passphrase-env",
+                PASS_VAR,
+            ],
+        );
+        assert!(err.contains(says), "{case}: {err}");
+        assert!(!to.exists(), "{case}: nothing is left after a failed check");
+    }
+}
