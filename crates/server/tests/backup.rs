@@ -378,6 +378,9 @@ async fn restore_drill_backup_under_load_reads_back_byte_identical() {
         "{:?}",
         leftovers(&restored)
     );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&restored), 0o700);
+    assert_eq!(mode(&restored.join("rampart.db")), 0o600);
     // The operator brings the master key from wherever they keep it.
     std::fs::copy(data.join("master.key"), restored.join("master.key")).unwrap();
     std::fs::set_permissions(
@@ -765,6 +768,25 @@ fn backup_flags_are_checked_and_no_plaintext_is_left_behind_on_failure() {
         &["backup", "--out", s(&out), "--passphrase-env", PASS_VAR],
     );
     assert!(err.contains("not set"), "{err}");
+
+    // Off a terminal there is no progress bar: standard error stays empty.
+    let quiet = run(
+        &data,
+        &pass_env(),
+        &["backup", "--out", s(&out), "--passphrase-env", PASS_VAR],
+    );
+    assert!(quiet.status.success());
+    assert!(
+        quiet.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+    let line = String::from_utf8(quiet.stdout).unwrap();
+    assert!(
+        line.contains(&sha256_file(&out)) && line.contains("bytes"),
+        "{line}"
+    );
+    std::fs::remove_file(&out).unwrap();
 
     // Failing after the snapshot was taken (the output directory does not exist): the
     // plaintext snapshot is removed all the same.
