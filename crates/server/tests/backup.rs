@@ -572,8 +572,8 @@ fn backups_are_standard_age_files_for_each_recipient() {
     assert!(err.contains("use --identity"), "{err}");
     assert!(!elsewhere.exists());
 
-    // And the other way: a passphrase backup is decrypted by the tool's scrypt support only
-    // with a terminal, so here rampart refuses an identity for it with the right hint.
+    // A passphrase backup: the tool reads passphrases only from a terminal, so it gets one
+    // from `script` (util-linux), with the passphrase typed into it.
     let pout = tmp.path().join("p.age");
     ok_json(
         &data,
@@ -587,6 +587,41 @@ fn backups_are_standard_age_files_for_each_recipient() {
             "--json",
         ],
     );
+    let plain = tmp.path().join("from-passphrase.db");
+    let mut tty = Command::new("script")
+        .args([
+            "-qec",
+            &format!("age -d -o '{}' '{}'", s(&plain), s(&pout)),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("`script` (util-linux) runs the age tool on a terminal");
+    std::thread::sleep(Duration::from_millis(500));
+    {
+        use std::io::Write;
+        let mut stdin = tty.stdin.take().unwrap();
+        stdin.write_all(format!("{PASS}\n").as_bytes()).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = tty.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "age -d did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    assert!(
+        std::fs::read(&plain)
+            .unwrap()
+            .starts_with(b"SQLite format 3\0"),
+        "the standard tool decrypts a passphrase backup"
+    );
+
+    // rampart refuses an identity for a passphrase backup, with the right hint.
     let err = refused(
         &elsewhere,
         &[],
