@@ -835,6 +835,20 @@ fn backup_flags_are_checked_and_no_plaintext_is_left_behind_on_failure() {
     assert!(leftovers(&data).is_empty(), "{:?}", leftovers(&data));
     assert!(!out.exists());
 
+    // A snapshot directory left by a killed backup is reported, not silently kept.
+    std::fs::create_dir(data.join(".rampart-backup-killed")).unwrap();
+    let warned = run(
+        &data,
+        &pass_env(),
+        &["backup", "--out", s(&out), "--passphrase-env", PASS_VAR],
+    );
+    assert!(warned.status.success());
+    let said = String::from_utf8_lossy(&warned.stderr);
+    assert!(said.contains(".rampart-backup-killed"), "{said}");
+    std::fs::remove_dir(data.join(".rampart-backup-killed")).unwrap();
+    assert!(leftovers(&data).is_empty(), "{:?}", leftovers(&data));
+    std::fs::remove_file(&out).unwrap();
+
     // PostgreSQL installs are pointed at the database tier's tools.
     let err = refused(
         &data,

@@ -148,14 +148,11 @@ pub async fn run(settings: &Settings, args: BackupArgs) -> Result<()> {
         .to_string_lossy()
         .into_owned();
 
+    let source_dir = source.parent().unwrap_or_else(|| Path::new("")).to_owned();
+    warn_about_stray_snapshots(&source_dir);
     // Everything that holds plaintext or a partial output is owned here, so it is removed when
     // this function returns by any path, including an interrupt.
-    let scratch = PrivateDir::new(
-        source
-            .parent()
-            .unwrap_or_else(|| Path::new(""))
-            .join(format!(".rampart-backup-{}", files::unique())),
-    )?;
+    let scratch = PrivateDir::new(source_dir.join(format!("{SCRATCH_PREFIX}{}", files::unique())))?;
     let snapshot = scratch.path().join("snapshot.db");
     let partial = TempFile::new(out_dir.join(format!(".{out_name}.partial-{}", files::unique())));
 
@@ -208,6 +205,35 @@ pub async fn run(settings: &Settings, args: BackupArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Names of the private directories that hold a plaintext snapshot while a backup runs.
+const SCRATCH_PREFIX: &str = ".rampart-backup-";
+
+/// Only `kill -9` (or a crash) can leave a snapshot directory behind; say so rather than delete
+/// it, since it may belong to a backup running right now.
+fn warn_about_stray_snapshots(dir: &Path) {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SCRATCH_PREFIX)
+        {
+            eprintln!(
+                "warning: {} holds a plaintext snapshot from another backup, running now or killed; \
+                 delete it if no backup is running",
+                entry.path().display()
+            );
+        }
+    }
 }
 
 struct Written {
