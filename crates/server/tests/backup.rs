@@ -849,6 +849,43 @@ fn backup_flags_are_checked_and_no_plaintext_is_left_behind_on_failure() {
     assert!(leftovers(&data).is_empty(), "{:?}", leftovers(&data));
     std::fs::remove_file(&out).unwrap();
 
+    // SIGTERM while the snapshot exists (the passphrase's scrypt takes about a second):
+    // the command stops and removes it and the partial output.
+    let child = Command::new(BIN)
+        .args(["backup", "--out", s(&out), "--passphrase-env", PASS_VAR])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RAMPART_DATA_DIR", &data)
+        .env(PASS_VAR, PASS)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while leftovers(&data).is_empty() {
+        assert!(Instant::now() < deadline, "no snapshot directory appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let done = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&done.stderr);
+    assert!(!done.status.success(), "{said}");
+    assert!(said.contains("interrupted"), "{said}");
+    assert!(leftovers(&data).is_empty(), "{:?}", leftovers(&data));
+    assert!(
+        leftovers(tmp.path()).is_empty(),
+        "{:?}",
+        leftovers(tmp.path())
+    );
+    assert!(!out.exists());
+
     // PostgreSQL installs are pointed at the database tier's tools.
     let err = refused(
         &data,

@@ -148,10 +148,12 @@ pub async fn run(settings: &Settings, args: BackupArgs) -> Result<()> {
         .to_string_lossy()
         .into_owned();
 
+    let cancel = super::Cancel::watch();
     let source_dir = source.parent().unwrap_or_else(|| Path::new("")).to_owned();
     warn_about_stray_snapshots(&source_dir);
     // Everything that holds plaintext or a partial output is owned here, so it is removed when
-    // this function returns by any path, including an interrupt.
+    // this function returns by any path, including an interrupt (Ctrl-C and SIGTERM are caught and
+    // take effect at the next step or 64 KiB piece).
     let scratch = PrivateDir::new(source_dir.join(format!("{SCRATCH_PREFIX}{}", files::unique())))?;
     let snapshot = scratch.path().join("snapshot.db");
     let partial = TempFile::new(out_dir.join(format!(".{out_name}.partial-{}", files::unique())));
@@ -161,15 +163,21 @@ pub async fn run(settings: &Settings, args: BackupArgs) -> Result<()> {
         rampart_store::snapshot::vacuum_into(&source, &snapshot)
             .await
             .with_context(|| format!("taking a snapshot of {}", source.display()))?;
+        cancel.check()?;
         let snapshot = snapshot.clone();
         let partial_path = partial.path().to_owned();
-        tokio::task::spawn_blocking(move || encrypt(&snapshot, &partial_path, &encryption))
+        let cancel = cancel.clone();
+        tokio::task::spawn_blocking(move || encrypt(&snapshot, &partial_path, &encryption, &cancel))
             .await
             .map_err(|e| anyhow!("encryption task failed: {e}"))?
     };
-    let written = tokio::select! {
-        r = work => r?,
-        () = super::interrupted() => bail!("interrupted; the temporary snapshot and the partial backup were removed"),
+    // The blocking task has finished by the time `work` does, so dropping the guards on an
+    // error (an interrupt included) cannot race a thread still writing.
+    let written = match work.await {
+        Err(_) if cancel.is_set() => {
+            bail!("interrupted; the temporary snapshot and the partial backup were removed")
+        }
+        r => r?,
     };
 
     if args.out.exists() {
@@ -244,7 +252,12 @@ struct Written {
 }
 
 /// Streams the snapshot through age into `dest` (created 0600), syncing it to disk.
-fn encrypt(snapshot: &Path, dest: &Path, encryption: &Encryption) -> Result<Written> {
+fn encrypt(
+    snapshot: &Path,
+    dest: &Path,
+    encryption: &Encryption,
+    cancel: &super::Cancel,
+) -> Result<Written> {
     let mut input = std::fs::File::open(snapshot).context("opening the snapshot")?;
     let snapshot_bytes = input.metadata()?.len();
     let file = files::create_private(dest)?;
@@ -254,7 +267,7 @@ fn encrypt(snapshot: &Path, dest: &Path, encryption: &Encryption) -> Result<Writ
         .wrap_output(sink)
         .context("starting the age stream")?;
     let bar = super::progress(snapshot_bytes, "encrypting");
-    files::copy_with_progress(&mut input, &mut writer, &bar)
+    files::copy_with_progress(&mut input, &mut writer, &bar, cancel)
         .with_context(|| format!("writing {}", dest.display()))?;
     bar.finish_and_clear();
     let sink = writer

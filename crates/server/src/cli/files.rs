@@ -182,14 +182,17 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// Copies `from` to `to` in 64 KiB pieces, advancing `bar`; returns the bytes copied.
+/// Stops with an error once `cancel` is set.
 pub(super) fn copy_with_progress(
     from: &mut impl Read,
     to: &mut impl Write,
     bar: &ProgressBar,
+    cancel: &super::Cancel,
 ) -> io::Result<u64> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
+        cancel.check()?;
         let n = match from.read(&mut buf) {
             Ok(0) => return Ok(total),
             Ok(n) => n,

@@ -9,6 +9,8 @@ pub mod restore;
 mod files;
 
 use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -39,19 +41,52 @@ fn progress(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Resolves on Ctrl-C or SIGTERM, so a command can drop its temporary files before exiting.
-async fn interrupted() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
+/// Set by Ctrl-C or SIGTERM. The commands check it between steps and between 64 KiB pieces
+/// and then return an error through their ordinary path, so the guards that remove temporary
+/// files run only after no thread can still be writing them.
+#[derive(Clone, Default)]
+struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// Starts watching for Ctrl-C and SIGTERM. The handlers are registered before this returns
+    /// (not when the watching task first runs), so call it before making any temporary file.
+    fn watch() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let cancel = Self::default();
+        let flag = cancel.0.clone();
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        tokio::spawn(async move {
             tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
+                () = next(&mut term) => {}
+                () = next(&mut int) => {}
             }
+            flag.store(true, Ordering::SeqCst);
+        });
+        cancel
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// An error once interrupted.
+    fn check(&self) -> std::io::Result<()> {
+        if self.is_set() {
+            Err(std::io::Error::other("interrupted"))
+        } else {
+            Ok(())
         }
-        Err(_) => {
-            let _ = ctrl_c.await;
+    }
+}
+
+/// The next delivery of a signal; never, when its handler could not be installed.
+async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
         }
+        None => std::future::pending::<()>().await,
     }
 }
 

@@ -79,7 +79,12 @@ impl Decryption {
 }
 
 /// Decrypts `from` into `dest` (created 0600); returns (plaintext bytes, SHA-256 of `from`).
-fn decrypt_into(from: &Path, dest: &Path, how: &Decryption) -> Result<(u64, String)> {
+fn decrypt_into(
+    from: &Path,
+    dest: &Path,
+    how: &Decryption,
+    cancel: &super::Cancel,
+) -> Result<(u64, String)> {
     let input = File::open(from).with_context(|| format!("opening {}", from.display()))?;
     let total = input.metadata()?.len();
     let bar = super::progress(total, "decrypting");
@@ -128,7 +133,7 @@ fn decrypt_into(from: &Path, dest: &Path, how: &Decryption) -> Result<(u64, Stri
             (other, _) => anyhow!("cannot decrypt {shown}: {other}"),
         })?;
     let mut out = BufWriter::new(files::create_private(dest)?);
-    let bytes = files::copy_with_progress(&mut plaintext, &mut out, &ProgressBar::hidden())
+    let bytes = files::copy_with_progress(&mut plaintext, &mut out, &ProgressBar::hidden(), cancel)
         .map_err(|e| {
             anyhow!("{shown} is truncated or was altered after it was written ({e}); nothing was restored")
         })?;
@@ -212,6 +217,7 @@ async fn restore_into(
     db: &Path,
     keyring: &Path,
 ) -> Result<Restored> {
+    let cancel = super::Cancel::watch();
     let data_temp = TempFile::new(dir.join(format!(".rampart.db.restoring-{}", files::unique())));
     let keyring_temp = args
         .keyring_from
@@ -220,20 +226,23 @@ async fn restore_into(
 
     let work = async {
         let from = args.from.clone();
+        let blocking_cancel = cancel.clone();
         let keyring_from = args.keyring_from.clone();
         let data_path = data_temp.path().to_owned();
         let keyring_path = keyring_temp.as_ref().map(|t| t.path().to_owned());
         let decrypted = tokio::task::spawn_blocking(move || -> Result<_> {
-            let data = decrypt_into(&from, &data_path, &how)?;
+            let data = decrypt_into(&from, &data_path, &how, &blocking_cancel)?;
             let keyring = match (keyring_from, keyring_path) {
-                (Some(f), Some(p)) => Some(decrypt_into(&f, &p, &how)?),
+                (Some(f), Some(p)) => Some(decrypt_into(&f, &p, &how, &blocking_cancel)?),
                 _ => None,
             };
             Ok((data, keyring))
         })
         .await
         .map_err(|e| anyhow!("decryption task failed: {e}"))??;
+        cancel.check()?;
         let (migrations, chains) = check_database(data_temp.path()).await?;
+        cancel.check()?;
         if let Some(t) = &keyring_temp {
             let problems = rampart_store::snapshot::integrity_problems(t.path())
                 .await
@@ -247,10 +256,13 @@ async fn restore_into(
         }
         Ok::<_, anyhow::Error>((decrypted, migrations, chains))
     };
-    let ((data, keyring_done), migrations, chains) = tokio::select! {
-        r = work => r?,
-        () = super::interrupted() => bail!("interrupted; nothing was restored"),
+    // The blocking task has finished by the time `work` does, so the temporaries are removed
+    // (on an error, an interrupt included) only when nothing can still be writing them.
+    let ((data, keyring_done), migrations, chains) = match work.await {
+        Err(_) if cancel.is_set() => bail!("interrupted; nothing was restored"),
+        r => r?,
     };
+    cancel.check()?;
 
     // Keyring first: a `rampart.db` in DIR means the whole restore succeeded.
     if let Some(t) = &keyring_temp {
