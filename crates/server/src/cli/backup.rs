@@ -180,15 +180,14 @@ pub async fn run(settings: &Settings, args: BackupArgs) -> Result<()> {
         r => r?,
     };
 
-    if args.out.exists() {
-        bail!(
-            "{} appeared while the backup ran; refusing to overwrite it",
+    // A hard link cannot overwrite: a file that appeared at `--out` meanwhile is kept.
+    std::fs::hard_link(partial.path(), &args.out).with_context(|| {
+        format!(
+            "moving the backup to {} (refusing to overwrite)",
             args.out.display()
-        );
-    }
-    std::fs::rename(partial.path(), &args.out)
-        .with_context(|| format!("moving the backup to {}", args.out.display()))?;
-    partial.keep();
+        )
+    })?;
+    drop(partial);
     files::sync_dir(&out_dir);
     drop(scratch);
 

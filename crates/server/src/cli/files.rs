@@ -58,33 +58,24 @@ impl Drop for PrivateDir {
     }
 }
 
-/// A file (and any SQLite `-wal`, `-shm`, `-journal` beside it) removed when dropped unless
-/// [`TempFile::keep`] was called.
+/// A file (and any SQLite `-wal`, `-shm`, `-journal` beside it) removed when dropped. Its
+/// content is put in place by hard-linking it to the final name first.
 pub(super) struct TempFile {
     path: PathBuf,
-    keep: bool,
 }
 
 impl TempFile {
     pub(super) fn new(path: PathBuf) -> Self {
-        Self { path, keep: false }
+        Self { path }
     }
 
     pub(super) fn path(&self) -> &Path {
         &self.path
     }
-
-    /// The file has been moved into place (or renamed away): do not remove it.
-    pub(super) fn keep(mut self) {
-        self.keep = true;
-    }
 }
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if self.keep {
-            return;
-        }
         let mut names = vec![self.path.clone()];
         for suffix in ["-wal", "-shm", "-journal"] {
             let mut s = self.path.clone().into_os_string();
