@@ -65,6 +65,10 @@ enum Command {
     /// The audit ledger: verify, export, apply retention.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Write an encrypted (age) online snapshot of the SQLite database, or of its keyring.
+    Backup(rampart::cli::backup::BackupArgs),
+    /// Decrypt a backup into a new data directory and verify it before reporting success.
+    Restore(rampart::cli::restore::RestoreArgs),
 }
 
 #[derive(Subcommand)]
@@ -222,6 +226,8 @@ async fn run() -> Result<()> {
         }
         Command::Admin(cmd) => admin(&settings, cmd).await,
         Command::Audit(cmd) => audit_command(&settings, cmd).await,
+        Command::Backup(args) => rampart::cli::backup::run(&settings, args).await,
+        Command::Restore(args) => rampart::cli::restore::run(args).await,
         Command::Keys(Keys::Init(out)) => {
             let path = settings.master_key_path();
             ensure_private_dir(path.parent().unwrap_or(Path::new(".")))?;

@@ -19,6 +19,7 @@ pub mod audit;
 pub mod contacts;
 pub mod idempotency;
 pub mod identity;
+pub mod snapshot;
 pub mod versions;
 
 pub use error::StoreError;

@@ -49,7 +49,10 @@ fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
 }
 
-fn check_known(applied: &[(i64, String)], known: &[(i64, &str, &str)]) -> Result<(), StoreError> {
+pub(crate) fn check_known(
+    applied: &[(i64, String)],
+    known: &[(i64, &str, &str)],
+) -> Result<(), StoreError> {
     for (version, sum) in applied {
         match known.iter().find(|(v, _, _)| v == version) {
             None => return Err(StoreError::MigrationUnknown(*version)),

@@ -1,0 +1,100 @@
+//! Operator commands that live outside `main.rs`: encrypted backups and verified restores.
+//!
+//! Files here are sync I/O (the `age` crate streams through `std::io`); the async commands run
+//! that part on a blocking thread.
+
+pub mod backup;
+pub mod restore;
+
+mod files;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Reads the passphrase from the environment variable the operator named (never from a flag,
+/// which would land in shell history and `ps`).
+fn passphrase_from_env(var: &str) -> Result<age::secrecy::SecretString> {
+    match std::env::var(var) {
+        Ok(p) if !p.is_empty() => Ok(age::secrecy::SecretString::from(p)),
+        Ok(_) => bail!("--passphrase-env {var}: the variable is empty"),
+        Err(_) => bail!("--passphrase-env {var}: the variable is not set (or not UTF-8)"),
+    }
+}
+
+/// A byte-count progress bar on standard error when it is a terminal; hidden otherwise, so logs
+/// and scripts see only the final line.
+fn progress(total: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Set by Ctrl-C or SIGTERM. The commands check it between steps and between 64 KiB pieces
+/// and then return an error through their ordinary path, so the guards that remove temporary
+/// files run only after no thread can still be writing them.
+#[derive(Clone, Default)]
+struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// Starts watching for Ctrl-C and SIGTERM. The handlers are registered before this returns
+    /// (not when the watching task first runs), so call it before making any temporary file.
+    fn watch() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let cancel = Self::default();
+        let flag = cancel.0.clone();
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = next(&mut term) => {}
+                () = next(&mut int) => {}
+            }
+            flag.store(true, Ordering::SeqCst);
+        });
+        cancel
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// An error once interrupted.
+    fn check(&self) -> std::io::Result<()> {
+        if self.is_set() {
+            Err(std::io::Error::other("interrupted"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The next delivery of a signal; never, when its handler could not be installed.
+async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Prints `value` as one JSON line, or `text`.
+fn emit(json: bool, value: serde_json::Value, text: String) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+}
