@@ -158,6 +158,28 @@ enum Admin {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Disable a user (every session ends, sign-in is refused) or, with `--enable`, enable again.
+    DisableUser {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        enable: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Set a user's password hash imported from another system (argon2id PHC or bcrypt
+    /// `$2a$/$2b$/$2y$`), read from a file so it stays out of shell history; bcrypt hashes are
+    /// replaced by argon2id at the next sign-in. `--confirmed` marks the email confirmed.
+    ImportPasswordHash {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        hash_file: PathBuf,
+        #[arg(long)]
+        confirmed: bool,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// Give a user (created if new) a role in a workspace.
     AddMember {
         #[arg(long)]
@@ -741,6 +763,98 @@ async fn admin_on(store: &Store, now: chrono::DateTime<chrono::Utc>, cmd: Admin)
                 format!("{user} is now {role} in {workspace}"),
             );
         }
+        Admin::DisableUser { email, enable, out } => {
+            let user = user_by_email(store, &email).await?;
+            let ended = store.set_user_disabled(user, !enable, now).await?;
+            let action = if enable {
+                "user.enable"
+            } else {
+                "user.disable"
+            };
+            record_for_user(
+                store,
+                user,
+                now,
+                operator_event(
+                    "admin disable-user",
+                    action,
+                    json!({"sessions_ended": ended}),
+                ),
+            )
+            .await?;
+            emit(
+                out.json,
+                json!({"user_id": user, "disabled": !enable, "sessions_ended": ended}),
+                if enable {
+                    format!("{user} can sign in again")
+                } else {
+                    format!("{user} is disabled; {ended} session(s) ended")
+                },
+            );
+        }
+        Admin::ImportPasswordHash {
+            email,
+            hash_file,
+            confirmed,
+            out,
+        } => {
+            let user = user_by_email(store, &email).await?;
+            let hash = std::fs::read_to_string(&hash_file)
+                .with_context(|| format!("reading {}", hash_file.display()))?;
+            let hash = hash.trim();
+            let known = ["$argon2id$", "$2a$", "$2b$", "$2y$"];
+            if !known.iter().any(|p| hash.starts_with(p)) {
+                bail!(
+                    "--hash-file must hold an argon2id PHC string or a bcrypt hash ($2a$, $2b$, $2y$)"
+                );
+            }
+            store
+                .import_password_hash(user, hash, confirmed, now)
+                .await?;
+            record_for_user(
+                store,
+                user,
+                now,
+                operator_event(
+                    "admin import-password-hash",
+                    "user.password_import",
+                    json!({}),
+                ),
+            )
+            .await?;
+            emit(
+                out.json,
+                json!({"user_id": user, "imported": true}),
+                format!("password hash set for {user}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn user_by_email(store: &Store, email: &str) -> Result<rampart_core::UserId> {
+    let email = Email::parse(email).map_err(|e| anyhow!("--email {e}"))?;
+    Ok(store
+        .user_by_email(&email)
+        .await?
+        .ok_or_else(|| anyhow!("no user has the email {}", email.as_str()))?
+        .id)
+}
+
+/// Records an operator action on a user in the ledger of each organization they belong to.
+async fn record_for_user(
+    store: &Store,
+    user: rampart_core::UserId,
+    now: chrono::DateTime<chrono::Utc>,
+    event: NewEvent,
+) -> Result<()> {
+    for (org, workspace) in store.user_orgs(user).await? {
+        let mut event = event.clone();
+        event.workspace = Some(workspace);
+        event.target = Some(user.to_string());
+        let mut ledger = store.ledger(org, rampart_store::Mode::Write).await?;
+        ledger.append(event, now).await?;
+        ledger.commit().await?;
     }
     Ok(())
 }

@@ -1078,3 +1078,115 @@ async fn tls_is_built_in_and_plain_http_only_redirects() {
     );
     assert!(child.wait().unwrap().success());
 }
+
+/// The operator brings a user over from another system with a bcrypt hash; they sign in to
+/// the real server with their old password; disabling them ends the session at once; the
+/// default mail transport writes `.eml` files under the data directory; no password reaches
+/// the log.
+#[tokio::test]
+async fn imported_users_sign_in_and_disabled_users_are_shut_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let created = cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "create-org",
+            "--name",
+            "Imported",
+            "--owner-email",
+            "old@example.com",
+            "--json",
+        ],
+    );
+    assert!(created["org_id"].is_string());
+    let hash_file = dir.path().join("hash.txt");
+    std::fs::write(&hash_file, bcrypt::hash("Old-System-Pass-1", 6).unwrap()).unwrap();
+    cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "import-password-hash",
+            "--email",
+            "old@example.com",
+            "--hash-file",
+            hash_file.to_str().unwrap(),
+            "--confirmed",
+            "--json",
+        ],
+    );
+    let server = start(&data, &[]);
+    let client = reqwest::Client::new();
+    let r = client
+        .post(server.url("/v1/auth/signin"))
+        .json(&json!({"email": "old@example.com", "password": "Old-System-Pass-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let me = client
+        .get(server.url("/v1/auth/me"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let out = cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "disable-user",
+            "--email",
+            "old@example.com",
+            "--json",
+        ],
+    );
+    assert_eq!(out["sessions_ended"], 1);
+    let me = client
+        .get(server.url("/v1/auth/me"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+    cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "disable-user",
+            "--email",
+            "old@example.com",
+            "--enable",
+            "--json",
+        ],
+    );
+    let r = client
+        .post(server.url("/v1/auth/password/reset"))
+        .json(&json!({"email": "old@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let mails: Vec<_> = std::fs::read_dir(data.join("mail"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(mails.len(), 1, "the reset link was written to DATA/mail");
+    let log = server.log_text();
+    assert!(!log.contains("Old-System-Pass-1"));
+    assert!(
+        !log.contains(cookie.split('=').nth(1).unwrap()),
+        "no session token in the log"
+    );
+}

@@ -59,7 +59,9 @@ both_backends_with!(generous;
     magic_links_are_single_use_and_short_lived,
     unknown_and_known_emails_answer_alike,
     sessions_reach_only_their_own_workspaces,
-    members_invite_accept_change_and_remove
+    members_invite_accept_change_and_remove,
+    imported_bcrypt_hashes_sign_in_and_are_rehashed,
+    disabling_an_account_ends_its_sessions
 );
 
 const PW: &str = "Correct-Horse-42";
@@ -1063,4 +1065,338 @@ async fn sign_in_limit_is_per_ip_and_apart_from_lockout() {
         2,
         "{statuses:?}"
     );
+}
+
+/// A stand-in for the Pwned Passwords range API: records what it was asked and answers one
+/// listed suffix (count 3) among padding lines (count 0).
+async fn fake_range_api(
+    listed_suffix: String,
+    padded_suffix: String,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>,
+) {
+    use axum::extract::Path;
+    use axum::http::HeaderMap;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/range/{prefix}",
+        axum::routing::get(move |Path(prefix): Path<String>, headers: HeaderMap| {
+            let log = log.clone();
+            let (listed, padded) = (listed_suffix.clone(), padded_suffix.clone());
+            async move {
+                let padding = headers
+                    .get("add-padding")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                log.lock().unwrap().push((prefix, padding));
+                format!("0018A45C4D1DEF81644B54AB7F969B88D65:1\r\n{listed}:3\r\n{padded}:0\r\n")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/range/"), seen)
+}
+
+fn sha1_upper(s: &str) -> String {
+    use sha1::Digest;
+    hex::encode_upper(sha1::Sha1::digest(s.as_bytes()))
+}
+
+async fn app_with_breach(settings: rampart::auth::breach::BreachSettings) -> TestApp {
+    let mail = tempfile::tempdir().unwrap().keep();
+    TestApp::spawn_configured(
+        common::Backend::Sqlite,
+        std::time::Duration::from_secs(30),
+        move |s| {
+            let auth = rampart::auth::AuthSettings {
+                breach_check: settings,
+                ..Default::default()
+            };
+            generous(s).with_identity(common::test_identity(&mail, auth))
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn signup_status(app: &TestApp, email: &str, password: &str) -> (u16, Value) {
+    app.browse(
+        &mut Browser::default(),
+        Method::POST,
+        "/v1/auth/signup",
+        Some(&json!({
+            "email": email, "password": password, "name": "Breach Check", "org_name": "Breach Org"
+        })),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn breach_check_online_sends_only_a_prefix_with_padding() {
+    let listed = "Listed-Online-Pass-1";
+    let padded = "Padded-Online-Pass-1";
+    let (url, seen) = fake_range_api(
+        sha1_upper(listed)[5..].to_owned(),
+        sha1_upper(padded)[5..].to_owned(),
+    )
+    .await;
+    let app = app_with_breach(rampart::auth::breach::BreachSettings {
+        online: true,
+        online_url: url,
+        ..Default::default()
+    })
+    .await;
+    let (status, err) = signup_status(&app, "p1@example.com", listed).await;
+    assert_eq!(status, 422, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("breached")
+    );
+    let (status, body) = signup_status(&app, "p2@example.com", padded).await;
+    assert_eq!(status, 202, "a padding line (count 0) is not a hit: {body}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    for (prefix, padding) in &seen {
+        assert_eq!(
+            prefix.len(),
+            5,
+            "only the 5-character prefix leaves the machine"
+        );
+        assert_eq!(padding.as_deref(), Some("true"));
+    }
+    assert_eq!(seen[0].0, sha1_upper(listed)[..5]);
+}
+
+#[tokio::test]
+async fn breach_check_when_unreachable_follows_the_setting() {
+    use rampart::auth::breach::{BreachSettings, WhenUnreachable};
+    // A port nothing listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let url = format!("http://{closed}/range/");
+    let refuse = app_with_breach(BreachSettings {
+        online: true,
+        online_url: url.clone(),
+        when_unreachable: WhenUnreachable::Refuse,
+        ..Default::default()
+    })
+    .await;
+    let (status, err) = signup_status(&refuse, "r@example.com", "Unreachable-Pass-1").await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (503, Some("UNAVAILABLE")),
+        "{err}"
+    );
+    let allow = app_with_breach(BreachSettings {
+        online: true,
+        online_url: url,
+        when_unreachable: WhenUnreachable::Allow,
+        ..Default::default()
+    })
+    .await;
+    let (status, _) = signup_status(&allow, "a@example.com", "Unreachable-Pass-1").await;
+    assert_eq!(status, 202);
+    // The built-in corpus applies whatever the online source does.
+    let (status, _) = signup_status(&allow, "b@example.com", "Iloveyou123").await;
+    assert_eq!(status, 422);
+}
+
+#[tokio::test]
+async fn breach_check_reads_an_offline_range_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = "Offline-Listed-Pass-7";
+    let digest = sha1_upper(password);
+    std::fs::write(
+        dir.path().join(format!("{}.txt", &digest[..5])),
+        format!(
+            "0018A45C4D1DEF81644B54AB7F969B88D65:2\r\n{}:12\r\n",
+            &digest[5..]
+        ),
+    )
+    .unwrap();
+    let app = app_with_breach(rampart::auth::breach::BreachSettings {
+        directory: dir.path().to_owned(),
+        ..Default::default()
+    })
+    .await;
+    let (status, _) = signup_status(&app, "d1@example.com", password).await;
+    assert_eq!(status, 422);
+    let (status, _) = signup_status(&app, "d2@example.com", "Offline-Clean-Pass-7").await;
+    assert_eq!(status, 202);
+}
+
+async fn imported_bcrypt_hashes_sign_in_and_are_rehashed(app: TestApp) {
+    let email = "legacy@example.com";
+    let (user, _) = app
+        .store
+        .add_member(
+            app.org("Legacy").await.ws,
+            &rampart_core::Email::parse(email).unwrap(),
+            rampart_core::Role::Member,
+            app.clock.now_for_tests(),
+            None,
+        )
+        .await
+        .unwrap();
+    let imported = bcrypt::hash("Legacy-Password-1", 6).unwrap();
+    app.store
+        .import_password_hash(user, &imported, true, app.clock.now_for_tests())
+        .await
+        .unwrap();
+    let before = common::dump_tables(&app, &["users"]).await;
+    assert!(before.contains(&imported));
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/signin",
+            Some(&json!({"email": email, "password": "Wrong-Password-1"})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert!(
+        common::dump_tables(&app, &["users"])
+            .await
+            .contains(&imported),
+        "a failure changes nothing"
+    );
+    app.signed_in(email, "Legacy-Password-1").await;
+    let after = common::dump_tables(&app, &["users"]).await;
+    assert!(!after.contains(&imported), "the bcrypt hash is gone");
+    assert!(after.contains("$argon2id$v=19$m=19456,t=2,p=1$"));
+    app.signed_in(email, "Legacy-Password-1").await;
+}
+
+async fn disabling_an_account_ends_its_sessions(app: TestApp) {
+    let email = "disable@example.com";
+    let (mut b, _) = app.person(email, PW).await;
+    let user = app
+        .store
+        .user_by_email(&rampart_core::Email::parse(email).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let ended = app
+        .store
+        .set_user_disabled(user, true, app.clock.now_for_tests())
+        .await
+        .unwrap();
+    assert_eq!(ended, 1);
+    assert_eq!(
+        app.browse(&mut b, Method::GET, "/v1/auth/me", None).await.0,
+        401
+    );
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/signin",
+            Some(&json!({"email": email, "password": PW})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    app.store
+        .set_user_disabled(user, false, app.clock.now_for_tests())
+        .await
+        .unwrap();
+    app.signed_in(email, PW).await;
+}
+
+/// Real SMTP: mail goes to an `aiosmtpd` server (PyPI) over SMTP and is read back from its
+/// Maildir; the confirmation link in it works.
+#[tokio::test]
+async fn mail_goes_through_a_real_smtp_server() {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    let available = std::process::Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !available {
+        assert!(!ci, "CI must install aiosmtpd (pip install aiosmtpd)");
+        eprintln!("SKIPPED (SMTP): pip install aiosmtpd to run this test");
+        return;
+    }
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let maildir = tempfile::tempdir().unwrap();
+    let mut server = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(maildir.path().join("box"))
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let url = format!("smtp://127.0.0.1:{port}?tls=none");
+    let app = TestApp::spawn_configured(
+        common::Backend::Sqlite,
+        std::time::Duration::from_secs(30),
+        move |s| {
+            let mailer =
+                rampart::auth::mail::Mailer::from_url(&url, "Rampart <no-reply@example.com>")
+                    .unwrap();
+            let hasher = rampart::auth::password::Hasher::for_this_machine().unwrap();
+            generous(s).with_identity(rampart::auth::Identity::new(
+                Default::default(),
+                hasher,
+                mailer,
+                "http://rampart.test",
+            ))
+        },
+    )
+    .await
+    .unwrap();
+    let (status, _) = signup_status(&app, "smtp@example.com", PW).await;
+    assert_eq!(status, 202);
+    let mut received = Vec::new();
+    for _ in 0..100 {
+        received = std::fs::read_dir(maildir.path().join("box").join("new"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| std::fs::read(e.path()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !received.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(received.len(), 1, "one message reached the SMTP server");
+    let mail = common::people::parse_mail(&received[0]);
+    assert_eq!(mail.to, "smtp@example.com");
+    let token = common::people::token_in(&mail.body, "/auth/confirm").unwrap();
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/confirm",
+            Some(&json!({"token": token})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    app.signed_in("smtp@example.com", PW).await;
 }
