@@ -16,7 +16,9 @@ pub mod secret;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use contact::{Email, FieldError, PersonName, Phone, Tag, UsState};
 pub use error::ErrorCode;
-pub use ids::{ApiKeyId, ContactId, IdError, MembershipId, OrgId, UserId, WorkspaceId};
+pub use ids::{
+    ApiKeyId, ContactId, CredentialId, IdError, MembershipId, OrgId, UserId, WorkspaceId,
+};
 pub use plan::Plan;
 pub use principal::{AccessDenied, Actor, AuthMethod, Membership, Principal, TenantGrant};
 pub use role::{Permission, Role};

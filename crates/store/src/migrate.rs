@@ -19,6 +19,11 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         "audit",
         include_str!("../migrations/sqlite/0002_audit.sql"),
     ),
+    (
+        3,
+        "keys",
+        include_str!("../migrations/sqlite/0003_keys.sql"),
+    ),
 ];
 
 /// (version, name, SQL) for PostgreSQL.
@@ -32,6 +37,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "audit",
         include_str!("../migrations/postgres/0002_audit.sql"),
+    ),
+    (
+        3,
+        "keys",
+        include_str!("../migrations/postgres/0003_keys.sql"),
     ),
 ];
 

@@ -47,6 +47,10 @@ impl Store {
         self.platform(false).await
     }
 
+    pub(crate) async fn platform_write(&self) -> Result<Conn, StoreError> {
+        self.platform(true).await
+    }
+
     async fn platform(&self, write: bool) -> Result<Conn, StoreError> {
         let e = StoreError::from_sqlx;
         Ok(match &*self.0 {
@@ -250,7 +254,7 @@ async fn bind_org(c: &mut Conn, org: OrgId) -> Result<(), StoreError> {
 }
 
 /// Records an operator's platform change in the same transaction as the change.
-async fn append_in_platform(
+pub(crate) async fn append_in_platform(
     c: &mut Conn,
     org: OrgId,
     event: NewEvent,
