@@ -2,6 +2,7 @@
 //! axum; the rooms below it speak domain types.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod keycache;

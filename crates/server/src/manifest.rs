@@ -12,7 +12,7 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use rampart_core::{Permission, Plan};
 
-use crate::routes::{api_keys, audit_events, contacts, health, pages};
+use crate::routes::{api_keys, audit_events, contacts, credentials, health, pages};
 use crate::state::AppState;
 
 /// Who may reach a route.
@@ -143,6 +143,10 @@ spec!(API_KEYS_LIST: GET "/v1/workspaces/{ws}/api-keys", Tenant, Some(P::KeysMan
 spec!(API_KEYS_CREATE: POST "/v1/workspaces/{ws}/api-keys", Tenant, Some(P::KeysManage), mutates = true, destructive = false, Api, "api_key.create", None,
     Some(r#"{"name":"matrix probe","role":"viewer"}"#));
 spec!(API_KEYS_REVOKE: DELETE "/v1/workspaces/{ws}/api-keys/{id}", Tenant, Some(P::KeysManage), mutates = true, destructive = true, Api, "api_key.revoke", ApiKey, None);
+spec!(CREDENTIALS_PUT: PUT "/v1/workspaces/{ws}/credentials/{provider}", Tenant, Some(P::CredentialsManage), mutates = true, destructive = false, Api, "credential.set", None,
+    Some(r#"{"secret":"matrix-probe-secret-0000"}"#));
+spec!(CREDENTIALS_GET: GET "/v1/workspaces/{ws}/credentials/{provider}", Tenant, Some(P::CredentialsManage), mutates = false, destructive = false, Api, "credential.get", None, None);
+spec!(CREDENTIALS_DELETE: DELETE "/v1/workspaces/{ws}/credentials/{provider}", Tenant, Some(P::CredentialsManage), mutates = true, destructive = true, Api, "credential.delete", None, None);
 
 spec!(CONTACT_VERSIONS: GET "/v1/workspaces/{ws}/contacts/{id}/versions", Tenant, Some(P::ContactsRead), mutates = false, destructive = false, Api, "contact.versions", Contact, None);
 spec!(AUDIT_EVENTS_LIST: GET "/v1/workspaces/{ws}/audit-events", Tenant, Some(P::AuditRead), mutates = false, destructive = false, Api, "audit_event.list", None, None, plan = Starter);
@@ -162,6 +166,9 @@ pub fn routes() -> Vec<Route> {
         route(&API_KEYS_LIST, api_keys::list),
         route(&API_KEYS_CREATE, api_keys::create),
         route(&API_KEYS_REVOKE, api_keys::revoke),
+        route(&CREDENTIALS_PUT, credentials::put),
+        route(&CREDENTIALS_GET, credentials::get),
+        route(&CREDENTIALS_DELETE, credentials::delete),
         route(&AUDIT_EVENTS_LIST, audit_events::list),
     ]
 }

@@ -23,6 +23,7 @@ async fn every_manifest_entry_has_a_route() {
         let path = spec
             .path
             .replace("{ws}", &WorkspaceId::generate().to_string())
+            .replace("{provider}", "twilio")
             .replace(
                 "{id}",
                 &match spec.target {

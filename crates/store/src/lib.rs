@@ -29,7 +29,7 @@ pub use keyring::{KeyRow, Keyring, keyring_path_for};
 pub use lifecycle::{EncryptedColumn, ORG_ENCRYPTED_COLUMNS, Reencrypted};
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 pub use platform::{CreatedOrg, OrgSummary};
-pub use rampart_crypto::KeyScope;
+pub use rampart_crypto::{KeyScope, MasterKey};
 pub use tenant::{Mode, TenantTx};
 pub use vault::{Encrypted, Vault, VaultError};
 

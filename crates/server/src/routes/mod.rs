@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod audit_events;
 pub mod contacts;
+pub mod credentials;
 pub mod health;
 pub mod pages;
 
