@@ -28,9 +28,9 @@ pub struct ImportCredentials {
     /// The workspace that receives the credentials.
     #[arg(long)]
     pub workspace: WorkspaceId,
-    /// Name of the environment variable holding the Fernet key (url-safe base64, 32 bytes).
+    /// File holding the Fernet key (url-safe base64 of 32 bytes, as Python writes it).
     #[arg(long)]
-    pub fernet_key_env: String,
+    pub fernet_key_file: PathBuf,
     /// The file of `provider,token` lines.
     #[arg(long)]
     pub file: PathBuf,
@@ -48,10 +48,11 @@ pub async fn credentials(
     now: DateTime<Utc>,
     mut event: NewEvent,
 ) -> Result<Value> {
-    let key_text = std::env::var(&args.fernet_key_env)
-        .map_err(|_| anyhow!("environment variable {} is not set", args.fernet_key_env))?;
-    let key = FernetKey::from_base64(&key_text)?;
-    drop(rampart_core::Secret::new(key_text));
+    let key_text = rampart_core::Secret::new(
+        std::fs::read_to_string(&args.fernet_key_file)
+            .with_context(|| format!("reading {}", args.fernet_key_file.display()))?,
+    );
+    let key = FernetKey::from_base64(key_text.expose())?;
     let Some((org, _)) = store.workspace_org(args.workspace).await? else {
         bail!("workspace {} not found", args.workspace);
     };

@@ -127,7 +127,6 @@ pub async fn rotate_org(
     let mut rewritten = 0;
     let mut passes = 0;
     loop {
-        passes += 1;
         let mut progress = |done: u64, total: u64| {
             let _ = writeln!(log, "re-encrypted {done}/{total} values");
         };
@@ -140,6 +139,9 @@ pub async fn rotate_org(
             - settled;
         if report.remaining == 0 && wait <= chrono::Duration::zero() {
             break;
+        }
+        if report.remaining > 0 {
+            passes += 1;
         }
         if passes > 20 {
             bail!(
