@@ -141,6 +141,7 @@ async fn deleting_an_org_destroys_its_key_and_rows(app: TestApp) {
             org: a.org,
             now: true,
             yes: false,
+            settle_secs: 0,
             json: true,
         },
         rampart_core::Clock::now(&app.clock),
@@ -154,6 +155,7 @@ async fn deleting_an_org_destroys_its_key_and_rows(app: TestApp) {
         org: a.org,
         now: true,
         yes: true,
+        settle_secs: 0,
         json: true,
     };
     let done = delete_org(

@@ -216,6 +216,8 @@ async fn key_commands_end_to_end() {
             &org_s,
             "--now",
             "--yes",
+            "--settle-secs",
+            "1",
             "--json",
         ],
     );

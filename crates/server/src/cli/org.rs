@@ -21,6 +21,10 @@ pub struct DeleteOrg {
     /// Confirm: the organization's data key is destroyed and nothing can bring it back.
     #[arg(long)]
     pub yes: bool,
+    /// Seconds to wait before erasing the rows a second time: a node may still hold the
+    /// organization's API keys and data key in its caches (60 s at most) and accept a write.
+    #[arg(long, default_value_t = 60)]
+    pub settle_secs: u64,
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
@@ -49,6 +53,14 @@ pub async fn delete_org(
     let scope = KeyScope::Org(args.org);
     let keys = vault.keyring().destroy(scope, now).await?;
     vault.forget(scope);
-    let rows = store.erase_org_data(args.org).await?;
+    let mut rows = store.erase_org_data(args.org).await?;
+    if args.settle_secs > 0 {
+        eprintln!(
+            "waiting {} s for every node's caches to expire, then erasing again",
+            args.settle_secs
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(args.settle_secs)).await;
+        rows += store.erase_org_data(args.org).await?;
+    }
     Ok(json!({"org_id": args.org, "data_keys_destroyed": keys, "rows_deleted": rows}))
 }
