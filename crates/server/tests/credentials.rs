@@ -25,7 +25,8 @@ use serde_json::{Value, json};
 both_backends!(
     a_secret_is_write_only_and_never_leaks,
     a_ciphertext_moved_to_another_row_column_or_org_does_not_open,
-    only_owners_and_admins_manage_credentials
+    only_owners_and_admins_manage_credentials,
+    concurrent_first_writes_leave_a_secret_that_opens
 );
 
 /// Every log line any test in this binary produces, at debug level.
@@ -370,4 +371,30 @@ async fn only_owners_and_admins_manage_credentials(app: TestApp) {
             assert_eq!(status, 403, "{role} cannot even see whether one is set");
         }
     }
+}
+
+async fn concurrent_first_writes_leave_a_secret_that_opens(app: TestApp) {
+    let org = app.org("Acme").await;
+    let app = std::sync::Arc::new(app);
+    let mut writers = Vec::new();
+    for n in 0..6 {
+        let (app, org) = (app.clone(), org.clone());
+        writers.push(tokio::spawn(async move {
+            put(
+                &app,
+                &org,
+                "retell",
+                &org.owner_key,
+                json!({"secret": format!("concurrent-secret-{n}")}),
+            )
+            .await
+            .status()
+            .as_u16()
+        }));
+    }
+    for w in writers {
+        assert_eq!(w.await.unwrap(), 200);
+    }
+    let opened = String::from_utf8(open_credential(&app, &org, "retell").await.unwrap()).unwrap();
+    assert!(opened.starts_with("concurrent-secret-"), "{opened}");
 }

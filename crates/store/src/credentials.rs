@@ -58,7 +58,8 @@ pub async fn id_for(tx: &mut TenantTx, provider: &str) -> Result<Option<Credenti
 }
 
 /// Sets (inserting or replacing) the workspace's credential for `provider`; `secret` must have
-/// been sealed for row `id`.
+/// been sealed for row `id`. The row takes `id` along with the secret, so even two concurrent
+/// first writes leave a row whose id matches the binding of its ciphertext.
 pub async fn put(
     tx: &mut TenantTx,
     id: CredentialId,
@@ -73,8 +74,8 @@ pub async fn put(
         &mut tx.conn,
         "INSERT INTO credentials (id, workspace_id, provider, secret, last4, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $6) \
-         ON CONFLICT (workspace_id, provider) DO UPDATE SET secret = excluded.secret, \
-         last4 = excluded.last4, updated_at = excluded.updated_at",
+         ON CONFLICT (workspace_id, provider) DO UPDATE SET id = excluded.id, \
+         secret = excluded.secret, last4 = excluded.last4, updated_at = excluded.updated_at",
         id.to_string(),
         ws,
         provider,
