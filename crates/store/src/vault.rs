@@ -335,3 +335,85 @@ impl Vault {
         Ok(keys)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rampart_core::{ManualClock, OrgId};
+
+    use super::*;
+
+    async fn vault(dir: &tempfile::TempDir) -> Vault {
+        let ring = Keyring::open_sqlite(&dir.path().join("keyring.db"))
+            .await
+            .unwrap();
+        let clock = ManualClock::new(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH);
+        Vault::new(
+            ring,
+            MasterKey::generate().unwrap(),
+            Vec::new(),
+            Arc::new(clock),
+        )
+    }
+
+    #[tokio::test]
+    async fn seals_per_scope_and_prints_only_a_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(&dir).await;
+        let org = KeyScope::Org(OrgId::generate());
+        let sealed = v.seal(org, "t", "c", "r1", b"hunter22").await.unwrap();
+        assert_eq!(
+            format!("{sealed:?}"),
+            format!("Encrypted({} bytes)", sealed.as_bytes().len())
+        );
+        assert_eq!(sealed.key_version(), Some(1));
+        let opened = v.open(org, "t", "c", "r1", &sealed).await.unwrap();
+        assert_eq!(opened.expose(), b"hunter22");
+        assert_eq!(format!("{opened:?}"), "[redacted]");
+        // The platform scope has its own key; another org has none yet.
+        assert!(
+            v.open(KeyScope::Platform, "t", "c", "r1", &sealed)
+                .await
+                .is_err()
+        );
+        let other = KeyScope::Org(OrgId::generate());
+        assert!(matches!(
+            v.open(other, "t", "c", "r1", &sealed).await,
+            Err(VaultError::NoKey(_))
+        ));
+        let p = v
+            .seal(KeyScope::Platform, "users", "totp", "usr_1", b"JBSW")
+            .await
+            .unwrap();
+        assert!(v.open(org, "users", "totp", "usr_1", &p).await.is_err());
+        assert_eq!(
+            v.open(KeyScope::Platform, "users", "totp", "usr_1", &p)
+                .await
+                .unwrap()
+                .expose(),
+            b"JBSW"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_version_seals_while_the_old_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(&dir).await;
+        let org = KeyScope::Org(OrgId::generate());
+        let old = v.seal(org, "t", "c", "r", b"one").await.unwrap();
+        assert!(v.add_version(org, 2).await.unwrap());
+        assert!(!v.add_version(org, 2).await.unwrap());
+        let new = v.seal(org, "t", "c", "r", b"two").await.unwrap();
+        assert_eq!(new.key_version(), Some(2));
+        assert_eq!(
+            v.open(org, "t", "c", "r", &old).await.unwrap().expose(),
+            b"one"
+        );
+        v.keyring().retire_below(org, 2).await.unwrap();
+        v.forget(org);
+        assert!(v.open(org, "t", "c", "r", &old).await.is_err());
+        assert_eq!(
+            v.open(org, "t", "c", "r", &new).await.unwrap().expose(),
+            b"two"
+        );
+    }
+}
