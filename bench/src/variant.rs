@@ -39,14 +39,20 @@ pub async fn serve(db: &Path, listen: SocketAddr, controls: Controls) -> Result<
         .await
         .with_context(|| format!("opening {}", db.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // The variants serve no encrypted field; an ephemeral master key over a keyring beside the
+    // benchmark database is enough.
+    let master = rampart_store::MasterKey::generate()?;
+    let keyring = rampart_store::Keyring::open_sqlite(&rampart_store::keyring_path_for(db)).await?;
+    let vault = rampart_store::Vault::new(keyring, master, Vec::new(), clock.clone());
     let state = if controls.guard {
         AppState::new(
             store.clone(),
+            vault,
             clock,
             Duration::from_secs(settings.key_cache_ttl_secs),
         )
     } else {
-        AppState::without_mutation_guard_for_benchmarks(store.clone(), clock)
+        AppState::without_mutation_guard_for_benchmarks(store.clone(), vault, clock)
     };
     let limits = LimitSettings {
         rates: settings.rate_limits.clone(),

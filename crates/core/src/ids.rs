@@ -110,6 +110,11 @@ macro_rules! typed_id {
 }
 
 typed_id!(
+    /// A provider credential (Twilio, SMTP, …) stored encrypted in a workspace.
+    CredentialId,
+    "cred"
+);
+typed_id!(
     /// An organization: the tenant that owns workspaces, a plan and a data key.
     OrgId,
     "org"

@@ -12,15 +12,16 @@
 //! ```
 //!
 //! The GCM associated data is the 5-byte header followed by the canonical encoding of
-//! [`FieldAad`] (organization, table, column, row id), so a value copied to another row,
+//! [`FieldAad`] (scope: organization or platform, table, column, row id), so a value copied to another row,
 //! column, table or organization, or relabelled with another key version, does not open.
 
-use rampart_core::{OrgId, Secret};
+use rampart_core::Secret;
 
 use crate::data_key::{DataKey, DataKeys};
 use crate::encode::push_len_prefixed;
 use crate::gcm::{self, NONCE_LEN, SealError, TAG_LEN};
 use crate::random::RandomError;
+use crate::scope::KeyScope;
 
 /// The only stored-form version written today; its first byte.
 pub const FORMAT_V1: u8 = 1;
@@ -63,8 +64,8 @@ impl From<SealError> for CryptoError {
 /// Where a value lives; sealing binds it here, so it opens only at the same place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldAad<'a> {
-    /// The owning organization.
-    pub org: OrgId,
+    /// Whose key seals it: an organization, or the platform (user-level secrets).
+    pub scope: KeyScope,
     /// The table name.
     pub table: &'a str,
     /// The column name.
@@ -77,7 +78,7 @@ impl FieldAad<'_> {
     /// The canonical bytes: a domain label and each part, each preceded by its length, so
     /// distinct locations never encode alike (`("ab", "c")` differs from `("a", "bc")`).
     pub fn encode(&self) -> Vec<u8> {
-        let org = self.org.to_string();
+        let org = self.scope.to_string();
         let mut out = Vec::with_capacity(
             5 * 8
                 + DOMAIN.len()
@@ -163,13 +164,15 @@ pub fn open<K: DataKeys + ?Sized>(
 mod tests {
     use std::collections::HashSet;
 
+    use rampart_core::OrgId;
+
     use super::*;
 
     const SECRET: &[u8] = b"4111 1111 1111 1111";
 
     fn place<'a>(org: OrgId, row: &'a str) -> FieldAad<'a> {
         FieldAad {
-            org,
+            scope: KeyScope::Org(org),
             table: "contacts",
             column: "card_number",
             row,
@@ -286,7 +289,11 @@ mod tests {
                 ..aad
             },
             FieldAad {
-                org: OrgId::generate(),
+                scope: KeyScope::Org(OrgId::generate()),
+                ..aad
+            },
+            FieldAad {
+                scope: KeyScope::Platform,
                 ..aad
             },
         ];
@@ -303,7 +310,7 @@ mod tests {
     fn aad_encoding_is_unambiguous() {
         let org = OrgId::generate();
         let a = FieldAad {
-            org,
+            scope: KeyScope::Org(org),
             table: "t",
             column: "ab",
             row: "c",

@@ -7,7 +7,7 @@
 //! the DEK version and the KEK id (each length-prefixed), so a wrapped key moved to another
 //! organization, relabelled with another version or attributed to another KEK does not open.
 
-use rampart_core::{OrgId, Secret};
+use rampart_core::Secret;
 use zeroize::Zeroize;
 
 use crate::data_key::DataKey;
@@ -15,6 +15,7 @@ use crate::encode::push_len_prefixed;
 use crate::gcm::{self, NONCE_LEN, SealError, TAG_LEN};
 use crate::master_key::MasterKey;
 use crate::random::RandomError;
+use crate::scope::KeyScope;
 
 /// The only wrapped-key format written today; its first byte.
 pub const WRAP_FORMAT_V1: u8 = 1;
@@ -57,24 +58,28 @@ pub struct WrappedKey {
     pub bytes: Vec<u8>,
 }
 
-fn associated_data(org: OrgId, dek_version: u32, kek_id: &str) -> Vec<u8> {
+fn associated_data(scope: KeyScope, dek_version: u32, kek_id: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     push_len_prefixed(&mut out, DOMAIN);
     out.push(WRAP_FORMAT_V1);
-    push_len_prefixed(&mut out, org.to_string().as_bytes());
+    push_len_prefixed(&mut out, scope.to_string().as_bytes());
     out.extend_from_slice(&dek_version.to_be_bytes());
     push_len_prefixed(&mut out, kek_id.as_bytes());
     out
 }
 
-/// Encrypts `dek` for `org` under `kek` with a fresh random nonce; only the result is stored.
-pub fn wrap_dek(kek: &MasterKey, org: OrgId, dek: &DataKey) -> Result<WrappedKey, KeyringError> {
+/// Encrypts `dek` for `scope` under `kek` with a fresh random nonce; only the result is stored.
+pub fn wrap_dek(
+    kek: &MasterKey,
+    scope: KeyScope,
+    dek: &DataKey,
+) -> Result<WrappedKey, KeyringError> {
     let kek_id = kek.id();
     let mut bytes = Vec::with_capacity(WRAPPED_LEN);
     bytes.push(WRAP_FORMAT_V1);
     gcm::seal_append(
         kek.bytes(),
-        &associated_data(org, dek.version(), &kek_id),
+        &associated_data(scope, dek.version(), &kek_id),
         dek.bytes(),
         &mut bytes,
     )
@@ -90,11 +95,11 @@ pub fn wrap_dek(kek: &MasterKey, org: OrgId, dek: &DataKey) -> Result<WrappedKey
     })
 }
 
-/// Recovers the data key of `org` from its wrapped form, provided `kek` is the master key
+/// Recovers the data key of `scope` from its wrapped form, provided `kek` is the master key
 /// that wrapped it and nothing (organization, version, KEK id, bytes) was altered.
 pub fn unwrap_dek(
     kek: &MasterKey,
-    org: OrgId,
+    scope: KeyScope,
     wrapped: &WrappedKey,
 ) -> Result<DataKey, KeyringError> {
     let offered = kek.id();
@@ -110,7 +115,7 @@ pub fn unwrap_dek(
     }
     let plain = gcm::open(
         kek.bytes(),
-        &associated_data(org, wrapped.dek_version, &wrapped.kek_id),
+        &associated_data(scope, wrapped.dek_version, &wrapped.kek_id),
         sealed,
     )
     .ok_or(KeyringError::CannotUnwrap)?;
@@ -124,15 +129,15 @@ pub fn unwrap_dek(
     Ok(DataKey::from_secret(wrapped.dek_version, secret))
 }
 
-/// Re-encrypts a wrapped data key of `org` from the master key `old` to `new` (master key
+/// Re-encrypts a wrapped data key of `scope` from the master key `old` to `new` (master key
 /// rotation); the data key itself, and so every value sealed with it, is unchanged.
 pub fn rewrap_dek(
     old: &MasterKey,
     new: &MasterKey,
-    org: OrgId,
+    scope: KeyScope,
     wrapped: &WrappedKey,
 ) -> Result<WrappedKey, KeyringError> {
-    wrap_dek(new, org, &unwrap_dek(old, org, wrapped)?)
+    wrap_dek(new, scope, &unwrap_dek(old, scope, wrapped)?)
 }
 
 #[cfg(test)]
@@ -140,8 +145,14 @@ mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
 
+    use rampart_core::OrgId;
+
     use super::*;
     use crate::field::{self, FieldAad};
+
+    fn org_scope() -> KeyScope {
+        KeyScope::Org(OrgId::generate())
+    }
 
     fn new_kek() -> MasterKey {
         MasterKey::from_base64(
@@ -154,7 +165,7 @@ mod tests {
     #[test]
     fn wrap_unwrap_round_trip_keeps_key_and_version() {
         let kek = new_kek();
-        let org = OrgId::generate();
+        let org = org_scope();
         let dek = DataKey::generate(4).unwrap();
         let wrapped = wrap_dek(&kek, org, &dek).unwrap();
         assert_eq!(wrapped.kek_id, kek.id());
@@ -168,7 +179,7 @@ mod tests {
 
         // A value sealed before wrapping opens with the unwrapped key.
         let aad = FieldAad {
-            org,
+            scope: org,
             table: "contacts",
             column: "ssn",
             row: "ct_1",
@@ -183,7 +194,7 @@ mod tests {
     #[test]
     fn each_wrap_uses_a_fresh_nonce() {
         let kek = new_kek();
-        let org = OrgId::generate();
+        let org = org_scope();
         let dek = DataKey::generate(1).unwrap();
         let a = wrap_dek(&kek, org, &dek).unwrap();
         let b = wrap_dek(&kek, org, &dek).unwrap();
@@ -194,7 +205,7 @@ mod tests {
     fn wrong_kek_fails_even_with_a_forged_kek_id() {
         let kek = new_kek();
         let other = new_kek();
-        let org = OrgId::generate();
+        let org = org_scope();
         let wrapped = wrap_dek(&kek, org, &DataKey::generate(1).unwrap()).unwrap();
         assert!(matches!(
             unwrap_dek(&other, org, &wrapped),
@@ -219,10 +230,14 @@ mod tests {
     #[test]
     fn wrong_org_or_version_fails() {
         let kek = new_kek();
-        let org = OrgId::generate();
+        let org = org_scope();
         let wrapped = wrap_dek(&kek, org, &DataKey::generate(1).unwrap()).unwrap();
         assert!(matches!(
-            unwrap_dek(&kek, OrgId::generate(), &wrapped),
+            unwrap_dek(&kek, org_scope(), &wrapped),
+            Err(KeyringError::CannotUnwrap)
+        ));
+        assert!(matches!(
+            unwrap_dek(&kek, KeyScope::Platform, &wrapped),
             Err(KeyringError::CannotUnwrap)
         ));
         let relabelled = WrappedKey {
@@ -238,7 +253,7 @@ mod tests {
     #[test]
     fn tampered_or_truncated_wraps_fail_with_typed_errors() {
         let kek = new_kek();
-        let org = OrgId::generate();
+        let org = org_scope();
         let wrapped = wrap_dek(&kek, org, &DataKey::generate(1).unwrap()).unwrap();
         for i in 0..wrapped.bytes.len() {
             let mut bad = wrapped.clone();
@@ -275,7 +290,7 @@ mod tests {
     fn rewrap_moves_a_dek_to_the_new_kek_unchanged() {
         let old = new_kek();
         let new = new_kek();
-        let org = OrgId::generate();
+        let org = org_scope();
         let dek = DataKey::generate(2).unwrap();
         let wrapped = wrap_dek(&old, org, &dek).unwrap();
         let rewrapped = rewrap_dek(&old, &new, org, &wrapped).unwrap();
@@ -291,7 +306,7 @@ mod tests {
     #[test]
     fn unwrapped_keys_print_redacted() {
         let kek = new_kek();
-        let org = OrgId::generate();
+        let org = org_scope();
         let dek = DataKey::generate(1).unwrap();
         let back = unwrap_dek(&kek, org, &wrap_dek(&kek, org, &dek).unwrap()).unwrap();
         assert_eq!(

@@ -11,10 +11,12 @@ mod gcm;
 pub mod keyring;
 pub mod master_key;
 pub mod random;
+pub mod scope;
 
 pub use self::fernet::{FernetError, FernetKey};
 pub use api_key::{ApiKeyError, ApiKeyHash, ApiKeyToken, NewApiKey};
 pub use data_key::{DataKey, DataKeys};
-pub use field::{CryptoError, FieldAad};
+pub use field::{CryptoError, FieldAad, MIN_STORED_LEN};
 pub use keyring::{KeyringError, WrappedKey, rewrap_dek, unwrap_dek, wrap_dek};
 pub use master_key::{MasterKey, MasterKeyError};
+pub use scope::{BadScope, KeyScope};

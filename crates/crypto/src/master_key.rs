@@ -67,6 +67,11 @@ impl MasterKey {
         Ok(Self(Secret::new(arr)))
     }
 
+    /// A fresh random key held only in memory (tests, ephemeral benchmark servers).
+    pub fn generate() -> Result<Self, MasterKeyError> {
+        Ok(Self(Secret::new(random::bytes::<32>()?)))
+    }
+
     /// Loads a key file, refusing one that others can read.
     pub fn load_file(path: &Path) -> Result<Self, MasterKeyError> {
         let io = |source| MasterKeyError::Io {

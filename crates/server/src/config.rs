@@ -36,6 +36,9 @@ pub struct Settings {
     pub public_url: String,
     /// Master key file; empty means `data_dir/master.key`.
     pub master_key_file: PathBuf,
+    /// The master key being rotated away from, kept readable while `keys rotate-master`
+    /// rewraps data keys; empty means none.
+    pub master_key_previous_file: PathBuf,
     /// Base64 master key; takes precedence over the file when set.
     #[serde(skip_serializing)]
     pub master_key: Option<String>,
@@ -163,6 +166,7 @@ impl Default for Settings {
             database_max_connections: 8,
             public_url: String::new(),
             master_key_file: PathBuf::new(),
+            master_key_previous_file: PathBuf::new(),
             master_key: None,
             mail_transport: String::new(),
             log_format: "text".into(),

@@ -12,7 +12,7 @@ use rampart::config::{Database, Settings, postgres_user};
 use rampart::http::client::OverTls;
 use rampart::http::headers::EdgeSettings;
 use rampart::http::limits::LimitSettings;
-use rampart::{AppState, app, telemetry};
+use rampart::{AppState, app, cli as ops, telemetry};
 use rampart_audit::redact_args;
 use rampart_core::{
     AuthMethod, Clock, Email, OrgId, Plan, Role, SystemClock, TenantGrant, WorkspaceId,
@@ -20,7 +20,7 @@ use rampart_core::{
 use rampart_crypto::{MasterKey, MasterKeyError, NewApiKey};
 use rampart_guard::{Limiter, RedisFailure};
 use rampart_store::audit::{self, NewEvent};
-use rampart_store::{Mode, PoolSettings, Store, api_keys};
+use rampart_store::{KeyScope, Mode, PoolSettings, Store, Vault, api_keys};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -69,6 +69,9 @@ enum Command {
     Backup(rampart::cli::backup::BackupArgs),
     /// Decrypt a backup into a new data directory and verify it before reporting success.
     Restore(rampart::cli::restore::RestoreArgs),
+    /// Import data encrypted elsewhere.
+    #[command(subcommand)]
+    Import(ops::import::Import),
 }
 
 #[derive(Subcommand)]
@@ -191,12 +194,18 @@ enum Admin {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Delete an organization now: destroy its data key (crypto-erasure) and its rows.
+    DeleteOrg(ops::org::DeleteOrg),
 }
 
 #[derive(Subcommand)]
 enum Keys {
     /// Write a new master key file (mode 0600); never overwrites.
     Init(JsonFlag),
+    /// Rewrap every data key under a new master key (resumable).
+    RotateMaster(ops::keys::RotateMaster),
+    /// Give an organization a new data key and re-encrypt its fields (resumable).
+    RotateOrg(ops::keys::RotateOrg),
 }
 
 fn emit(json: bool, value: serde_json::Value, text: String) {
@@ -250,6 +259,13 @@ async fn run() -> Result<()> {
         Command::Audit(cmd) => audit_command(&settings, cmd).await,
         Command::Backup(args) => rampart::cli::backup::run(&settings, args).await,
         Command::Restore(args) => rampart::cli::restore::run(args).await,
+        Command::Import(cmd) => keys_command(&settings, KeysOrImport::Import(cmd)).await,
+        Command::Keys(Keys::RotateMaster(args)) => {
+            keys_command(&settings, KeysOrImport::Master(args)).await
+        }
+        Command::Keys(Keys::RotateOrg(args)) => {
+            keys_command(&settings, KeysOrImport::Org(args)).await
+        }
         Command::Keys(Keys::Init(out)) => {
             let path = settings.master_key_path();
             ensure_private_dir(path.parent().unwrap_or(Path::new(".")))?;
@@ -381,9 +397,11 @@ async fn serve(settings: Settings) -> Result<()> {
     let master = master_key(&settings, &store).await?;
     tracing::info!(key_id = %master.id(), "master key loaded");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let vault = ops::open_vault(&settings, &store, master, clock.clone()).await?;
     spawn_retention(store.clone(), clock.clone(), settings.audit.retention_days);
     let state = AppState::new(
         store.clone(),
+        vault.clone(),
         clock,
         Duration::from_secs(settings.key_cache_ttl_secs),
     );
@@ -459,6 +477,7 @@ async fn serve(settings: Settings) -> Result<()> {
     {
         tracing::warn!("closing with database connections still busy");
     }
+    vault.keyring().close().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -630,24 +649,92 @@ fn spawn_retention(store: Store, clock: Arc<dyn Clock>, days: u32) {
     });
 }
 
-async fn admin(settings: &Settings, cmd: Admin) -> Result<()> {
+/// Opens the store (migrating an embedded database first) and the vault, for operator commands.
+async fn open_with_vault(settings: &Settings) -> Result<(Store, Vault)> {
     if matches!(settings.database()?, Database::Sqlite(_)) {
         // The embedded database may not exist yet: admin commands work before the first `serve`.
         migrate(settings).await?;
     }
     let store = open(settings).await?;
-    if let Err(e) = master_key(settings, &store).await {
-        store.close().await;
-        return Err(e);
+    let vault = async {
+        let master = master_key(settings, &store).await?;
+        ops::open_vault(settings, &store, master, Arc::new(SystemClock)).await
     }
+    .await;
+    match vault {
+        Ok(vault) => Ok((store, vault)),
+        Err(e) => {
+            store.close().await;
+            Err(e)
+        }
+    }
+}
+
+async fn admin(settings: &Settings, cmd: Admin) -> Result<()> {
+    let (store, vault) = open_with_vault(settings).await?;
     let now = SystemClock.now();
-    let result = admin_on(&store, now, cmd).await;
+    let result = admin_on(&store, &vault, now, cmd).await;
+    vault.keyring().close().await;
     store.close().await;
     result
 }
 
-async fn admin_on(store: &Store, now: chrono::DateTime<chrono::Utc>, cmd: Admin) -> Result<()> {
+enum KeysOrImport {
+    Master(ops::keys::RotateMaster),
+    Org(ops::keys::RotateOrg),
+    Import(ops::import::Import),
+}
+
+async fn keys_command(settings: &Settings, cmd: KeysOrImport) -> Result<()> {
+    let (store, vault) = open_with_vault(settings).await?;
+    let now = SystemClock.now();
+    let mut err = std::io::stderr();
+    let (json, result) = match &cmd {
+        KeysOrImport::Master(args) => (
+            args.json,
+            match rampart_crypto::MasterKey::load_file(&args.new_key_file) {
+                Ok(new) => ops::keys::rotate_master(&vault, &new, &mut err).await,
+                Err(e) => Err(e.into()),
+            },
+        ),
+        KeysOrImport::Org(args) => (
+            args.json,
+            ops::keys::rotate_org(&store, &vault, args, &mut err).await,
+        ),
+        KeysOrImport::Import(ops::import::Import::Credentials(args)) => {
+            let event = operator_event("import credentials", "credential.import", json!({}));
+            (
+                args.json,
+                ops::import::credentials(&store, &vault, args, now, event).await,
+            )
+        }
+    };
+    vault.keyring().close().await;
+    store.close().await;
+    let value = result?;
+    emit(json, value.clone(), value.to_string());
+    Ok(())
+}
+
+async fn admin_on(
+    store: &Store,
+    vault: &Vault,
+    now: chrono::DateTime<chrono::Utc>,
+    cmd: Admin,
+) -> Result<()> {
     match cmd {
+        Admin::DeleteOrg(args) => {
+            let event = operator_event("admin delete-org", "org.delete", json!({"org": args.org}));
+            let done = ops::org::delete_org(store, vault, &args, now, event).await?;
+            emit(
+                args.json,
+                done.clone(),
+                format!(
+                    "deleted organization {}: its data key is destroyed and its rows removed ({done})",
+                    args.org
+                ),
+            );
+        }
         Admin::CreateOrg {
             name,
             owner_email,
@@ -664,6 +751,7 @@ async fn admin_on(store: &Store, now: chrono::DateTime<chrono::Utc>, cmd: Admin)
             let made = store
                 .create_org(name, plan, &email, now, Some(event))
                 .await?;
+            vault.ensure_key(KeyScope::Org(made.org_id)).await?;
             emit(
                 out.json,
                 serde_json::to_value(made)?,

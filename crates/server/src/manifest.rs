@@ -12,7 +12,7 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 use rampart_core::{Permission, Plan};
 
-use crate::routes::{api_keys, audit_events, auth, contacts, health, members, pages};
+use crate::routes::{api_keys, audit_events, auth, contacts, credentials, health, members, pages};
 use crate::state::AppState;
 
 /// Who may reach a route.
@@ -149,6 +149,10 @@ spec!(API_KEYS_LIST: GET "/v1/workspaces/{ws}/api-keys", Tenant, Some(P::KeysMan
 spec!(API_KEYS_CREATE: POST "/v1/workspaces/{ws}/api-keys", Tenant, Some(P::KeysManage), mutates = true, destructive = false, Api, "api_key.create", None,
     Some(r#"{"name":"matrix probe","role":"viewer"}"#));
 spec!(API_KEYS_REVOKE: DELETE "/v1/workspaces/{ws}/api-keys/{id}", Tenant, Some(P::KeysManage), mutates = true, destructive = true, Api, "api_key.revoke", ApiKey, None);
+spec!(CREDENTIALS_PUT: PUT "/v1/workspaces/{ws}/credentials/{provider}", Tenant, Some(P::CredentialsManage), mutates = true, destructive = false, Api, "credential.set", None,
+    Some(r#"{"secret":"matrix-probe-secret-0000"}"#));
+spec!(CREDENTIALS_GET: GET "/v1/workspaces/{ws}/credentials/{provider}", Tenant, Some(P::CredentialsManage), mutates = false, destructive = false, Api, "credential.get", None, None);
+spec!(CREDENTIALS_DELETE: DELETE "/v1/workspaces/{ws}/credentials/{provider}", Tenant, Some(P::CredentialsManage), mutates = true, destructive = true, Api, "credential.delete", None, None);
 
 spec!(CONTACT_VERSIONS: GET "/v1/workspaces/{ws}/contacts/{id}/versions", Tenant, Some(P::ContactsRead), mutates = false, destructive = false, Api, "contact.versions", Contact, None);
 spec!(AUDIT_EVENTS_LIST: GET "/v1/workspaces/{ws}/audit-events", Tenant, Some(P::AuditRead), mutates = false, destructive = false, Api, "audit_event.list", None, None, plan = Starter);
@@ -162,23 +166,23 @@ spec!(INVITATIONS_LIST: GET "/v1/workspaces/{ws}/invitations", Tenant, Some(P::M
 spec!(INVITATIONS_CREATE: POST "/v1/workspaces/{ws}/invitations", Tenant, Some(P::MembersManage), mutates = true, destructive = false, Api, "invitation.create", None,
     Some(r#"{"email":"matrix-invitee@example.com","role":"viewer"}"#));
 
-spec!(AUTH_SIGNUP: POST "/v1/auth/signup", Public, None, mutates = true, destructive = false, SignIn, "auth.signup", None, None);
-spec!(AUTH_CONFIRM: POST "/v1/auth/confirm", Public, None, mutates = true, destructive = false, SignIn, "auth.confirm", None, None);
-spec!(AUTH_SIGNIN: POST "/v1/auth/signin", Public, None, mutates = true, destructive = false, SignIn, "auth.signin", None, None);
-spec!(AUTH_SIGNIN_2FA: POST "/v1/auth/signin/2fa", Public, None, mutates = true, destructive = false, SignIn, "auth.signin_2fa", None, None);
-spec!(AUTH_RESET_REQUEST: POST "/v1/auth/password/reset", Public, None, mutates = true, destructive = false, SignIn, "auth.password_reset_request", None, None);
-spec!(AUTH_RESET_COMPLETE: POST "/v1/auth/password/reset/complete", Public, None, mutates = true, destructive = false, SignIn, "auth.password_reset", None, None);
-spec!(AUTH_MAGIC_REQUEST: POST "/v1/auth/magic-link", Public, None, mutates = true, destructive = false, SignIn, "auth.magic_link_request", None, None);
-spec!(AUTH_MAGIC_CONSUME: POST "/v1/auth/magic-link/consume", Public, None, mutates = true, destructive = false, SignIn, "auth.magic_link", None, None);
-spec!(AUTH_INVITATION_ACCEPT: POST "/v1/auth/invitations/accept", Public, None, mutates = true, destructive = false, SignIn, "member.accept", None, None);
+spec!(AUTH_SIGNUP: POST "/v1/auth/signup", Public, None, mutates = true, destructive = false, SignIn, "auth.signup", None, Some(r#"{"email":"probe@example.com","password":"Probe-Password-9","name":"Probe Person","org_name":"Probe Org"}"#));
+spec!(AUTH_CONFIRM: POST "/v1/auth/confirm", Public, None, mutates = true, destructive = false, SignIn, "auth.confirm", None, Some(r#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#));
+spec!(AUTH_SIGNIN: POST "/v1/auth/signin", Public, None, mutates = true, destructive = false, SignIn, "auth.signin", None, Some(r#"{"email":"probe@example.com","password":"Probe-Password-9"}"#));
+spec!(AUTH_SIGNIN_2FA: POST "/v1/auth/signin/2fa", Public, None, mutates = true, destructive = false, SignIn, "auth.signin_2fa", None, Some(r#"{"code":"123456"}"#));
+spec!(AUTH_RESET_REQUEST: POST "/v1/auth/password/reset", Public, None, mutates = true, destructive = false, SignIn, "auth.password_reset_request", None, Some(r#"{"email":"probe@example.com"}"#));
+spec!(AUTH_RESET_COMPLETE: POST "/v1/auth/password/reset/complete", Public, None, mutates = true, destructive = false, SignIn, "auth.password_reset", None, Some(r#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","password":"Probe-Password-9"}"#));
+spec!(AUTH_MAGIC_REQUEST: POST "/v1/auth/magic-link", Public, None, mutates = true, destructive = false, SignIn, "auth.magic_link_request", None, Some(r#"{"email":"probe@example.com"}"#));
+spec!(AUTH_MAGIC_CONSUME: POST "/v1/auth/magic-link/consume", Public, None, mutates = true, destructive = false, SignIn, "auth.magic_link", None, Some(r#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#));
+spec!(AUTH_INVITATION_ACCEPT: POST "/v1/auth/invitations/accept", Public, None, mutates = true, destructive = false, SignIn, "member.accept", None, Some(r#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","password":"Probe-Password-9"}"#));
 spec!(AUTH_ME: GET "/v1/auth/me", User, None, mutates = false, destructive = false, Api, "auth.me", None, None);
-spec!(AUTH_SIGNOUT: POST "/v1/auth/signout", User, None, mutates = true, destructive = false, Api, "auth.signout", None, None);
+spec!(AUTH_SIGNOUT: POST "/v1/auth/signout", User, None, mutates = true, destructive = false, Api, "auth.signout", None, Some(r#"{}"#));
 spec!(AUTH_SESSIONS: GET "/v1/auth/sessions", User, None, mutates = false, destructive = false, Api, "auth.session_list", None, None);
 spec!(AUTH_SESSION_END: DELETE "/v1/auth/sessions/{id}", User, None, mutates = true, destructive = true, Api, "auth.session_end", Session, None);
-spec!(AUTH_PASSWORD_CHANGE: POST "/v1/auth/password", User, None, mutates = true, destructive = false, SignIn, "auth.password_change", None, None);
-spec!(AUTH_TOTP_ENROLL: POST "/v1/auth/totp/enroll", User, None, mutates = true, destructive = false, Api, "auth.totp_enroll", None, None);
-spec!(AUTH_TOTP_CONFIRM: POST "/v1/auth/totp/confirm", User, None, mutates = true, destructive = false, SignIn, "auth.totp_enable", None, None);
-spec!(AUTH_BACKUP_CODES: POST "/v1/auth/totp/backup-codes", User, None, mutates = true, destructive = false, SignIn, "auth.backup_codes_regenerate", None, None);
+spec!(AUTH_PASSWORD_CHANGE: POST "/v1/auth/password", User, None, mutates = true, destructive = false, SignIn, "auth.password_change", None, Some(r#"{"current_password":"Probe-Password-9","new_password":"Probe-Password-10"}"#));
+spec!(AUTH_TOTP_ENROLL: POST "/v1/auth/totp/enroll", User, None, mutates = true, destructive = false, Api, "auth.totp_enroll", None, Some(r#"{}"#));
+spec!(AUTH_TOTP_CONFIRM: POST "/v1/auth/totp/confirm", User, None, mutates = true, destructive = false, SignIn, "auth.totp_enable", None, Some(r#"{"code":"123456"}"#));
+spec!(AUTH_BACKUP_CODES: POST "/v1/auth/totp/backup-codes", User, None, mutates = true, destructive = false, SignIn, "auth.backup_codes_regenerate", None, Some(r#"{"password":"Probe-Password-9"}"#));
 spec!(AUTH_TOTP_DISABLE: DELETE "/v1/auth/totp", User, None, mutates = true, destructive = true, SignIn, "auth.totp_disable", None, None);
 
 /// Every route with its handler. The order is the order of the documentation.
@@ -196,6 +200,9 @@ pub fn routes() -> Vec<Route> {
         route(&API_KEYS_LIST, api_keys::list),
         route(&API_KEYS_CREATE, api_keys::create),
         route(&API_KEYS_REVOKE, api_keys::revoke),
+        route(&CREDENTIALS_PUT, credentials::put),
+        route(&CREDENTIALS_GET, credentials::get),
+        route(&CREDENTIALS_DELETE, credentials::delete),
         route(&AUDIT_EVENTS_LIST, audit_events::list),
         route(&MEMBERS_LIST, members::list),
         route(&MEMBERS_UPDATE, members::update),

@@ -1,10 +1,11 @@
-//! What every handler can reach: the store, the clock, the API-key cache and the settings.
+//! What every handler can reach: the store, the vault, the clock, the API-key cache and the
+//! settings.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_core::Clock;
-use rampart_store::Store;
+use rampart_store::{Store, Vault};
 
 use ipnet::IpNet;
 use rampart_guard::Limiter;
@@ -21,6 +22,7 @@ pub struct AppState(Arc<Inner>);
 #[derive(Clone)]
 struct Inner {
     store: Store,
+    vault: Vault,
     clock: Arc<dyn Clock>,
     keys: Arc<KeyCache>,
     mutation_guard: bool,
@@ -33,12 +35,14 @@ struct Inner {
 }
 
 impl AppState {
-    /// State over a store, a clock and the API-key cache lifetime (at most 60 s: revocations
-    /// made on another node take effect here within that bound).
-    pub fn new(store: Store, clock: Arc<dyn Clock>, key_cache_ttl: Duration) -> Self {
+    /// State over a store, the vault that seals its encrypted fields, a clock and the API-key
+    /// cache lifetime (at most 60 s: revocations made on another node take effect here within
+    /// that bound).
+    pub fn new(store: Store, vault: Vault, clock: Arc<dyn Clock>, key_cache_ttl: Duration) -> Self {
         let ttl = key_cache_ttl.min(Duration::from_secs(60));
         Self(Arc::new(Inner {
             store,
+            vault,
             clock,
             keys: Arc::new(KeyCache::new(ttl)),
             mutation_guard: true,
@@ -56,6 +60,11 @@ impl AppState {
         &self.0.store
     }
 
+    /// Seals and opens encrypted fields.
+    pub fn vault(&self) -> &Vault {
+        &self.0.vault
+    }
+
     /// The injected clock.
     pub fn clock(&self) -> &dyn Clock {
         &*self.0.clock
@@ -65,10 +74,15 @@ impl AppState {
     /// only so `bench/` can measure what the guard costs; nothing in the server calls it, and
     /// no configuration reaches it.
     #[doc(hidden)]
-    pub fn without_mutation_guard_for_benchmarks(store: Store, clock: Arc<dyn Clock>) -> Self {
+    pub fn without_mutation_guard_for_benchmarks(
+        store: Store,
+        vault: Vault,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let keys = Arc::new(KeyCache::new(Duration::from_secs(30)));
         Self(Arc::new(Inner {
             store,
+            vault,
             clock,
             keys,
             mutation_guard: false,

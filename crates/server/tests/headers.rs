@@ -130,6 +130,7 @@ async fn hsts_is_sent_for_an_https_public_url() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     let state = rampart::AppState::new(
         app.store.clone(),
+        app.vault.clone(),
         std::sync::Arc::new(app.clock.clone()),
         std::time::Duration::from_secs(30),
     )
@@ -171,6 +172,7 @@ async fn chromium_blocks_an_inline_script_without_the_nonce() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     let state = rampart::AppState::new(
         app.store.clone(),
+        app.vault.clone(),
         std::sync::Arc::new(app.clock.clone()),
         std::time::Duration::from_secs(30),
     );
@@ -248,6 +250,7 @@ async fn a_route_can_allow_named_framers() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     let state = rampart::AppState::new(
         app.store.clone(),
+        app.vault.clone(),
         std::sync::Arc::new(app.clock.clone()),
         std::time::Duration::from_secs(30),
     );

@@ -56,6 +56,17 @@ async fn fixtures(app: &TestApp, org: &Org) -> Fixtures {
         .json()
         .await
         .unwrap();
+    let r = app
+        .req(
+            Method::PUT,
+            &format!("/v1/workspaces/{}/credentials/{PROVIDER}", org.ws),
+            &org.owner_key,
+        )
+        .json(&json!({"secret": "victim-provider-secret-1234"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     Fixtures {
         contact: c["id"].as_str().unwrap().to_owned(),
         api_key_id: k["id"].as_str().unwrap().to_owned(),
@@ -63,6 +74,9 @@ async fn fixtures(app: &TestApp, org: &Org) -> Fixtures {
         member: members["data"][0]["id"].as_str().unwrap().to_owned(),
     }
 }
+
+/// The provider every `{provider}` path names (A holds a credential for it).
+const PROVIDER: &str = "twilio";
 
 /// The id of A's object that a route's `{id}` names, and a well-formed id that exists nowhere.
 fn target_ids(target: Target, f: &Fixtures) -> Option<(String, String)> {
@@ -106,7 +120,17 @@ async fn snapshot(app: &TestApp, org: &Org, f: &Fixtures) -> Value {
         .json()
         .await
         .unwrap();
-    json!({"contacts": app.all_contacts(org).await, "keys": keys, "members": members["data"], "fixture_key_works": fixture_key_works})
+    let credential: Value = app
+        .get(
+            &format!("/v1/workspaces/{}/credentials/{PROVIDER}", org.ws),
+            &org.owner_key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    json!({"contacts": app.all_contacts(org).await, "keys": keys, "members": members["data"], "fixture_key_works": fixture_key_works,
+           "credential": credential})
 }
 
 /// An attacker's credential: an API key, or a signed-in person's session.
@@ -200,7 +224,10 @@ async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
     for spec in &tenant_routes {
         let ids = target_ids(spec.target, &f);
         let fill = |ws: &str, id: Option<&str>| {
-            let p = spec.path.replace("{ws}", ws);
+            let p = spec
+                .path
+                .replace("{ws}", ws)
+                .replace("{provider}", PROVIDER);
             match id {
                 Some(id) => p.replace("{id}", id),
                 None => p,

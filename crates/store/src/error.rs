@@ -33,6 +33,9 @@ pub enum StoreError {
     /// The database is newer than this binary.
     #[error("the database has migration {0}, which this binary does not know; upgrade rampart")]
     MigrationUnknown(i64),
+    /// The keyring file could not be prepared.
+    #[error("keyring: {0}")]
+    Keyring(String),
     /// Any other database error.
     #[error("database error")]
     Database(#[source] sqlx::Error),

@@ -10,6 +10,8 @@
 
 mod conn;
 mod error;
+mod keyring;
+mod lifecycle;
 mod migrate;
 mod platform;
 mod tenant;
@@ -17,15 +19,21 @@ mod tenant;
 pub mod api_keys;
 pub mod audit;
 pub mod contacts;
+pub mod credentials;
 pub mod idempotency;
 pub mod identity;
 pub mod snapshot;
+pub mod vault;
 pub mod versions;
 
 pub use error::StoreError;
+pub use keyring::{KeyRow, Keyring, keyring_path_for};
+pub use lifecycle::{EncryptedColumn, ORG_ENCRYPTED_COLUMNS, Reencrypted};
 pub use migrate::{MIGRATIONS_POSTGRES, MIGRATIONS_SQLITE};
 pub use platform::{CreatedOrg, OrgSummary};
+pub use rampart_crypto::{KeyScope, MasterKey};
 pub use tenant::{Mode, TenantTx};
+pub use vault::{Encrypted, Vault, VaultError};
 
 use std::path::Path;
 use std::sync::Arc;

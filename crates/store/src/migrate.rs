@@ -20,6 +20,11 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0002_audit.sql"),
     ),
     (
+        3,
+        "keys",
+        include_str!("../migrations/sqlite/0003_keys.sql"),
+    ),
+    (
         4,
         "identity",
         include_str!("../migrations/sqlite/0004_identity.sql"),
@@ -37,6 +42,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "audit",
         include_str!("../migrations/postgres/0002_audit.sql"),
+    ),
+    (
+        3,
+        "keys",
+        include_str!("../migrations/postgres/0003_keys.sql"),
     ),
     (
         4,

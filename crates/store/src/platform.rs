@@ -47,6 +47,10 @@ impl Store {
         self.platform(false).await
     }
 
+    pub(crate) async fn platform_write(&self) -> Result<Conn, StoreError> {
+        self.platform(true).await
+    }
+
     pub(crate) async fn platform(&self, write: bool) -> Result<Conn, StoreError> {
         let e = StoreError::from_sqlx;
         Ok(match &*self.0 {

@@ -1,19 +1,72 @@
-//! Operator commands that live outside `main.rs`: encrypted backups and verified restores.
+//! Operator commands that live outside `main.rs`: key management, organization deletion,
+//! imports, encrypted backups and verified restores; `main.rs` only parses and dispatches.
 //!
-//! Files here are sync I/O (the `age` crate streams through `std::io`); the async commands run
-//! that part on a blocking thread.
+//! Backup and restore files are sync I/O (the `age` crate streams through `std::io`); the async
+//! commands run that part on a blocking thread.
 
 pub mod backup;
+pub mod import;
+pub mod keys;
+pub mod org;
 pub mod restore;
 
 mod files;
 
+use crate::config::{Database, Settings};
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use rampart_core::Clock;
+use rampart_crypto::MasterKey;
+use rampart_store::{Keyring, Store, Vault, keyring_path_for};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+/// The keyring of the configured database: `keyring.db` beside a SQLite file, the `key_ring`
+/// table on PostgreSQL.
+pub async fn open_keyring(settings: &Settings, store: &Store) -> Result<Keyring> {
+    Ok(match settings.database()? {
+        Database::Sqlite(path) => {
+            let ring = keyring_path_for(&path);
+            Keyring::open_sqlite(&ring)
+                .await
+                .with_context(|| format!("opening the keyring {}", ring.display()))?
+        }
+        Database::Postgres(_) => Keyring::in_postgres(store)?,
+    })
+}
+
+/// The vault over the configured keyring, wrapping with `master` and also unwrapping with
+/// `RAMPART_MASTER_KEY_PREVIOUS_FILE` when set. Refuses to start when the keyring holds a key
+/// wrapped by a master key that is not configured: that data could not be opened.
+pub async fn open_vault(
+    settings: &Settings,
+    store: &Store,
+    master: MasterKey,
+    clock: Arc<dyn Clock>,
+) -> Result<Vault> {
+    let keyring = open_keyring(settings, store).await?;
+    let mut previous = Vec::new();
+    if !settings.master_key_previous_file.as_os_str().is_empty() {
+        previous.push(MasterKey::load_file(&settings.master_key_previous_file)?);
+    }
+    let vault = Vault::new(keyring, master, previous, clock);
+    let mut unknown: Vec<String> = Vec::new();
+    for row in vault.keyring().all().await? {
+        if vault.kek(&row.wrapped.kek_id).is_none() && !unknown.contains(&row.wrapped.kek_id) {
+            unknown.push(row.wrapped.kek_id);
+        }
+    }
+    if !unknown.is_empty() {
+        bail!(
+            "the keyring holds data keys wrapped by master key(s) {} but the configured master key is {}: \
+             configure the right key (or, mid-rotation, RAMPART_MASTER_KEY_PREVIOUS_FILE)",
+            unknown.join(", "),
+            vault.master().id()
+        );
+    }
+    Ok(vault)
+}
 
 /// Reads the passphrase from the environment variable the operator named (never from a flag,
 /// which would land in shell history and `ps`).

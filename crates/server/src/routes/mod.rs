@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit_events;
 pub mod auth;
 pub mod contacts;
+pub mod credentials;
 pub mod health;
 pub mod members;
 pub mod pages;

@@ -19,8 +19,8 @@ use std::time::Duration;
 use rampart::AppState;
 use rampart::auth::{AuthSettings, Identity};
 use rampart_core::{Email, ManualClock, Plan, Role, TenantGrant, WorkspaceId};
-use rampart_crypto::NewApiKey;
-use rampart_store::{Mode, PoolSettings, Store, api_keys};
+use rampart_crypto::{MasterKey, NewApiKey};
+use rampart_store::{Keyring, Mode, PoolSettings, Store, Vault, api_keys, keyring_path_for};
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -51,6 +51,8 @@ pub struct TestApp {
     pub base: String,
     pub client: Client,
     pub store: Store,
+    pub vault: Vault,
+    pub master: MasterKey,
     pub backend: Backend,
     pub clock: ManualClock,
     pub db: Db,
@@ -210,13 +212,14 @@ impl TestApp {
                 },
             ),
         };
-        Self::serve(
+        Self::serve_with_master(
             store,
             self.backend,
             db,
             tempfile::tempdir().unwrap(),
             ttl,
             |s| s,
+            self.master.clone(),
         )
         .await
     }
@@ -229,14 +232,22 @@ impl TestApp {
         ttl: Duration,
         configure: impl FnOnce(AppState) -> AppState,
     ) -> TestApp {
-        // Server logs go to the test's captured output: shown only when a test fails.
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_env_filter("warn")
-            .try_init();
+        Self::serve_with_master(store, backend, db, dir, ttl, configure, test_master_key()).await
+    }
+
+    async fn serve_with_master(
+        store: Store,
+        backend: Backend,
+        db: Db,
+        dir: tempfile::TempDir,
+        ttl: Duration,
+        configure: impl FnOnce(AppState) -> AppState,
+        master: MasterKey,
+    ) -> TestApp {
         let clock = ManualClock::new(chrono::Utc::now());
+        let vault = test_vault(&store, &db, master.clone(), Arc::new(clock.clone())).await;
         let state = configure(
-            AppState::new(store.clone(), Arc::new(clock.clone()), ttl)
+            AppState::new(store.clone(), vault.clone(), Arc::new(clock.clone()), ttl)
                 .with_identity(test_identity(dir.path(), AuthSettings::default())),
         );
         let app = rampart::app::build(state);
@@ -256,6 +267,8 @@ impl TestApp {
                 .build()
                 .unwrap(),
             store,
+            vault,
+            master,
             backend,
             clock,
             db,
@@ -368,6 +381,35 @@ impl TestApp {
             }
         }
     }
+}
+
+/// A fresh random master key.
+pub fn test_master_key() -> MasterKey {
+    MasterKey::generate().unwrap()
+}
+
+/// The keyring of a test database (SQLite: `keyring.db` beside it).
+pub async fn test_keyring(store: &Store, db: &Db) -> Keyring {
+    match db {
+        Db::Sqlite(path) => Keyring::open_sqlite(&keyring_path_for(path)).await.unwrap(),
+        Db::Postgres { .. } => Keyring::in_postgres(store).unwrap(),
+    }
+}
+
+/// A vault over the test database's keyring with a short cache lifetime (1 s).
+pub async fn test_vault(
+    store: &Store,
+    db: &Db,
+    master: MasterKey,
+    clock: Arc<dyn rampart_core::Clock>,
+) -> Vault {
+    Vault::with_cache_ttl(
+        test_keyring(store, db).await,
+        master,
+        Vec::new(),
+        clock,
+        Duration::from_secs(1),
+    )
 }
 
 /// Reads an error envelope, checking its shape, and returns (status, code).
