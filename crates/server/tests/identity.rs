@@ -61,7 +61,8 @@ both_backends_with!(generous;
     sessions_reach_only_their_own_workspaces,
     members_invite_accept_change_and_remove,
     imported_bcrypt_hashes_sign_in_and_are_rehashed,
-    disabling_an_account_ends_its_sessions
+    disabling_an_account_ends_its_sessions,
+    totp_with_backup_codes_replay_protection_and_rotation
 );
 
 const PW: &str = "Correct-Horse-42";
@@ -1399,4 +1400,392 @@ async fn mail_goes_through_a_real_smtp_server() {
         .await;
     assert_eq!(status, 200);
     app.signed_in("smtp@example.com", PW).await;
+}
+
+/// The TOTP code an authenticator app would show for `uri` at `unix_time`, computed by pyotp
+/// (PyPI), an independent implementation; `None` (after saying so) when pyotp is missing
+/// outside CI.
+fn pyotp_code(uri: &str, unix_time: i64) -> Option<String> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, pyotp; t = pyotp.parse_uri(sys.argv[1]); print(t.at(int(sys.argv[2])))",
+            uri,
+            &unix_time.to_string(),
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+        assert!(
+            !ci,
+            "CI must install pyotp: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("SKIPPED (TOTP peer): pip install pyotp to run this test");
+        return None;
+    }
+    Some(String::from_utf8(out.stdout).unwrap().trim().to_owned())
+}
+
+async fn totp_with_backup_codes_replay_protection_and_rotation(app: TestApp) {
+    let email = "totp@example.com";
+    let (mut b, _) = app.person(email, PW).await;
+    let (status, enrol) = app
+        .browse(&mut b, Method::POST, "/v1/auth/totp/enroll", None)
+        .await;
+    assert_eq!(status, 200, "{enrol}");
+    let uri = enrol["otpauth_uri"].as_str().unwrap().to_owned();
+    assert!(
+        uri.starts_with("otpauth://totp/Rampart:totp%40example.com?"),
+        "{uri}"
+    );
+    assert!(enrol["qr_svg"].as_str().unwrap().contains("<svg"));
+    let secret_b32 = enrol["secret"].as_str().unwrap().to_owned();
+    assert_eq!(secret_b32.trim_end_matches('=').len(), 32, "160-bit secret");
+    let now = || app.clock.now_for_tests().timestamp();
+    let Some(code) = pyotp_code(&uri, now()) else {
+        return;
+    };
+
+    // The secret is stored sealed: neither it nor its base32 form is in the users table.
+    let users = common::dump_tables(&app, &["users"]).await;
+    assert!(!users.contains(&secret_b32));
+
+    // Confirmation: a wrong code is refused; pyotp's code turns 2FA on and yields 10 codes.
+    let (status, _) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/totp/confirm",
+            Some(&json!({"code": "000000"})),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (status, on) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/totp/confirm",
+            Some(&json!({"code": code})),
+        )
+        .await;
+    assert_eq!(status, 200, "{on}");
+    let codes: Vec<String> = on["backup_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    assert_eq!(
+        codes.iter().collect::<std::collections::HashSet<_>>().len(),
+        10
+    );
+    let stored = common::dump_tables(&app, &["backup_codes"]).await;
+    assert!(
+        codes.iter().all(|c| !stored.contains(c.as_str())),
+        "backup codes are stored only as hashes"
+    );
+
+    // Sign-in now stops at the second factor; the pending session opens nothing.
+    let mut p = Browser::default();
+    let (status, body) = app
+        .browse(
+            &mut p,
+            Method::POST,
+            "/v1/auth/signin",
+            Some(&json!({"email": email, "password": PW})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("second_factor_required")),
+        "{body}"
+    );
+    assert!(body["csrf_token"].is_null());
+    let pending_cookie = p.cookie.clone();
+    assert_eq!(
+        app.browse(&mut p, Method::GET, "/v1/auth/me", None).await.0,
+        401
+    );
+    // The code used to confirm cannot be replayed in the same step.
+    let (status, _) = app
+        .browse(
+            &mut p,
+            Method::POST,
+            "/v1/auth/signin/2fa",
+            Some(&json!({"code": code})),
+        )
+        .await;
+    assert_eq!(status, 401, "replay refused");
+    // The next step's code works, and the session token rotates.
+    app.clock.advance(Duration::seconds(30));
+    let next = pyotp_code(&uri, now()).unwrap();
+    let (status, body) = app
+        .browse(
+            &mut p,
+            Method::POST,
+            "/v1/auth/signin/2fa",
+            Some(&json!({"code": next})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("signed_in")),
+        "{body}"
+    );
+    assert_ne!(
+        p.cookie, pending_cookie,
+        "a new token after the second factor"
+    );
+    assert_eq!(
+        app.browse(&mut p, Method::GET, "/v1/auth/me", None).await.0,
+        200
+    );
+    let mut stale = Browser {
+        cookie: pending_cookie,
+        csrf: None,
+    };
+    assert_eq!(
+        app.browse(&mut stale, Method::GET, "/v1/auth/me", None)
+            .await
+            .0,
+        401
+    );
+
+    // ±1 step of drift: a code from the previous step is accepted (once).
+    app.clock.advance(Duration::seconds(90));
+    let previous_step = pyotp_code(&uri, now() - 30).unwrap();
+    let mut q = Browser::default();
+    app.browse(
+        &mut q,
+        Method::POST,
+        "/v1/auth/signin",
+        Some(&json!({"email": email, "password": PW})),
+    )
+    .await;
+    let (status, _) = app
+        .browse(
+            &mut q,
+            Method::POST,
+            "/v1/auth/signin/2fa",
+            Some(&json!({"code": previous_step})),
+        )
+        .await;
+    assert_eq!(status, 200, "one step of drift");
+    let two_back = pyotp_code(&uri, now() - 60).unwrap();
+    let mut r = Browser::default();
+    app.browse(
+        &mut r,
+        Method::POST,
+        "/v1/auth/signin",
+        Some(&json!({"email": email, "password": PW})),
+    )
+    .await;
+    let (status, _) = app
+        .browse(
+            &mut r,
+            Method::POST,
+            "/v1/auth/signin/2fa",
+            Some(&json!({"code": two_back})),
+        )
+        .await;
+    assert_eq!(
+        status, 401,
+        "two steps back is too far (and older than the last used)"
+    );
+
+    // A backup code works once.
+    let (status, body) = app
+        .browse(
+            &mut r,
+            Method::POST,
+            "/v1/auth/signin/2fa",
+            Some(&json!({"code": codes[0]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["backup_codes_left"], 9);
+    let mut s = Browser::default();
+    app.browse(
+        &mut s,
+        Method::POST,
+        "/v1/auth/signin",
+        Some(&json!({"email": email, "password": PW})),
+    )
+    .await;
+    let (status, _) = app
+        .browse(
+            &mut s,
+            Method::POST,
+            "/v1/auth/signin/2fa",
+            Some(&json!({"code": codes[0]})),
+        )
+        .await;
+    assert_eq!(status, 401, "a backup code is single-use");
+
+    // Too many wrong codes end the pending session.
+    for _ in 0..4 {
+        let (status, _) = app
+            .browse(
+                &mut s,
+                Method::POST,
+                "/v1/auth/signin/2fa",
+                Some(&json!({"code": "999999"})),
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    let (status, _) = app
+        .browse(
+            &mut s,
+            Method::POST,
+            "/v1/auth/signin/2fa",
+            Some(&json!({"code": codes[1]})),
+        )
+        .await;
+    assert_eq!(status, 401, "the pending session ended after 5 failures");
+
+    // A password reset does not bypass the second factor.
+    app.browse(
+        &mut Browser::default(),
+        Method::POST,
+        "/v1/auth/password/reset",
+        Some(&json!({"email": email})),
+    )
+    .await;
+    let token = app.link_token(email, "/auth/reset");
+    let new_pw = "After-Reset-Pass-5";
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/password/reset/complete",
+            Some(&json!({"token": token, "password": new_pw})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut t = Browser::default();
+    let (_, body) = app
+        .browse(
+            &mut t,
+            Method::POST,
+            "/v1/auth/signin",
+            Some(&json!({"email": email, "password": new_pw})),
+        )
+        .await;
+    assert_eq!(body["status"], "second_factor_required");
+    // So does a magic link.
+    app.browse(
+        &mut Browser::default(),
+        Method::POST,
+        "/v1/auth/magic-link",
+        Some(&json!({"email": email})),
+    )
+    .await;
+    let magic = app.link_token(email, "/auth/magic");
+    let (_, body) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/magic-link/consume",
+            Some(&json!({"token": magic})),
+        )
+        .await;
+    assert_eq!(body["status"], "second_factor_required");
+    let (status, body) = app
+        .browse(
+            &mut t,
+            Method::POST,
+            "/v1/auth/signin/2fa",
+            Some(&json!({"code": codes[1]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Regenerating codes and turning 2FA off need a fresh password.
+    let (status, _) = app
+        .browse(
+            &mut t,
+            Method::POST,
+            "/v1/auth/totp/backup-codes",
+            Some(&json!({"password": "Wrong-Password-1"})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, fresh) = app
+        .browse(
+            &mut t,
+            Method::POST,
+            "/v1/auth/totp/backup-codes",
+            Some(&json!({"password": new_pw})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(fresh["backup_codes"].as_array().unwrap().len(), 10);
+    let mut u = Browser::default();
+    app.browse(
+        &mut u,
+        Method::POST,
+        "/v1/auth/signin",
+        Some(&json!({"email": email, "password": new_pw})),
+    )
+    .await;
+    let (status, _) = app
+        .browse(
+            &mut u,
+            Method::POST,
+            "/v1/auth/signin/2fa",
+            Some(&json!({"code": codes[2]})),
+        )
+        .await;
+    assert_eq!(status, 401, "old codes died with the regeneration");
+    let (status, _) = app
+        .browse(
+            &mut t,
+            Method::DELETE,
+            "/v1/auth/totp",
+            Some(&json!({"password": "Wrong-Password-1"})),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let r = app
+        .as_browser(
+            &mut t,
+            Method::DELETE,
+            "/v1/auth/totp",
+            Some(&json!({"password": new_pw})),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let (_, body) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/signin",
+            Some(&json!({"email": email, "password": new_pw})),
+        )
+        .await;
+    assert_eq!(body["status"], "signed_in");
+    assert!(
+        !common::dump_tables(&app, &["users"])
+            .await
+            .contains(&secret_b32)
+    );
+
+    let actions = ledger_actions(&app, email).await;
+    for want in [
+        "auth.totp_enroll",
+        "auth.totp_enable",
+        "auth.signin_2fa",
+        "auth.backup_codes_regenerate",
+        "auth.totp_disable",
+        "auth.password_reset",
+    ] {
+        assert!(
+            actions.iter().any(|a| a["action"] == want),
+            "{want} recorded"
+        );
+    }
 }

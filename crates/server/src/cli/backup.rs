@@ -43,14 +43,6 @@ pub struct BackupArgs {
 
 /// The keyring file that belongs to the database at `db_path`: `keyring.db` beside it.
 ///
-/// MERGE: the keys branch adds `rampart_store::keyring_path_for` with this behaviour; replace
-/// this private copy with it.
-pub(crate) fn keyring_path_for(db_path: &Path) -> PathBuf {
-    db_path
-        .parent()
-        .unwrap_or_else(|| Path::new(""))
-        .join("keyring.db")
-}
 
 /// What the backup was encrypted to, for the final line.
 enum Encryption {
@@ -114,7 +106,7 @@ pub async fn run(settings: &Settings, args: BackupArgs) -> Result<()> {
     };
     let encryption = Encryption::from_args(&args)?;
     let (source, kind) = if args.keyring {
-        (keyring_path_for(&db), "keyring")
+        (rampart_store::keyring_path_for(&db), "keyring")
     } else {
         (db, "data")
     };
@@ -206,7 +198,7 @@ pub async fn run(settings: &Settings, args: BackupArgs) -> Result<()> {
             args.out.display()
         ),
     );
-    if kind == "data" && keyring_path_for(&source).is_file() && !args.json {
+    if kind == "data" && rampart_store::keyring_path_for(&source).is_file() && !args.json {
         eprintln!(
             "note: data backups do not contain the keyring; back it up separately with `rampart backup --keyring`"
         );

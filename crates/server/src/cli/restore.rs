@@ -299,7 +299,7 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
         bail!("{} exists and is not a directory", dir.display());
     }
     let db = dir.join("rampart.db");
-    let keyring = super::backup::keyring_path_for(&db);
+    let keyring = rampart_store::keyring_path_for(&db);
     let mut taken = vec![db.clone(), dir.join("rampart.db-wal")];
     if args.keyring_from.is_some() {
         taken.push(keyring.clone());

@@ -7,7 +7,7 @@ use rampart_core::UserId;
 use sqlx::Row;
 
 use crate::conn::{Conn, execute, fetch_optional};
-use crate::{Store, StoreError, db_time};
+use crate::{Encrypted, Store, StoreError, db_time};
 
 async fn replace_codes(
     c: &mut Conn,
@@ -37,7 +37,11 @@ async fn replace_codes(
 impl Store {
     /// Stores an encrypted TOTP secret awaiting its first valid code; replaces any earlier
     /// pending one. The active secret, if any, is untouched until confirmation.
-    pub async fn set_pending_totp(&self, user: UserId, sealed: &[u8]) -> Result<(), StoreError> {
+    pub async fn set_pending_totp(
+        &self,
+        user: UserId,
+        sealed: &Encrypted,
+    ) -> Result<(), StoreError> {
         let mut c = self.platform(true).await?;
         execute!(
             &mut c,
@@ -54,7 +58,7 @@ impl Store {
         &self,
         user: UserId,
         pending: bool,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    ) -> Result<Option<Encrypted>, StoreError> {
         let column = if pending {
             "totp_pending_secret"
         } else {
@@ -66,7 +70,7 @@ impl Store {
             sqlx::AssertSqlSafe(format!("SELECT {column} AS s FROM users WHERE id = $1")),
             [user.to_string()],
             |r| r
-                .try_get::<Option<Vec<u8>>, _>("s")
+                .try_get::<Option<Encrypted>, _>("s")
                 .map_err(StoreError::from_sqlx)
         )?;
         Ok(row.flatten())
@@ -78,8 +82,8 @@ impl Store {
     pub async fn activate_totp(
         &self,
         user: UserId,
-        sealed_pending: &[u8],
-        sealed_active: &[u8],
+        sealed_pending: &Encrypted,
+        sealed_active: &Encrypted,
         step: i64,
         code_hashes: &[String],
         now: DateTime<Utc>,
