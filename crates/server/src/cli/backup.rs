@@ -41,9 +41,6 @@ pub struct BackupArgs {
     pub json: bool,
 }
 
-/// The keyring file that belongs to the database at `db_path`: `keyring.db` beside it.
-///
-
 /// What the backup was encrypted to, for the final line.
 enum Encryption {
     Recipients(Vec<age::x25519::Recipient>),
