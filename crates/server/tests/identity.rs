@@ -220,6 +220,26 @@ async fn signup_confirm_and_sign_in(app: TestApp) {
         assert!(names.contains(&want), "{want} in {names:?}");
     }
     assert!(!serde_json::to_string(&actions).unwrap().contains(PW));
+
+    // A confirmation link lives 24 hours.
+    let (status, _) = app
+        .browse(&mut Browser::default(), Method::POST, "/v1/auth/signup", Some(&json!({
+            "email": "late@example.com", "password": PW, "name": "Late Comer", "org_name": "Late"
+        })))
+        .await;
+    assert_eq!(status, 202);
+    let late = app.link_token("late@example.com", "/auth/confirm");
+    app.clock
+        .advance(Duration::hours(24) + Duration::minutes(1));
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/confirm",
+            Some(&json!({"token": late})),
+        )
+        .await;
+    assert_eq!(status, 422, "expired after 24 h");
 }
 
 async fn sessions_expire_rotate_and_end(app: TestApp) {
