@@ -1246,11 +1246,22 @@ pub async fn accept_invitation(
         }
         None => None,
     };
+    let presented = body.token.expose();
+    // `<workspace id>_<43-character secret>`; the secret itself may contain `_`.
+    let split = presented
+        .len()
+        .checked_sub(44)
+        .filter(|i| presented.is_char_boundary(*i));
+    let workspace = split
+        .filter(|i| presented.as_bytes().get(*i) == Some(&b'_'))
+        .and_then(|i| presented[..i].parse::<rampart_core::WorkspaceId>().ok())
+        .ok_or_else(bad_link)?;
     let event = facts.event(None, "member.accept", 200, None, &json!({}));
     let accepted = state
         .store()
         .accept_invitation(
-            &token::hash(body.token.expose()),
+            workspace,
+            &token::hash(presented),
             name.as_ref().map(PersonName::as_str),
             hash.as_deref(),
             state.clock().now(),

@@ -58,13 +58,17 @@ pub async fn invite(mut ctx: Ctx, JsonBody(body): JsonBody<InviteBody>) -> ApiRe
         )
     })?;
     let now = ctx.now();
+    // The token names its workspace (as an API key does), so accepting it can run bound to
+    // that workspace under row-level security; the hash covers the whole token.
     let minted = token::mint();
+    let link_token = format!("{}_{}", ctx.grant().workspace(), minted.token.expose());
+    let token_hash = token::hash(&link_token);
     let invited_by = ctx.grant().principal().actor.label();
     let expires_at = now + Duration::hours(identity.settings().invitation_hours);
     let new = NewInvitation {
         email: &email,
         role: body.role,
-        token_hash: &minted.hash,
+        token_hash: &token_hash,
         invited_by,
         expires_at,
     };
@@ -77,7 +81,7 @@ pub async fn invite(mut ctx: Ctx, JsonBody(body): JsonBody<InviteBody>) -> ApiRe
             body.role,
             identity.settings().invitation_hours,
             identity.public_url(),
-            minted.token.expose()
+            link_token
         ),
     };
     // Sent before commit: if the mail cannot go, the invitation is not stored either.

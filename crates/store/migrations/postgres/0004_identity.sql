@@ -65,3 +65,11 @@ CREATE TABLE invitations (
     UNIQUE (workspace_id, id)
 );
 CREATE INDEX invitations_by_workspace ON invitations (workspace_id, created_at);
+
+-- Invitations belong to a workspace: row-level security like every tenant table. Accepting one
+-- binds the workspace named inside the invitation token (as API keys carry theirs).
+ALTER TABLE invitations ENABLE ROW LEVEL SECURITY;
+ALTER TABLE invitations FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON invitations
+    USING (workspace_id = rampart_current_workspace())
+    WITH CHECK (workspace_id = rampart_current_workspace());

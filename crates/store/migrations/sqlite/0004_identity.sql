@@ -1,7 +1,8 @@
 -- Identity: password credentials, lockout, two-factor state, sessions, single-use emailed tokens,
 -- backup codes and invitations. All are platform tables (a user is not inside one workspace);
 -- none holds customer data. Secrets are stored only as hashes, except the TOTP secret, which
--- must be recoverable and is stored encrypted under the platform data key.
+-- must be recoverable and is stored encrypted under the platform data key. Invitations belong to
+-- a workspace (row-level security on PostgreSQL; on SQLite every query names the workspace).
 
 ALTER TABLE users ADD COLUMN password_hash TEXT;
 ALTER TABLE users ADD COLUMN email_confirmed_at TEXT;

@@ -260,11 +260,14 @@ pub struct Accepted {
 }
 
 impl Store {
-    /// Accepts an open invitation by its token hash: the invited address's user (created with
-    /// `new_password_hash`, confirmed by the token, when there is none) joins with the role.
-    /// The event is recorded in the workspace's ledger in the same transaction.
+    /// Accepts an open invitation of `workspace` by its token hash: the invited address's user
+    /// (created with `new_password_hash`, confirmed by the token, when there is none) joins with
+    /// the role. Runs bound to the workspace (invitations are under row-level security; the
+    /// workspace comes from the token itself, like an API key's). The event is recorded in the
+    /// workspace's ledger in the same transaction.
     pub async fn accept_invitation(
         &self,
+        workspace: WorkspaceId,
         token_hash: &str,
         name: Option<&str>,
         new_password_hash: Option<&str>,
@@ -272,30 +275,31 @@ impl Store {
         event: crate::audit::NewEvent,
     ) -> Result<Option<Accepted>, StoreError> {
         let now = db_time(now);
-        let mut c = self.platform(true).await?;
+        let Some((org, _)) = self.workspace_org(workspace).await? else {
+            return Ok(None);
+        };
+        let mut tx = self.bind(workspace, Some(org), crate::Mode::Write).await?;
+        let c = &mut tx.conn;
         let row = fetch_optional!(
-            &mut c,
-            "UPDATE invitations SET accepted_at = $2 WHERE token_hash = $1 AND accepted_at IS NULL \
-             AND revoked_at IS NULL AND expires_at > $2 RETURNING workspace_id, email, email_lower, role",
-            [token_hash, now],
+            &mut *c,
+            "UPDATE invitations SET accepted_at = $2 WHERE token_hash = $1 AND workspace_id = $3 \
+             AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $2 \
+             RETURNING email, email_lower, role",
+            [token_hash, now, workspace.to_string()],
             |r| {
                 let e = StoreError::from_sqlx;
                 Ok((
-                    id::<WorkspaceId>(r.try_get("workspace_id").map_err(e)?)?,
                     r.try_get::<String, _>("email").map_err(e)?,
                     r.try_get::<String, _>("email_lower").map_err(e)?,
                     parse_role(r.try_get("role").map_err(e)?)?,
                 ))
             }
         )?;
-        let Some((workspace, email, email_lower, role)) = row else {
-            return Ok(None);
-        };
-        let Some((org, _)) = crate::platform::workspace_row(&mut c, workspace).await? else {
+        let Some((email, email_lower, role)) = row else {
             return Ok(None);
         };
         let existing: Option<UserId> = fetch_optional!(
-            &mut c,
+            &mut *c,
             "SELECT id FROM users WHERE email_lower = $1",
             [email_lower.clone()],
             |r| id(r.try_get("id").map_err(StoreError::from_sqlx)?)
@@ -304,7 +308,7 @@ impl Store {
             Some(u) => {
                 // The token proves the address: confirm it if it was not yet.
                 execute!(
-                    &mut c,
+                    &mut *c,
                     "UPDATE users SET email_confirmed_at = COALESCE(email_confirmed_at, $2) WHERE id = $1",
                     u.to_string(),
                     now
@@ -318,7 +322,7 @@ impl Store {
                 };
                 let u = UserId::generate();
                 execute!(
-                    &mut c,
+                    &mut *c,
                     "INSERT INTO users (id, email, email_lower, name, password_hash, email_confirmed_at, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $6)",
                     u.to_string(),
@@ -332,13 +336,13 @@ impl Store {
                 (u, true)
             }
         };
-        let membership = insert_membership(&mut c, workspace, user, role, now).await?;
+        let membership = insert_membership(&mut *c, workspace, user, role, now).await?;
         let mut event = event;
         event.workspace = Some(workspace);
         event.actor = user.to_string();
         event.target = Some(membership.to_string());
-        crate::platform::append_in_platform(&mut c, org, event, now).await?;
-        c.commit().await?;
+        crate::audit::append_on(&mut *c, org, event, now).await?;
+        tx.commit().await?;
         Ok(Some(Accepted {
             user,
             new_user,
