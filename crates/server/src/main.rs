@@ -69,6 +69,15 @@ enum Command {
     Backup(rampart::cli::backup::BackupArgs),
     /// Decrypt a backup into a new data directory and verify it before reporting success.
     Restore(rampart::cli::restore::RestoreArgs),
+    /// Bulk imports from files.
+    #[command(subcommand)]
+    Import(ImportCmd),
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// Contacts from CSV (name,email,phone,us_state,tags), validated row by row.
+    Contacts(rampart::cli::import_contacts::ImportContactsArgs),
 }
 
 #[derive(Subcommand)]
@@ -228,6 +237,9 @@ async fn run() -> Result<()> {
         Command::Audit(cmd) => audit_command(&settings, cmd).await,
         Command::Backup(args) => rampart::cli::backup::run(&settings, args).await,
         Command::Restore(args) => rampart::cli::restore::run(args).await,
+        Command::Import(ImportCmd::Contacts(args)) => {
+            rampart::cli::import_contacts::run(&settings, args).await
+        }
         Command::Keys(Keys::Init(out)) => {
             let path = settings.master_key_path();
             ensure_private_dir(path.parent().unwrap_or(Path::new(".")))?;

@@ -1,9 +1,11 @@
-//! Operator commands that live outside `main.rs`: encrypted backups and verified restores.
+//! Operator commands that live outside `main.rs`: encrypted backups and verified restores, and
+//! bulk imports.
 //!
 //! Files here are sync I/O (the `age` crate streams through `std::io`); the async commands run
 //! that part on a blocking thread.
 
 pub mod backup;
+pub mod import_contacts;
 pub mod restore;
 
 mod files;
