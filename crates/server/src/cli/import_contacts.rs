@@ -154,6 +154,17 @@ struct Pending {
     email: String,
 }
 
+/// What the reading thread hands the writer: a batch of valid rows and the rows refused on the
+/// way (line and reason), in file order.
+struct Parsed {
+    rows: Vec<Pending>,
+    refused: Vec<(u64, String)>,
+    /// Data rows read for this batch (valid or not).
+    read: u64,
+    /// Where the reader is in the file, for the progress bar.
+    byte: u64,
+}
+
 /// Runs `rampart import contacts`.
 pub async fn run(settings: &Settings, args: ImportContactsArgs) -> Result<()> {
     let pool = PoolSettings {
@@ -186,7 +197,77 @@ pub async fn run(settings: &Settings, args: ImportContactsArgs) -> Result<()> {
     Ok(())
 }
 
-/// Imports the file into the workspace and returns what happened.
+/// Reads and validates the file on this (blocking) thread, sending batches of [`BATCH`] rows
+/// to `out`; stops early when the receiver is gone (the writer failed or `--strict` stopped).
+fn read_file(
+    mut reader: csv::Reader<std::io::BufReader<std::fs::File>>,
+    cols: &Columns,
+    out: &tokio::sync::mpsc::Sender<Parsed>,
+) -> Result<()> {
+    let mut batch = Parsed {
+        rows: Vec::with_capacity(BATCH),
+        refused: Vec::new(),
+        read: 0,
+        byte: 0,
+    };
+    let mut in_batch: HashSet<String> = HashSet::with_capacity(BATCH);
+    let mut record = csv::StringRecord::new();
+    loop {
+        let more = match reader.read_record(&mut record) {
+            Ok(more) => more,
+            Err(e) => {
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    return Err(e.into());
+                }
+                // A malformed row (bad UTF-8, say): the reader resumes at the next one.
+                let line = e.position().map_or(0, csv::Position::line);
+                batch.read += 1;
+                batch.refused.push((line, format!("unreadable row: {e}")));
+                continue;
+            }
+        };
+        if more {
+            batch.read += 1;
+            let line = record.position().map_or(0, csv::Position::line);
+            match parse_row(cols, &record) {
+                Ok((contact, email)) if in_batch.insert(email.clone()) => {
+                    batch.rows.push(Pending {
+                        line,
+                        contact,
+                        email,
+                    })
+                }
+                Ok(_) => batch
+                    .refused
+                    .push((line, "email: appears earlier in the file".to_owned())),
+                Err(why) => batch.refused.push((line, why)),
+            }
+        }
+        if batch.rows.len() >= BATCH || !more {
+            batch.byte = record.position().map_or(0, csv::Position::byte);
+            let full = std::mem::replace(
+                &mut batch,
+                Parsed {
+                    rows: Vec::with_capacity(BATCH),
+                    refused: Vec::new(),
+                    read: 0,
+                    byte: 0,
+                },
+            );
+            in_batch.clear();
+            if out.blocking_send(full).is_err() {
+                return Ok(());
+            }
+        }
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+/// Imports the file into the workspace and returns what happened. Reading and validating run
+/// on a blocking thread while this task writes the previous batch, so on a machine with two
+/// cores parsing and the database overlap.
 pub async fn import(store: &Store, args: &ImportContactsArgs) -> Result<Summary> {
     let started = Instant::now();
     let Some((org, _plan)) = store.workspace_org(args.workspace).await? else {
@@ -208,70 +289,45 @@ pub async fn import(store: &Store, args: &ImportContactsArgs) -> Result<Summary>
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
 
+    let (send, mut batches) = tokio::sync::mpsc::channel::<Parsed>(2);
+    let reading = tokio::task::spawn_blocking(move || read_file(reader, &cols, &send));
+
     let mut summary = Summary::default();
-    let mut batch: Vec<Pending> = Vec::with_capacity(BATCH);
-    let mut in_batch: HashSet<String> = HashSet::with_capacity(BATCH);
     // In strict mode one transaction holds the whole import.
     let mut strict_tx: Option<TenantTx> = if args.strict {
         Some(store.tenant(&grant, Mode::Write).await?)
     } else {
         None
     };
-    let mut record = csv::StringRecord::new();
-    loop {
-        let more = match reader.read_record(&mut record) {
-            Ok(more) => more,
-            Err(e) => {
-                let line = e.position().map_or(0, csv::Position::line);
-                reject(
-                    &mut summary,
-                    args.strict,
-                    line,
-                    &format!("unreadable row: {e}"),
-                )?;
-                // A broken row in the middle of a file: the reader resumes at the next one.
-                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                    return Err(e.into());
+    let written = async {
+        while let Some(parsed) = batches.recv().await {
+            summary.rows += parsed.read;
+            for (line, why) in &parsed.refused {
+                reject(&mut summary, args.strict, *line, why)?;
+            }
+            if !parsed.rows.is_empty() {
+                match strict_tx.as_mut() {
+                    Some(tx) => {
+                        write_batch(tx, parsed.rows, &file_name, &mut summary, true).await?;
+                    }
+                    None => {
+                        let mut tx = store.tenant(&grant, Mode::Write).await?;
+                        write_batch(&mut tx, parsed.rows, &file_name, &mut summary, false).await?;
+                        tx.commit().await?;
+                    }
                 }
-                continue;
+                summary.batches += 1;
             }
-        };
-        if more {
-            summary.rows += 1;
-            let line = record.position().map_or(0, csv::Position::line);
-            match parse_row(&cols, &record) {
-                Ok((contact, email)) if in_batch.insert(email.clone()) => batch.push(Pending {
-                    line,
-                    contact,
-                    email,
-                }),
-                Ok(_) => reject(
-                    &mut summary,
-                    args.strict,
-                    line,
-                    "email: appears earlier in the file",
-                )?,
-                Err(why) => reject(&mut summary, args.strict, line, &why)?,
-            }
+            bar.set_position(parsed.byte);
         }
-        if batch.len() >= BATCH || (!more && !batch.is_empty()) {
-            let rows = std::mem::take(&mut batch);
-            in_batch.clear();
-            match strict_tx.as_mut() {
-                Some(tx) => write_batch(tx, rows, &file_name, &mut summary, true).await?,
-                None => {
-                    let mut tx = store.tenant(&grant, Mode::Write).await?;
-                    write_batch(&mut tx, rows, &file_name, &mut summary, false).await?;
-                    tx.commit().await?;
-                }
-            }
-            summary.batches += 1;
-            bar.set_position(record.position().map_or(size, csv::Position::byte));
-        }
-        if !more {
-            break;
-        }
+        Ok::<(), anyhow::Error>(())
     }
+    .await;
+    // On a write error the receiver is dropped here, which stops the reader at its next batch.
+    drop(batches);
+    let read = reading.await.context("the CSV reader thread failed")?;
+    written?;
+    read?;
     if let Some(tx) = strict_tx {
         tx.commit().await?;
     }
