@@ -451,14 +451,19 @@ pub async fn existing_emails(
     let ws = tx.ws();
     let mut found = std::collections::HashSet::new();
     for chunk in normalized.chunks(ROWS_PER_INSERT) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-        let sql = format!(
-            "SELECT email_lower FROM contacts WHERE workspace_id = $1 AND email_lower IN ({})",
-            placeholders.join(", ")
-        );
+        let sql = |numbered: bool| {
+            let placeholders: Vec<String> = (0..chunk.len())
+                .map(|i| placeholder(numbered, i + 2))
+                .collect();
+            format!(
+                "SELECT email_lower FROM contacts WHERE workspace_id = {} AND email_lower IN ({})",
+                placeholder(numbered, 1),
+                placeholders.join(", ")
+            )
+        };
         macro_rules! run {
-            ($c:expr) => {{
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(ws.clone());
+            ($c:expr, $numbered:expr) => {{
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql($numbered))).bind(ws.clone());
                 for e in chunk {
                     q = q.bind(e.as_str());
                 }
@@ -475,8 +480,8 @@ pub async fn existing_emails(
             }};
         }
         match &mut tx.conn {
-            crate::conn::Conn::Sqlite(c) => run!(c),
-            crate::conn::Conn::Pg(c) => run!(c),
+            crate::conn::Conn::Sqlite(c) => run!(c, false),
+            crate::conn::Conn::Pg(c) => run!(c, true),
         }
     }
     Ok(found)
@@ -517,14 +522,17 @@ pub async fn create_many(
         .chunks(ROWS_PER_INSERT)
         .zip(lowers.chunks(ROWS_PER_INSERT))
     {
-        let sql = multi_row(
-            "INSERT INTO contacts (id, workspace_id, name, email, email_lower, phone, us_state, custom_fields, created_at, updated_at) VALUES ",
-            chunk.len(),
-            10,
-        );
+        let sql = |numbered| {
+            multi_row(
+                "INSERT INTO contacts (id, workspace_id, name, email, email_lower, phone, us_state, custom_fields, created_at, updated_at) VALUES ",
+                chunk.len(),
+                10,
+                numbered,
+            )
+        };
         macro_rules! run {
-            ($c:expr) => {{
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            ($c:expr, $numbered:expr) => {{
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql($numbered)));
                 for (c, l) in chunk.iter().zip(lower) {
                     q = q
                         .bind(c.id.to_string())
@@ -544,22 +552,25 @@ pub async fn create_many(
             }};
         }
         match &mut tx.conn {
-            crate::conn::Conn::Sqlite(c) => run!(c),
-            crate::conn::Conn::Pg(c) => run!(c),
+            crate::conn::Conn::Sqlite(c) => run!(c, false),
+            crate::conn::Conn::Pg(c) => run!(c, true),
         }
         let tags: Vec<(String, &str)> = chunk
             .iter()
             .flat_map(|c| c.tags.iter().map(move |t| (c.id.to_string(), t.as_str())))
             .collect();
         for part in tags.chunks(ROWS_PER_INSERT * 2) {
-            let sql = multi_row(
-                "INSERT INTO contact_tags (workspace_id, contact_id, tag) VALUES ",
-                part.len(),
-                3,
-            );
+            let sql = |numbered| {
+                multi_row(
+                    "INSERT INTO contact_tags (workspace_id, contact_id, tag) VALUES ",
+                    part.len(),
+                    3,
+                    numbered,
+                )
+            };
             macro_rules! run {
-                ($c:expr) => {{
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                ($c:expr, $numbered:expr) => {{
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql($numbered)));
                     for (id, tag) in part {
                         q = q.bind(ws.clone()).bind(id.clone()).bind(*tag);
                     }
@@ -567,22 +578,25 @@ pub async fn create_many(
                 }};
             }
             match &mut tx.conn {
-                crate::conn::Conn::Sqlite(c) => run!(c),
-                crate::conn::Conn::Pg(c) => run!(c),
+                crate::conn::Conn::Sqlite(c) => run!(c, false),
+                crate::conn::Conn::Pg(c) => run!(c, true),
             }
         }
-        let sql = multi_row(
-            "INSERT INTO object_versions (workspace_id, object_type, object_id, version, event, actor, at, before, after) VALUES ",
-            chunk.len(),
-            9,
-        );
+        let sql = |numbered| {
+            multi_row(
+                "INSERT INTO object_versions (workspace_id, object_type, object_id, version, event, actor, at, before, after) VALUES ",
+                chunk.len(),
+                9,
+                numbered,
+            )
+        };
         let afters = chunk
             .iter()
             .map(|c| serde_json::to_string(c).map_err(|_| crate::error::corrupt("contact json")))
             .collect::<Result<Vec<String>, StoreError>>()?;
         macro_rules! run {
-            ($c:expr) => {{
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            ($c:expr, $numbered:expr) => {{
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql($numbered)));
                 for (c, after) in chunk.iter().zip(afters) {
                     q = q
                         .bind(ws.clone())
@@ -599,15 +613,29 @@ pub async fn create_many(
             }};
         }
         match &mut tx.conn {
-            crate::conn::Conn::Sqlite(c) => run!(c),
-            crate::conn::Conn::Pg(c) => run!(c),
+            crate::conn::Conn::Sqlite(c) => run!(c, false),
+            crate::conn::Conn::Pg(c) => run!(c, true),
         }
     }
     Ok(created.into_iter().map(|c| c.id).collect())
 }
 
-/// `prefix` followed by `rows` groups of `cols` numbered placeholders: `($1, $2), ($3, $4)`.
-fn multi_row(prefix: &str, rows: usize, cols: usize) -> String {
+/// Placeholder `n` (1-based): `$n` for PostgreSQL; a plain `?` for SQLite, which binds them in
+/// order. SQLite keeps `$n` (and `?n`) names in a list it scans linearly on every lookup, and
+/// sqlx looks each parameter's name up when binding, so a statement with thousands of numbered
+/// placeholders costs time quadratic in their number (two thirds of an import's CPU, measured
+/// with perf); anonymous ones are not in that list.
+fn placeholder(numbered: bool, n: usize) -> String {
+    if numbered {
+        format!("${n}")
+    } else {
+        "?".to_owned()
+    }
+}
+
+/// `prefix` followed by `rows` groups of `cols` placeholders (see [`placeholder`]):
+/// `($1, $2), ($3, $4)` or `(?, ?), (?, ?)`.
+fn multi_row(prefix: &str, rows: usize, cols: usize, numbered: bool) -> String {
     let mut sql = String::with_capacity(prefix.len() + rows * cols * 6);
     sql.push_str(prefix);
     for r in 0..rows {
@@ -619,8 +647,7 @@ fn multi_row(prefix: &str, rows: usize, cols: usize) -> String {
             if c > 0 {
                 sql.push_str(", ");
             }
-            sql.push('$');
-            sql.push_str(&(r * cols + c + 1).to_string());
+            sql.push_str(&placeholder(numbered, r * cols + c + 1));
         }
         sql.push(')');
     }
