@@ -10,6 +10,7 @@
 //! asserts on time: it measures and reports against the targets.
 
 mod baseline;
+mod import;
 mod ledger;
 mod load;
 mod pg;
@@ -17,6 +18,7 @@ mod pocketbase;
 mod procs;
 mod report;
 mod seed;
+mod signin;
 mod stats;
 mod suite;
 mod variant;

@@ -21,8 +21,8 @@ use crate::suite::progress;
 /// The version the report names; pinned so every run compares against the same peer.
 pub const VERSION: &str = "0.40.6";
 const SUPERUSER: &str = "bench-admin@example.com";
-const USER: &str = "bench-reader@example.com";
-const PASSWORD: &str = "bench-password-0123456789";
+pub const USER: &str = "bench-reader@example.com";
+pub const PASSWORD: &str = "bench-password-0123456789";
 /// The auth rule on every operation of the collection.
 pub const RULE: &str = "@request.auth.id != ''";
 

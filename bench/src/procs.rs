@@ -28,8 +28,9 @@ pub fn free_loopback_addr() -> Result<SocketAddr> {
 /// The load spreads over one API key and one loopback address per connection as well,
 /// because a limit is kept in whole milliseconds, so one key or one address cannot pass more
 /// than 1,000 requests per second for long whatever the configured rate.
-pub const LIMITS_ENV: [(&str, &str); 3] = [
+pub const LIMITS_ENV: [(&str, &str); 4] = [
     ("RAMPART_RATE_LIMITS__API_PER_KEY", "4000000000"),
+    ("RAMPART_RATE_LIMITS__SIGN_IN_PER_IP", "4000000000"),
     ("RAMPART_RATE_LIMITS__API_PER_IP", "4000000000"),
     ("RAMPART_QUOTAS__GROWTH", "1000000000000"),
 ];

@@ -69,9 +69,18 @@ enum Command {
     Backup(rampart::cli::backup::BackupArgs),
     /// Decrypt a backup into a new data directory and verify it before reporting success.
     Restore(rampart::cli::restore::RestoreArgs),
-    /// Import data encrypted elsewhere.
+    /// Bulk imports from files.
     #[command(subcommand)]
-    Import(ops::import::Import),
+    Import(ImportCmd),
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// Provider credentials encrypted with Fernet by another system, re-sealed under the
+    /// organization's data key.
+    Credentials(ops::import::ImportCredentials),
+    /// Contacts from CSV (name,email,phone,us_state,tags), validated row by row.
+    Contacts(rampart::cli::import_contacts::ImportContactsArgs),
 }
 
 #[derive(Subcommand)]
@@ -259,7 +268,16 @@ async fn run() -> Result<()> {
         Command::Audit(cmd) => audit_command(&settings, cmd).await,
         Command::Backup(args) => rampart::cli::backup::run(&settings, args).await,
         Command::Restore(args) => rampart::cli::restore::run(args).await,
-        Command::Import(cmd) => keys_command(&settings, KeysOrImport::Import(cmd)).await,
+        Command::Import(ImportCmd::Credentials(args)) => {
+            keys_command(
+                &settings,
+                KeysOrImport::Import(ops::import::Import::Credentials(args)),
+            )
+            .await
+        }
+        Command::Import(ImportCmd::Contacts(args)) => {
+            rampart::cli::import_contacts::run(&settings, args).await
+        }
         Command::Keys(Keys::RotateMaster(args)) => {
             keys_command(&settings, KeysOrImport::Master(args)).await
         }
@@ -379,7 +397,7 @@ fn identity(settings: &Settings) -> Result<rampart::auth::Identity> {
     let mailer =
         rampart::auth::mail::Mailer::from_url(&settings.mail_transport(), &settings.auth.mail_from)
             .context("mail_transport")?;
-    let hasher = rampart::auth::password::Hasher::for_this_machine()
+    let hasher = rampart::auth::password::Hasher::with_threads(settings.auth.hash_threads)
         .context("setting up password hashing")?;
     Ok(rampart::auth::Identity::new(
         settings.auth.clone(),

@@ -1190,3 +1190,146 @@ async fn imported_users_sign_in_and_disabled_users_are_shut_out() {
         "no session token in the log"
     );
 }
+
+#[tokio::test]
+async fn import_contacts_takes_the_good_rows_and_names_the_bad_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let org = cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "create-org",
+            "--name",
+            "Importer",
+            "--owner-email",
+            "owner@importer.example.com",
+            "--plan",
+            "growth",
+            "--json",
+        ],
+    );
+    let ws = org["workspace_id"].as_str().unwrap().to_owned();
+    let key = cli(
+        &data,
+        &[],
+        &[
+            "admin",
+            "create-api-key",
+            "--workspace",
+            &ws,
+            "--role",
+            "owner",
+            "--name",
+            "reader",
+            "--json",
+        ],
+    )["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let csv = tmp.path().join("contacts.csv");
+    std::fs::write(
+        &csv,
+        "name,email,phone,us_state,tags\n\
+         Ada Lovelace,ada@example.com,+14155552671,CA,vip;lead\n\
+         Bad Email,not-an-email,,,\n\
+         Grace Hopper,grace@example.com,,NY,\n\
+         Bad State,state@example.com,,ZZ,\n\
+         Ada Again,ADA@example.com,,,\n\
+         \"Quoted, Name\",quoted@example.com,,,newsletter\n",
+    )
+    .unwrap();
+    let import = |strict: bool| {
+        let mut args = vec![
+            "import",
+            "contacts",
+            "--workspace",
+            &ws,
+            "--file",
+            csv.to_str().unwrap(),
+            "--json",
+        ];
+        if strict {
+            args.push("--strict");
+        }
+        Command::new(BIN)
+            .args(&args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RAMPART_DATA_DIR", &data)
+            .output()
+            .unwrap()
+    };
+    // Strict: the first bad row stops it and nothing is written.
+    let out = import(true);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3: email"), "{err}");
+
+    let out = import(false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["rows"], 6, "{summary}");
+    assert_eq!(summary["imported"], 3, "{summary}");
+    assert_eq!(summary["rejected"], 3, "{summary}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3: email"), "{err}");
+    assert!(err.contains("line 5: us_state"), "{err}");
+    assert!(err.contains("line 6: email: appears earlier"), "{err}");
+
+    // Again: every good row is now a duplicate of a stored contact.
+    let out = import(false);
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["imported"], 0, "{again}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists in the workspace"));
+
+    let server = start(&data, &[]);
+    let client = reqwest::Client::new();
+    let page: Value = client
+        .get(server.url(&format!("/v1/workspaces/{ws}/contacts?limit=50")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = page["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{page}");
+    let ada = rows
+        .iter()
+        .find(|c| c["email"] == "ada@example.com")
+        .unwrap();
+    assert_eq!(ada["tags"], json!(["lead", "vip"]));
+    assert_eq!(ada["phone"], "+14155552671");
+    assert!(rows.iter().any(|c| c["name"] == "Quoted, Name"));
+    // One by id, with its version history.
+    let id = ada["id"].as_str().unwrap();
+    let one = client
+        .get(server.url(&format!("/v1/workspaces/{ws}/contacts/{id}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200);
+    drop(server);
+    // The ledger holds the batch events and still verifies.
+    let verify = cli(
+        &data,
+        &[],
+        &[
+            "audit",
+            "verify",
+            "--org",
+            org["org_id"].as_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(verify["results"][0]["ok"], true, "{verify}");
+}

@@ -54,6 +54,9 @@ pub struct AuthSettings {
     pub totp_issuer: String,
     /// Whether `POST /v1/auth/signup` is open.
     pub signup_enabled: bool,
+    /// Password hashes computed at once; 0 means one core fewer than the machine has (at
+    /// least one), so hashing can never take every core.
+    pub hash_threads: usize,
 }
 
 impl Default for AuthSettings {
@@ -74,6 +77,7 @@ impl Default for AuthSettings {
             mail_from: "Rampart <no-reply@localhost>".to_owned(),
             totp_issuer: "Rampart".to_owned(),
             signup_enabled: true,
+            hash_threads: 0,
         }
     }
 }

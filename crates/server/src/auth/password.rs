@@ -160,10 +160,23 @@ impl Hasher {
         })
     }
 
-    /// One hasher per core, a queue of 64, waiting at most 5 s.
+    /// `threads` hashes at once (0: one core fewer than the machine has, at least one), a
+    /// queue of 64, waiting at most 5 s. Leaving a core free is what keeps a sign-in flood
+    /// from starving every other request (measured in `bench/`: on 2 cores, read p99 during a
+    /// flood fell from ~800 ms with one hasher per core to tens of ms with one hasher).
+    pub fn with_threads(threads: usize) -> Result<Self, HashError> {
+        let threads = if threads == 0 {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            cores.saturating_sub(1).max(1)
+        } else {
+            threads
+        };
+        Self::new(threads, 64, Duration::from_secs(5))
+    }
+
+    /// The default: [`Hasher::with_threads`] with 0.
     pub fn for_this_machine() -> Result<Self, HashError> {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Self::new(cores, 64, Duration::from_secs(5))
+        Self::with_threads(0)
     }
 
     async fn run<T: Send + 'static>(

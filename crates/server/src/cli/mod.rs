@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod import;
+pub mod import_contacts;
 pub mod keys;
 pub mod org;
 pub mod restore;
