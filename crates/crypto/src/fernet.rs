@@ -93,15 +93,15 @@ mod tests {
 
     const GENERATE: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/reference/vectors/fernet_generate.json"
+        "/../../vectors/fernet_generate.json"
     ));
     const VERIFY: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/reference/vectors/fernet_verify.json"
+        "/../../vectors/fernet_verify.json"
     ));
     const INVALID: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/reference/vectors/fernet_invalid.json"
+        "/../../vectors/fernet_invalid.json"
     ));
 
     fn vectors(json: &str) -> Vec<Value> {

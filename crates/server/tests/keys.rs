@@ -493,7 +493,7 @@ async fn fernet_values_import_under_the_org_key(app: TestApp) {
     let vectors: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/reference/vectors/fernet_generate.json"
+            "/../../vectors/fernet_generate.json"
         ))
         .unwrap(),
     )

@@ -99,7 +99,7 @@ async fn key_commands_end_to_end() {
     let vectors: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/reference/vectors/fernet_generate.json"
+            "/../../vectors/fernet_generate.json"
         ))
         .unwrap(),
     )

@@ -72,7 +72,7 @@ mod tests {
 
     const VECTORS: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/reference/vectors/totp_rfc6238.json"
+        "/../../vectors/totp_rfc6238.json"
     ));
 
     #[test]
