@@ -877,17 +877,17 @@ async fn admin_on(
             } else {
                 "user.disable"
             };
-            record_for_user(
-                store,
-                user,
-                now,
-                operator_event(
-                    "admin disable-user",
-                    action,
-                    json!({"sessions_ended": ended}),
-                ),
-            )
-            .await?;
+            store
+                .record_for_user(
+                    user,
+                    &operator_event(
+                        "admin disable-user",
+                        action,
+                        json!({"sessions_ended": ended}),
+                    ),
+                    now,
+                )
+                .await?;
             emit(
                 out.json,
                 json!({"user_id": user, "disabled": !enable, "sessions_ended": ended}),
@@ -917,17 +917,17 @@ async fn admin_on(
             store
                 .import_password_hash(user, hash, confirmed, now)
                 .await?;
-            record_for_user(
-                store,
-                user,
-                now,
-                operator_event(
-                    "admin import-password-hash",
-                    "user.password_import",
-                    json!({}),
-                ),
-            )
-            .await?;
+            store
+                .record_for_user(
+                    user,
+                    &operator_event(
+                        "admin import-password-hash",
+                        "user.password_import",
+                        json!({}),
+                    ),
+                    now,
+                )
+                .await?;
             emit(
                 out.json,
                 json!({"user_id": user, "imported": true}),
@@ -945,24 +945,6 @@ async fn user_by_email(store: &Store, email: &str) -> Result<rampart_core::UserI
         .await?
         .ok_or_else(|| anyhow!("no user has the email {}", email.as_str()))?
         .id)
-}
-
-/// Records an operator action on a user in the ledger of each organization they belong to.
-async fn record_for_user(
-    store: &Store,
-    user: rampart_core::UserId,
-    now: chrono::DateTime<chrono::Utc>,
-    event: NewEvent,
-) -> Result<()> {
-    for (org, workspace) in store.user_orgs(user).await? {
-        let mut event = event.clone();
-        event.workspace = Some(workspace);
-        event.target = Some(user.to_string());
-        let mut ledger = store.ledger(org, rampart_store::Mode::Write).await?;
-        ledger.append(event, now).await?;
-        ledger.commit().await?;
-    }
-    Ok(())
 }
 
 /// The ledger event for an operator's CLI action inside a tenant (arguments redacted).

@@ -12,8 +12,8 @@
 mod common;
 
 use chrono::Duration;
+use common::TestApp;
 use common::people::{Browser, session_cookie};
-use common::{TestApp, owner_sql};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -1055,7 +1055,6 @@ async fn members_invite_accept_change_and_remove(app: TestApp) {
     ] {
         assert!(actions.contains(&want), "{want} in {actions:?}");
     }
-    let _ = owner_sql;
 }
 
 #[tokio::test]

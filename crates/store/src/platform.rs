@@ -74,26 +74,7 @@ impl Store {
     ) -> Result<CreatedOrg, StoreError> {
         let now = db_time(now);
         let mut c = self.platform(true).await?;
-        let org_id = OrgId::generate();
-        let workspace_id = WorkspaceId::generate();
-        execute!(
-            &mut c,
-            "INSERT INTO organizations (id, name, plan, created_at) VALUES ($1, $2, $3, $4)",
-            org_id.to_string(),
-            name,
-            plan.as_str(),
-            now
-        )
-        .map_err(StoreError::from_sqlx)?;
-        execute!(
-            &mut c,
-            "INSERT INTO workspaces (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)",
-            workspace_id.to_string(),
-            org_id.to_string(),
-            name,
-            now
-        )
-        .map_err(StoreError::from_sqlx)?;
+        let (org_id, workspace_id) = insert_org(&mut c, name, plan, now).await?;
         let user_id = upsert_user(&mut c, owner_email, now).await?;
         insert_membership(&mut c, workspace_id, user_id, Role::Owner, now).await?;
         bind_org(&mut c, org_id).await?;
@@ -239,6 +220,35 @@ impl Store {
             })
         )
     }
+}
+
+/// Inserts an organization and its first workspace, both named `name`.
+pub(crate) async fn insert_org(
+    c: &mut Conn,
+    name: &str,
+    plan: Plan,
+    now: DateTime<Utc>,
+) -> Result<(OrgId, WorkspaceId), StoreError> {
+    let (org, workspace) = (OrgId::generate(), WorkspaceId::generate());
+    execute!(
+        &mut *c,
+        "INSERT INTO organizations (id, name, plan, created_at) VALUES ($1, $2, $3, $4)",
+        org.to_string(),
+        name,
+        plan.as_str(),
+        now
+    )
+    .map_err(StoreError::from_sqlx)?;
+    execute!(
+        c,
+        "INSERT INTO workspaces (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)",
+        workspace.to_string(),
+        org.to_string(),
+        name,
+        now
+    )
+    .map_err(StoreError::from_sqlx)?;
+    Ok((org, workspace))
 }
 
 /// Binds a platform transaction to `org`'s ledger (PostgreSQL row-level security).

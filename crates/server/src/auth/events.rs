@@ -86,30 +86,14 @@ impl RequestFacts {
     }
 }
 
-/// Appends `event` to the ledger of every organization `user` belongs to, each in its own
-/// transaction. A failure to record is logged loudly and does not change the response.
+/// Records `event` in the ledger of every organization `user` belongs to. A failure to
+/// record is logged loudly and does not change the response.
 pub async fn record(state: &AppState, user: UserId, event: NewEvent) {
-    let orgs = match state.store().user_orgs(user).await {
-        Ok(orgs) => orgs,
-        Err(e) => {
-            tracing::error!(error = %e, %user, "COULD NOT RECORD AN AUDIT EVENT (orgs unknown)");
-            return;
-        }
-    };
-    for (org, workspace) in orgs {
-        let mut event = event.clone();
-        event.workspace = Some(workspace);
-        let result = async {
-            let mut ledger = state
-                .store()
-                .ledger(org, rampart_store::Mode::Write)
-                .await?;
-            ledger.append(event, state.clock().now()).await?;
-            ledger.commit().await
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, %org, "COULD NOT RECORD AN AUDIT EVENT");
-        }
+    if let Err(e) = state
+        .store()
+        .record_for_user(user, &event, state.clock().now())
+        .await
+    {
+        tracing::error!(error = %e, %user, "COULD NOT RECORD AN AUDIT EVENT");
     }
 }

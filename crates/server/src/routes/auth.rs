@@ -192,11 +192,10 @@ async fn current_session(
         .await?)
 }
 
+/// The response with a `Set-Cookie`; `Cache-Control: no-store` comes from the edge headers,
+/// as on every response without a cache policy of its own.
 fn with_cookie(mut response: Response, cookie: HeaderValue) -> Response {
     response.headers_mut().append(header::SET_COOKIE, cookie);
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -1065,12 +1064,7 @@ pub async fn totp_enroll(
         facts.event(Some(me.user), "auth.totp_enroll", 200, None, &json!({})),
     )
     .await;
-    let mut response =
-        Json(json!({"secret": b32, "otpauth_uri": uri, "qr_svg": svg})).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(Json(json!({"secret": b32, "otpauth_uri": uri, "qr_svg": svg})).into_response())
 }
 
 /// `POST /v1/auth/totp/confirm`: a valid code turns TOTP on; answers the backup codes, once.
@@ -1126,11 +1120,7 @@ pub async fn totp_confirm(
         facts.event(Some(me.user), "auth.totp_enable", 200, None, &json!({})),
     )
     .await;
-    let mut response = Json(json!({"status": "enabled", "backup_codes": codes})).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(Json(json!({"status": "enabled", "backup_codes": codes})).into_response())
 }
 
 /// A body holding the current password.
@@ -1180,11 +1170,7 @@ pub async fn regenerate_backup_codes(
         ),
     )
     .await;
-    let mut response = Json(json!({"backup_codes": codes})).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(Json(json!({"backup_codes": codes})).into_response())
 }
 
 /// `DELETE /v1/auth/totp`: fresh password required; turns TOTP off.

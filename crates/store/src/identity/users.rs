@@ -106,11 +106,7 @@ impl Store {
         if let Some(user) = existing {
             return Ok(SignupOutcome::Existing(user));
         }
-        let (user, org, workspace) = (
-            UserId::generate(),
-            OrgId::generate(),
-            WorkspaceId::generate(),
-        );
+        let user = UserId::generate();
         execute!(
             &mut c,
             "INSERT INTO users (id, email, email_lower, name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -122,24 +118,7 @@ impl Store {
             now
         )
         .map_err(|e| StoreError::classify(e, "a user with this email already exists"))?;
-        execute!(
-            &mut c,
-            "INSERT INTO organizations (id, name, plan, created_at) VALUES ($1, $2, $3, $4)",
-            org.to_string(),
-            org_name,
-            plan.as_str(),
-            now
-        )
-        .map_err(StoreError::from_sqlx)?;
-        execute!(
-            &mut c,
-            "INSERT INTO workspaces (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)",
-            workspace.to_string(),
-            org.to_string(),
-            org_name,
-            now
-        )
-        .map_err(StoreError::from_sqlx)?;
+        let (org, workspace) = crate::platform::insert_org(&mut c, org_name, plan, now).await?;
         insert_membership(&mut c, workspace, user, Role::Owner, now).await?;
         crate::platform::bind_org(&mut c, org).await?;
         crate::audit::create_head(&mut c, org).await?;
@@ -351,6 +330,33 @@ impl Store {
             return Err(StoreError::NotFound("user"));
         }
         c.commit().await
+    }
+
+    /// Appends `event` to the ledger of every organization `user` belongs to (one transaction
+    /// each, naming that organization's workspace and, unless set, the user as target). Tries
+    /// every organization; returns the last failure, if any.
+    pub async fn record_for_user(
+        &self,
+        user: UserId,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut outcome = Ok(());
+        for (org, workspace) in self.user_orgs(user).await? {
+            let mut event = event.clone();
+            event.workspace = Some(workspace);
+            event.target.get_or_insert_with(|| user.to_string());
+            let appended = async {
+                let mut ledger = self.ledger(org, crate::Mode::Write).await?;
+                ledger.append(event, now).await?;
+                ledger.commit().await
+            }
+            .await;
+            if let Err(e) = appended {
+                outcome = Err(e);
+            }
+        }
+        outcome
     }
 
     /// Every organization the user belongs to, with one of its workspaces: where the user's
