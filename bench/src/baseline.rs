@@ -96,11 +96,20 @@ pub async fn serve(db: &Path, listen: SocketAddr) -> Result<()> {
         .route("/v1/workspaces/{ws}/contacts", post(create))
         .route("/v1/workspaces/{ws}/contacts/{id}", get(read))
         .with_state(Arc::new(Pools { writer, readers }));
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stopped())
+    // The same HTTP server `rampart serve` runs (axum-server over hyper, HTTP/1 and HTTP/2), so
+    // the tax measures Rampart's controls rather than a choice of server library.
+    let listener =
+        std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+    listener.set_nonblocking(true)?;
+    let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
+    let stopping = handle.clone();
+    tokio::spawn(async move {
+        stopped().await;
+        stopping.graceful_shutdown(Some(Duration::from_secs(5)));
+    });
+    axum_server::from_tcp(listener)?
+        .handle(handle)
+        .serve(app.into_make_service())
         .await?;
     Ok(())
 }

@@ -8,8 +8,6 @@ use rampart_core::audit::GENESIS;
 use rampart_store::{Mode, Store, StoreError};
 use serde::Serialize;
 
-const BATCH: u32 = 5_000;
-
 /// An intact ledger's summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
@@ -43,6 +41,12 @@ pub enum VerifyError {
     Store(#[from] StoreError),
 }
 
+/// Whether `text` is exactly the lower-case hex of `hash` (as stored), without allocating.
+fn is_hex_of(text: &str, hash: &[u8; 32]) -> bool {
+    let mut expected = [0u8; 64];
+    hex::encode_to_slice(hash, &mut expected).is_ok() && text.as_bytes() == expected
+}
+
 /// Verifies `org`'s whole ledger (from its newest checkpoint).
 pub async fn verify_org(store: &Store, org: OrgId) -> Result<VerifyReport, VerifyError> {
     let broken = |seq, reason| VerifyError::Broken { org, seq, reason };
@@ -58,34 +62,30 @@ pub async fn verify_org(store: &Store, org: OrgId) -> Result<VerifyReport, Verif
     };
     let mut expected = start + 1;
     let mut events = 0u64;
-    loop {
-        let batch = tx.events_after(expected - 1, None, None, BATCH).await?;
-        if batch.is_empty() {
-            break;
+    tx.scan_after(start, |stored| {
+        let seq = stored.event.seq;
+        if seq != expected {
+            return Err(broken(
+                expected,
+                "an event is missing (gap in sequence numbers)",
+            ));
         }
-        for stored in &batch {
-            let seq = stored.event.seq;
-            if seq != expected {
-                return Err(broken(
-                    expected,
-                    "an event is missing (gap in sequence numbers)",
-                ));
-            }
-            if stored.prev_hash != hex::encode(prev) {
-                return Err(broken(
-                    seq,
-                    "its previous-hash link does not match the event before it",
-                ));
-            }
-            let computed = stored.event.chain_hash(&prev);
-            if stored.hash != hex::encode(computed) {
-                return Err(broken(seq, "its contents do not match its hash"));
-            }
-            prev = computed;
-            expected += 1;
-            events += 1;
+        if !is_hex_of(&stored.prev_hash, &prev) {
+            return Err(broken(
+                seq,
+                "its previous-hash link does not match the event before it",
+            ));
         }
-    }
+        let computed = stored.event.chain_hash(&prev);
+        if !is_hex_of(&stored.hash, &computed) {
+            return Err(broken(seq, "its contents do not match its hash"));
+        }
+        prev = computed;
+        expected += 1;
+        events += 1;
+        Ok(())
+    })
+    .await?;
     let (head_seq, head_hash) = tx.head().await?;
     if head_seq != expected - 1 {
         return Err(broken(

@@ -56,6 +56,9 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// Add `preload` to the HSTS header (sent whenever the public URL is https).
     pub hsts_preload: bool,
+    /// Send `Server-Timing: auth;dur=<ms>` (time spent authenticating) on workspace routes.
+    /// Off by default: it is for measuring, and tells every client how long checks take.
+    pub server_timing: bool,
     /// Requests per minute for each rate-limit bucket (`[rate_limits]`, `RAMPART_RATE_LIMITS__*`).
     pub rate_limits: RateLimitSettings,
     /// Requests per UTC day per API key, by plan (`[quotas]`, `RAMPART_QUOTAS__*`); 0 is unlimited.
@@ -175,6 +178,7 @@ impl Default for Settings {
             shutdown_grace_secs: 30,
             audit: AuditSettings::default(),
             hsts_preload: false,
+            server_timing: false,
             rate_limits: RateLimitSettings::default(),
             quotas: QuotaSettings::default(),
             redis_url: String::new(),

@@ -426,6 +426,7 @@ async fn serve(settings: Settings) -> Result<()> {
     let edge = EdgeSettings {
         hsts: settings.public_url().starts_with("https://"),
         hsts_preload: settings.hsts_preload,
+        server_timing: settings.server_timing,
     };
     let limiter = limiter(&settings).await?;
     let limits = LimitSettings {

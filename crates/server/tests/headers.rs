@@ -137,6 +137,7 @@ async fn hsts_is_sent_for_an_https_public_url() {
     .with_edge(EdgeSettings {
         hsts: true,
         hsts_preload: true,
+        server_timing: false,
     });
     let router = rampart::app::build(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -276,4 +277,43 @@ async fn a_route_can_allow_named_framers() {
             .unwrap()
             .ends_with("frame-ancestors https://app.example.com")
     );
+}
+
+#[tokio::test]
+async fn server_timing_reports_authentication_only_when_configured() {
+    let timed =
+        TestApp::spawn_configured(Backend::Sqlite, std::time::Duration::from_secs(30), |s| {
+            s.with_edge(EdgeSettings {
+                server_timing: true,
+                ..EdgeSettings::default()
+            })
+        })
+        .await
+        .unwrap();
+    let org = timed.org("Acme").await;
+    let path = format!("/v1/workspaces/{}/contacts", org.ws);
+    let r = timed
+        .req(reqwest::Method::GET, &path, &org.owner_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let value = header(&r, "server-timing").expect("Server-Timing is sent");
+    let ms: f64 = value
+        .strip_prefix("auth;dur=")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("not `auth;dur=<ms>`: {value}"));
+    assert!((0.0..10_000.0).contains(&ms), "{value}");
+
+    // Off by default.
+    let plain = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let org = plain.org("Acme").await;
+    let path = format!("/v1/workspaces/{}/contacts", org.ws);
+    let r = plain
+        .req(reqwest::Method::GET, &path, &org.owner_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "server-timing"), None);
 }

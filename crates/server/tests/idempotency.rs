@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 
 both_backends!(
     replays_return_the_first_outcome_and_do_the_work_once,
-    keys_expire_and_abandoned_claims_are_taken_over
+    keys_expire_and_abandoned_claims_are_taken_over,
+    concurrent_duplicates_do_the_work_once
 );
 
 async fn send(app: &TestApp, key: &str, idem: &str, body: Value) -> reqwest::Response {
@@ -101,6 +102,55 @@ async fn replays_return_the_first_outcome_and_do_the_work_once(app: TestApp) {
     assert_eq!((status, code.as_str()), (422, "INVALID"), "{body}");
     assert_eq!(body["error"]["field"], "Idempotency-Key");
     assert_eq!(app.all_contacts(&org).await.len(), 2);
+}
+
+/// Eight copies of one request sent at once: the work happens once. On SQLite the claim sits in
+/// the change's own transaction and the single writer serializes the copies, so every copy gets
+/// the first outcome; on PostgreSQL a copy that arrives mid-flight may get 409 instead.
+async fn concurrent_duplicates_do_the_work_once(app: TestApp) {
+    let org = app.org("Acme").await;
+    let url = format!("/v1/workspaces/{}/contacts", org.ws);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let request = app
+            .req(reqwest::Method::POST, &url, &org.owner_key)
+            .header("idempotency-key", "burst")
+            .json(&json!({"name": "Burst", "email": "burst@example.com"}));
+        tasks.push(tokio::spawn(async move { request.send().await.unwrap() }));
+    }
+    let mut responses = Vec::new();
+    for t in tasks {
+        responses.push(t.await.unwrap());
+    }
+    let mut created = None;
+    let (mut fresh, mut replayed, mut in_use) = (0, 0, 0);
+    for r in responses {
+        let status = r.status().as_u16();
+        let was_replayed = r.headers().contains_key("idempotent-replayed");
+        let body: Value = r.json().await.unwrap();
+        match status {
+            201 => {
+                let id = body["id"].as_str().unwrap().to_owned();
+                assert_eq!(created.get_or_insert(id.clone()), &id, "one contact");
+                if was_replayed {
+                    replayed += 1;
+                } else {
+                    fresh += 1;
+                }
+            }
+            409 => {
+                assert_eq!(body["error"]["code"], "IDEMPOTENCY_KEY_IN_USE");
+                in_use += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(fresh, 1, "exactly one copy did the work");
+    assert_eq!(fresh + replayed + in_use, 8);
+    if app.backend == Backend::Sqlite {
+        assert_eq!((replayed, in_use), (7, 0), "SQLite serializes the copies");
+    }
+    assert_eq!(app.all_contacts(&org).await.len(), 1);
 }
 
 async fn keys_expire_and_abandoned_claims_are_taken_over(app: TestApp) {

@@ -4,6 +4,7 @@
 //! wait on each other (on SQLite, the single writer serializes everything anyway).
 
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use rampart_core::audit::{AuditEvent, GENESIS};
 use rampart_core::{OrgId, WorkspaceId};
 use serde::Serialize;
@@ -88,34 +89,36 @@ const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000
 const COLUMNS: &str = "org_id, seq, workspace_id, at, actor, auth_method, method, path, action, target, args, status, \
      error_code, duration_ms, idempotency_key, request_id, client_ip, prev_hash, hash";
 
+/// Reads a row selected as `{COLUMNS}`, by position: the same order, no name lookups (the
+/// chain check reads millions of rows).
 macro_rules! stored {
     ($r:expr) => {{
         let r = $r;
         let e = StoreError::from_sqlx;
-        let workspace: Option<String> = r.try_get("workspace_id").map_err(e)?;
-        let status: i32 = r.try_get("status").map_err(e)?;
+        let workspace: Option<String> = r.try_get(2).map_err(e)?;
+        let status: i32 = r.try_get(11).map_err(e)?;
         Ok::<StoredEvent, StoreError>(StoredEvent {
             event: AuditEvent {
-                org: id(r.try_get::<String, _>("org_id").map_err(e)?)?,
-                seq: r.try_get("seq").map_err(e)?,
+                org: id(r.try_get::<String, _>(0).map_err(e)?)?,
+                seq: r.try_get(1).map_err(e)?,
                 workspace: workspace.map(id).transpose()?,
-                at: r.try_get("at").map_err(e)?,
-                actor: r.try_get("actor").map_err(e)?,
-                auth_method: r.try_get("auth_method").map_err(e)?,
-                method: r.try_get("method").map_err(e)?,
-                path: r.try_get("path").map_err(e)?,
-                action: r.try_get("action").map_err(e)?,
-                target: r.try_get("target").map_err(e)?,
-                args: r.try_get("args").map_err(e)?,
+                at: r.try_get(3).map_err(e)?,
+                actor: r.try_get(4).map_err(e)?,
+                auth_method: r.try_get(5).map_err(e)?,
+                method: r.try_get(6).map_err(e)?,
+                path: r.try_get(7).map_err(e)?,
+                action: r.try_get(8).map_err(e)?,
+                target: r.try_get(9).map_err(e)?,
+                args: r.try_get(10).map_err(e)?,
                 status: u16::try_from(status).map_err(|_| corrupt("bad status"))?,
-                error_code: r.try_get("error_code").map_err(e)?,
-                duration_ms: r.try_get("duration_ms").map_err(e)?,
-                idempotency_key: r.try_get("idempotency_key").map_err(e)?,
-                request_id: r.try_get("request_id").map_err(e)?,
-                client_ip: r.try_get("client_ip").map_err(e)?,
+                error_code: r.try_get(12).map_err(e)?,
+                duration_ms: r.try_get(13).map_err(e)?,
+                idempotency_key: r.try_get(14).map_err(e)?,
+                request_id: r.try_get(15).map_err(e)?,
+                client_ip: r.try_get(16).map_err(e)?,
             },
-            prev_hash: r.try_get("prev_hash").map_err(e)?,
-            hash: r.try_get("hash").map_err(e)?,
+            prev_hash: r.try_get(17).map_err(e)?,
+            hash: r.try_get(18).map_err(e)?,
         })
     }};
 }
@@ -188,13 +191,7 @@ pub(crate) async fn append_on(
         i32::from(event.status), event.error_code.clone(), event.duration_ms, event.idempotency_key.clone(),
         event.request_id.clone(), event.client_ip.clone(), prev_hex.clone(), hash.clone())
     .map_err(StoreError::from_sqlx)?;
-    execute!(
-        &mut *c,
-        "UPDATE audit_heads SET hash = $1 WHERE org_id = $2",
-        hash.clone(),
-        org.to_string()
-    )
-    .map_err(StoreError::from_sqlx)?;
+    // The head takes this hash through the `audit_events_advance_head` trigger (migration 5).
     Ok(StoredEvent {
         event,
         prev_hash: prev_hex,
@@ -316,6 +313,42 @@ impl LedgerTx {
     /// Commits.
     pub async fn commit(self) -> Result<(), StoreError> {
         self.conn.commit().await
+    }
+
+    /// Hands every event after `after_seq` to `each`, in chain order, as the database streams
+    /// them: the rows are read while the previous ones are being processed, and none are held
+    /// beyond their turn. Stops at the first error `each` returns.
+    pub async fn scan_after<E: From<StoreError>>(
+        &mut self,
+        after_seq: i64,
+        mut each: impl FnMut(StoredEvent) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq"
+        );
+        let org = self.org.to_string();
+        let e = StoreError::from_sqlx;
+        match &mut self.conn {
+            Conn::Sqlite(c) => {
+                let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(org)
+                    .bind(after_seq)
+                    .fetch(&mut **c);
+                while let Some(row) = rows.try_next().await.map_err(e)? {
+                    each(stored!(&row)?)?;
+                }
+            }
+            Conn::Pg(c) => {
+                let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(org)
+                    .bind(after_seq)
+                    .fetch(&mut **c);
+                while let Some(row) = rows.try_next().await.map_err(e)? {
+                    each(stored!(&row)?)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Up to `limit` events after `after_seq`, in chain order, optionally within a time range.

@@ -1,7 +1,17 @@
-//! Idempotency keys, scoped to (workspace, caller, key). A claim is committed on its own
-//! before the request runs, so a concurrent duplicate sees it; the stored response is written
-//! in the same transaction as the change it belongs to, so a replay never returns a response
-//! for work that did not happen. Expired keys of a workspace are purged on each claim there.
+//! Idempotency keys, scoped to (workspace, caller, key). The stored response is written in the
+//! same transaction as the change it belongs to, so a replay never returns a response for work
+//! that did not happen. An expired key counts as unused, and expired keys are purged by every
+//! 64th claim.
+//!
+//! Where the claim is made depends on the backend ([`Store::claims_in_work_tx`]). On
+//! PostgreSQL it is committed on its own before the request runs, so a concurrent duplicate on
+//! another connection sees it at once and is refused with "in use" rather than left waiting on
+//! a row lock. On SQLite every write transaction runs on the one writer connection, so no
+//! duplicate can run between the claim and the change: the claim is made inside the change's
+//! own transaction, which saves a second write transaction per request, and a duplicate simply
+//! waits for the writer and is replayed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
 use rampart_core::TenantGrant;
@@ -14,6 +24,12 @@ use crate::{Mode, Store, StoreError, TenantTx, db_time};
 pub const RETENTION: Duration = Duration::hours(24);
 /// How long an in-flight claim blocks duplicates before it is presumed abandoned (a crash).
 pub const LOCK: Duration = Duration::seconds(60);
+
+/// One claim in this many (per process) also deletes its workspace's expired keys. A claim
+/// never needs the purge to be correct (it takes an expired record of its own key over), so
+/// the purge, a write of its own, only keeps the table from growing.
+const PURGE_EVERY: u64 = 64;
+static PURGE_TURN: AtomicU64 = AtomicU64::new(0);
 
 /// A response stored for replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +56,12 @@ pub enum Claim {
 }
 
 impl Store {
+    /// Whether the claim belongs inside the change's own write transaction (SQLite's single
+    /// writer) rather than in a transaction of its own committed first (PostgreSQL).
+    pub fn claims_in_work_tx(&self) -> bool {
+        self.kind() == crate::BackendKind::Sqlite
+    }
+
     /// Claims `key` for `grant`'s caller in its workspace, in a transaction of its own.
     pub async fn idempotency_claim(
         &self,
@@ -48,10 +70,64 @@ impl Store {
         request_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
-        let now = db_time(now);
-        let actor = grant.principal().actor.label();
         let mut tx = self.tenant(grant, Mode::Write).await?;
-        let ws = tx.ws();
+        let claim = claim(&mut tx, key, request_hash, now).await?;
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    /// Records the final response of a request whose own transaction rolled back (a 4xx), or
+    /// releases the claim (`None`: a 5xx or a refusal a retry may get past) so a retry can run.
+    /// The response is stored even where the claim rolled back with the change (SQLite), but
+    /// never over a response a duplicate has meanwhile completed.
+    pub async fn idempotency_settle(
+        &self,
+        grant: &TenantGrant,
+        key: &str,
+        request_hash: &str,
+        response: Option<&StoredResponse>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tenant(grant, Mode::Write).await?;
+        let (ws, actor) = (tx.ws(), grant.principal().actor.label());
+        match response {
+            Some(r) => {
+                let now = db_time(now);
+                execute!(&mut tx.conn,
+                    "INSERT INTO idempotency_keys (workspace_id, actor, key, request_hash, state, status, response_headers, response_body, created_at, expires_at, locked_until) \
+                     VALUES ($1, $2, $3, $4, 'done', $5, $6, $7, $8, $9, $8) \
+                     ON CONFLICT (workspace_id, actor, key) DO UPDATE SET request_hash = excluded.request_hash, state = 'done', \
+                     status = excluded.status, response_headers = excluded.response_headers, response_body = excluded.response_body, \
+                     created_at = excluded.created_at, expires_at = excluded.expires_at, locked_until = excluded.locked_until \
+                     WHERE (idempotency_keys.state = 'in_flight' AND idempotency_keys.request_hash = excluded.request_hash) \
+                     OR idempotency_keys.expires_at < excluded.created_at",
+                    ws, actor, key, request_hash, i32::from(r.status), r.headers.clone(), r.body.clone(), now, now + RETENTION)
+                .map_err(StoreError::from_sqlx)?;
+            }
+            None => {
+                execute!(&mut tx.conn, "DELETE FROM idempotency_keys WHERE workspace_id = $1 AND actor = $2 AND key = $3 AND state = 'in_flight'", ws, actor, key)
+                    .map_err(StoreError::from_sqlx)?;
+            }
+        }
+        tx.commit().await
+    }
+}
+
+/// Claims `key` for the transaction's caller in its workspace, inside `tx`: the claim stands
+/// or falls with whatever else `tx` commits.
+pub async fn claim(
+    tx: &mut TenantTx,
+    key: &str,
+    request_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Claim, StoreError> {
+    let now = db_time(now);
+    let actor = tx.actor_label();
+    let ws = tx.ws();
+    if PURGE_TURN
+        .fetch_add(1, Ordering::Relaxed)
+        .is_multiple_of(PURGE_EVERY)
+    {
         execute!(
             &mut tx.conn,
             "DELETE FROM idempotency_keys WHERE workspace_id = $1 AND expires_at < $2",
@@ -59,83 +135,66 @@ impl Store {
             now
         )
         .map_err(StoreError::from_sqlx)?;
-        let inserted = execute!(&mut tx.conn,
+    }
+    // An expired record of the same key is taken over as if it were not there.
+    let inserted = execute!(&mut tx.conn,
             "INSERT INTO idempotency_keys (workspace_id, actor, key, request_hash, state, created_at, expires_at, locked_until) \
-             VALUES ($1, $2, $3, $4, 'in_flight', $5, $6, $7) ON CONFLICT (workspace_id, actor, key) DO NOTHING",
+             VALUES ($1, $2, $3, $4, 'in_flight', $5, $6, $7) ON CONFLICT (workspace_id, actor, key) DO UPDATE SET \
+             request_hash = excluded.request_hash, state = 'in_flight', status = NULL, response_headers = NULL, \
+             response_body = NULL, created_at = excluded.created_at, expires_at = excluded.expires_at, \
+             locked_until = excluded.locked_until WHERE idempotency_keys.expires_at < excluded.created_at",
             ws.clone(), actor.clone(), key, request_hash, now, now + RETENTION, now + LOCK)
         .map_err(StoreError::from_sqlx)?;
-        let claim = if inserted == 1 {
-            Claim::Claimed
-        } else {
-            type Existing = (
-                String,
-                String,
-                Option<i32>,
-                Option<String>,
-                Option<String>,
-                DateTime<Utc>,
-            );
-            let row: Option<Existing> = fetch_optional!(
-                &mut tx.conn,
-                "SELECT request_hash, state, status, response_headers, response_body, locked_until FROM idempotency_keys \
+    let claim = if inserted == 1 {
+        Claim::Claimed
+    } else {
+        type Existing = (
+            String,
+            String,
+            Option<i32>,
+            Option<String>,
+            Option<String>,
+            DateTime<Utc>,
+        );
+        let row: Option<Existing> = fetch_optional!(
+            &mut tx.conn,
+            "SELECT request_hash, state, status, response_headers, response_body, locked_until FROM idempotency_keys \
                  WHERE workspace_id = $1 AND actor = $2 AND key = $3",
-                [ws.clone(), actor.clone(), key],
-                |r| {
-                    let e = StoreError::from_sqlx;
-                    Ok((
-                        r.try_get("request_hash").map_err(e)?,
-                        r.try_get("state").map_err(e)?,
-                        r.try_get("status").map_err(e)?,
-                        r.try_get("response_headers").map_err(e)?,
-                        r.try_get("response_body").map_err(e)?,
-                        r.try_get("locked_until").map_err(e)?,
-                    ))
-                }
-            )?;
-            match row {
-                // Deleted between our insert and select (expired by a concurrent claim): retry later.
-                None => Claim::InUse,
-                Some((hash, ..)) if hash != request_hash => Claim::Reused,
-                Some((_, state, Some(status), headers, body, _)) if state == "done" => {
-                    Claim::Replay(StoredResponse {
-                        status: u16::try_from(status).unwrap_or(500),
-                        headers: headers.unwrap_or_else(|| "{}".to_owned()),
-                        body: body.unwrap_or_default(),
-                    })
-                }
-                Some((_, _, _, _, _, locked_until)) if locked_until > now => Claim::InUse,
-                Some(_) => {
-                    execute!(&mut tx.conn,
+            [ws.clone(), actor.clone(), key],
+            |r| {
+                let e = StoreError::from_sqlx;
+                Ok((
+                    r.try_get("request_hash").map_err(e)?,
+                    r.try_get("state").map_err(e)?,
+                    r.try_get("status").map_err(e)?,
+                    r.try_get("response_headers").map_err(e)?,
+                    r.try_get("response_body").map_err(e)?,
+                    r.try_get("locked_until").map_err(e)?,
+                ))
+            }
+        )?;
+        match row {
+            // Deleted between our insert and select (expired by a concurrent claim): retry later.
+            None => Claim::InUse,
+            Some((hash, ..)) if hash != request_hash => Claim::Reused,
+            Some((_, state, Some(status), headers, body, _)) if state == "done" => {
+                Claim::Replay(StoredResponse {
+                    status: u16::try_from(status).unwrap_or(500),
+                    headers: headers.unwrap_or_else(|| "{}".to_owned()),
+                    body: body.unwrap_or_default(),
+                })
+            }
+            Some((_, _, _, _, _, locked_until)) if locked_until > now => Claim::InUse,
+            Some(_) => {
+                execute!(&mut tx.conn,
                         "UPDATE idempotency_keys SET locked_until = $1 WHERE workspace_id = $2 AND actor = $3 AND key = $4",
                         now + LOCK, ws, actor, key)
                     .map_err(StoreError::from_sqlx)?;
-                    Claim::Claimed
-                }
-            }
-        };
-        tx.commit().await?;
-        Ok(claim)
-    }
-
-    /// Records the final response of a request whose own transaction rolled back (a 4xx), or
-    /// releases the claim (`None`: a 5xx or a refusal a retry may get past) so a retry can run.
-    pub async fn idempotency_settle(
-        &self,
-        grant: &TenantGrant,
-        key: &str,
-        response: Option<&StoredResponse>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.tenant(grant, Mode::Write).await?;
-        match response {
-            Some(r) => complete(&mut tx, key, r).await?,
-            None => {
-                let (ws, actor) = (tx.ws(), grant.principal().actor.label());
-                execute!(&mut tx.conn, "DELETE FROM idempotency_keys WHERE workspace_id = $1 AND actor = $2 AND key = $3", ws, actor, key)
-                    .map_err(StoreError::from_sqlx)?;
+                Claim::Claimed
             }
         }
-        tx.commit().await
-    }
+    };
+    Ok(claim)
 }
 
 /// Stores the response in `tx`, the transaction of the change itself.

@@ -29,6 +29,11 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         "identity",
         include_str!("../migrations/sqlite/0004_identity.sql"),
     ),
+    (
+        5,
+        "audit_append",
+        include_str!("../migrations/sqlite/0005_audit_append.sql"),
+    ),
 ];
 
 /// (version, name, SQL) for PostgreSQL.
@@ -52,6 +57,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         4,
         "identity",
         include_str!("../migrations/postgres/0004_identity.sql"),
+    ),
+    (
+        5,
+        "audit_append",
+        include_str!("../migrations/postgres/0005_audit_append.sql"),
     ),
 ];
 

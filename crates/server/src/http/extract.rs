@@ -193,7 +193,12 @@ impl FromRequestParts<AppState> for Ctx {
         } else {
             Mode::Read
         };
-        let tx = state.store().tenant(&grant, mode).await?;
+        // The mutation guard may have opened the transaction already (an idempotency claim
+        // made inside it); otherwise the handler's own starts here.
+        let tx = match slot.take() {
+            Some(tx) => tx,
+            None => state.store().tenant(&grant, mode).await?,
+        };
         Ok(Ctx {
             grant,
             tx: Some(tx),

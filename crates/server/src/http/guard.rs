@@ -13,7 +13,7 @@ use axum::Extension;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, RawPathParams, Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rampart_core::{
@@ -33,7 +33,9 @@ use crate::auth::token;
 use crate::manifest::{RouteSpec, Scope};
 use crate::state::AppState;
 
-/// Where the handler's transaction waits for the guard to commit or roll it back.
+/// Where the handler's transaction passes between the guard and the handler: the mutation guard
+/// may open it first (an idempotency claim inside it), and the handler leaves it here for the
+/// guard to commit or roll back.
 #[derive(Clone, Default)]
 pub struct TxSlot(Arc<Mutex<Option<TenantTx>>>);
 
@@ -285,6 +287,7 @@ pub(crate) async fn admit(
         workspace: Some(workspace),
         caller: None,
     })?;
+    let authenticating = Instant::now();
     let authenticated = authenticate(state, headers, workspace, spec.mutates)
         .await
         .map_err(|response| Refusal {
@@ -292,6 +295,15 @@ pub(crate) async fn admit(
             workspace: Some(workspace),
             caller: None,
         })?;
+    if state.edge().server_timing {
+        limit_headers.0.push((
+            HeaderName::from_static("server-timing"),
+            format!(
+                "auth;dur={:.3}",
+                authenticating.elapsed().as_secs_f64() * 1000.0
+            ),
+        ));
+    }
     let principal = authenticated.principal;
     let caller = authenticated.home.map(|(org, ws)| Caller {
         principal,

@@ -34,6 +34,9 @@ pub struct EdgeSettings {
     pub hsts: bool,
     /// Add `preload` to HSTS.
     pub hsts_preload: bool,
+    /// Send `Server-Timing: auth;dur=<ms>` on tenant routes: the time spent authenticating the
+    /// caller (API key or session), for measuring it from outside (`bench/`).
+    pub server_timing: bool,
 }
 
 const JSON_CSP: &str = "default-src 'none'; frame-ancestors 'none'";

@@ -17,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rampart_audit::{redact_args, truncate_ip};
 use rampart_core::{ErrorCode, OrgId, TenantGrant, WorkspaceId};
+use rampart_store::Mode;
 use rampart_store::audit::{self, NewEvent};
 use rampart_store::idempotency::{self, Claim, StoredResponse};
 use sha2::{Digest, Sha256};
@@ -329,13 +330,28 @@ async fn run_admitted(
         }
     };
     f.idempotency_key = idem_key.clone();
+    let hash = request_hash(&f.method, &f.path, &bytes);
+    let slot = TxSlot::default();
     if let Some(key) = &idem_key {
-        let hash = request_hash(&f.method, &f.path, &bytes);
-        let refusal = match state
-            .store()
-            .idempotency_claim(&grant, key, &hash, state.clock().now())
-            .await
-        {
+        let now = state.clock().now();
+        let store = state.store();
+        // SQLite: the claim goes into the transaction the handler will use (see
+        // `rampart_store::idempotency`); PostgreSQL: it is committed before the work starts.
+        let claimed = if store.claims_in_work_tx() {
+            match store.tenant(&grant, Mode::Write).await {
+                Ok(mut tx) => match idempotency::claim(&mut tx, key, &hash, now).await {
+                    Ok(Claim::Claimed) => {
+                        slot.put(tx);
+                        Ok(Claim::Claimed)
+                    }
+                    other => other,
+                },
+                Err(e) => Err(e),
+            }
+        } else {
+            store.idempotency_claim(&grant, key, &hash, now).await
+        };
+        let refusal = match claimed {
             Ok(Claim::Claimed) => None,
             Ok(Claim::Replay(saved)) => {
                 if f.target.is_none() {
@@ -364,7 +380,6 @@ async fn run_admitted(
         }
     }
 
-    let slot = TxSlot::default();
     parts.extensions.insert(grant);
     parts.extensions.insert(slot.clone());
     let response = next
@@ -398,7 +413,7 @@ async fn run_admitted(
             match committed {
                 Ok(()) => Response::from_parts(rparts, Body::from(rbody)),
                 Err(e) => {
-                    settle(state, &grant, idem_key.as_deref(), None).await;
+                    settle(state, &grant, idem_key.as_deref(), &hash, None).await;
                     fail(state, &f, &caller, ApiError::from(e).into_response()).await
                 }
             }
@@ -415,12 +430,13 @@ async fn run_admitted(
                     state,
                     &grant,
                     idem_key.as_deref(),
+                    &hash,
                     Some(stored(&rparts, &rbody)),
                 )
                 .await;
                 Response::from_parts(rparts, Body::from(rbody))
             } else {
-                settle(state, &grant, idem_key.as_deref(), None).await;
+                settle(state, &grant, idem_key.as_deref(), &hash, None).await;
                 response
             };
             fail(state, &f, &caller, response).await
@@ -455,12 +471,19 @@ async fn settle(
     state: &AppState,
     grant: &TenantGrant,
     key: Option<&str>,
+    request_hash: &str,
     response: Option<StoredResponse>,
 ) {
     if let Some(key) = key
         && let Err(e) = state
             .store()
-            .idempotency_settle(grant, key, response.as_ref())
+            .idempotency_settle(
+                grant,
+                key,
+                request_hash,
+                response.as_ref(),
+                state.clock().now(),
+            )
             .await
     {
         tracing::error!(error = %e, "could not settle an idempotency key");
