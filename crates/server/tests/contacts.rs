@@ -21,6 +21,7 @@ both_backends!(
     lists_paginate_and_filter,
     roles_are_enforced,
     requests_without_a_valid_key_are_refused,
+    the_bulk_path_finds_taken_emails_and_writes_whole_rows,
 );
 
 async fn create_read_update_delete(app: TestApp) {
@@ -566,4 +567,78 @@ async fn requests_without_a_valid_key_are_refused(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "the scheme is case-insensitive");
+}
+
+/// The bulk path under `rampart import contacts`: emails already taken in the workspace are
+/// found (case-insensitively, and only in this workspace), and each created contact gets its
+/// tags and its version history, as the single-contact path writes them.
+async fn the_bulk_path_finds_taken_emails_and_writes_whole_rows(app: TestApp) {
+    use rampart_core::{Email, PersonName, Tag, TenantGrant};
+    use rampart_store::Mode;
+    use rampart_store::contacts::{self, NewContact};
+
+    let org = app.org("Acme").await;
+    let other = app.org("Other").await;
+    let base = format!("/v1/workspaces/{}/contacts", org.ws);
+    let r = app
+        .post(
+            &base,
+            &org.owner_key,
+            &json!({"name": "Ann", "email": "Ann@Example.com"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = app
+        .post(
+            &format!("/v1/workspaces/{}/contacts", other.ws),
+            &other.owner_key,
+            &json!({"name": "Bob", "email": "bob@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+
+    let grant = TenantGrant::operator(org.org, org.ws);
+    let mut tx = app.store.tenant(&grant, Mode::Write).await.unwrap();
+    let asked: Vec<String> = ["ann@example.com", "bob@example.com", "cy@example.com"]
+        .iter()
+        .map(|e| Email::parse(e).unwrap().normalized())
+        .collect();
+    let taken = contacts::existing_emails(&mut tx, &asked).await.unwrap();
+    assert_eq!(
+        taken,
+        std::iter::once("ann@example.com".to_owned()).collect(),
+        "Bob's email is taken in another workspace only"
+    );
+    let rows = (0..3)
+        .map(|i| NewContact {
+            name: Some(PersonName::parse(&format!("Bulk {i}")).unwrap()),
+            email: Some(Email::parse(&format!("bulk{i}@example.com")).unwrap()),
+            tags: vec![Tag::parse("imported").unwrap()],
+            ..NewContact::default()
+        })
+        .collect();
+    let created = contacts::create_many(&mut tx, rows, chrono::Utc::now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(created.len(), 3);
+
+    let listed = app.all_contacts(&org).await;
+    assert_eq!(listed.len(), 4);
+    let bulk = app
+        .get(&format!("{base}/{}", created[0]), &org.owner_key)
+        .await;
+    assert_eq!(bulk.status(), 200);
+    let body: Value = bulk.json().await.unwrap();
+    assert_eq!(body["name"], "Bulk 0");
+    assert_eq!(body["tags"], json!(["imported"]));
+    let history = app
+        .get(&format!("{base}/{}/versions", created[0]), &org.owner_key)
+        .await;
+    assert_eq!(history.status(), 200);
+    let history: Value = history.json().await.unwrap();
+    let versions = history["data"].as_array().unwrap();
+    assert_eq!(versions.len(), 1, "{history}");
+    assert_eq!(versions[0]["event"], "create");
+    assert_eq!(versions[0]["after"]["name"], "Bulk 0");
 }
