@@ -330,7 +330,11 @@ async fn run_admitted(
         }
     };
     f.idempotency_key = idem_key.clone();
-    let hash = request_hash(&f.method, &f.path, &bytes);
+    // Only a request with a key is hashed (its claim and stored outcome are tied to it).
+    let hash = idem_key
+        .as_ref()
+        .map(|_| request_hash(&f.method, &f.path, &bytes))
+        .unwrap_or_default();
     let slot = TxSlot::default();
     if let Some(key) = &idem_key {
         let now = state.clock().now();
