@@ -327,26 +327,20 @@ impl LedgerTx {
             "SELECT {COLUMNS} FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq"
         );
         let org = self.org.to_string();
-        let e = StoreError::from_sqlx;
+        macro_rules! scan {
+            ($c:expr) => {{
+                let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(org)
+                    .bind(after_seq)
+                    .fetch(&mut **$c);
+                while let Some(row) = rows.try_next().await.map_err(StoreError::from_sqlx)? {
+                    each(stored!(&row)?)?;
+                }
+            }};
+        }
         match &mut self.conn {
-            Conn::Sqlite(c) => {
-                let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(org)
-                    .bind(after_seq)
-                    .fetch(&mut **c);
-                while let Some(row) = rows.try_next().await.map_err(e)? {
-                    each(stored!(&row)?)?;
-                }
-            }
-            Conn::Pg(c) => {
-                let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(org)
-                    .bind(after_seq)
-                    .fetch(&mut **c);
-                while let Some(row) = rows.try_next().await.map_err(e)? {
-                    each(stored!(&row)?)?;
-                }
-            }
+            Conn::Sqlite(c) => scan!(c),
+            Conn::Pg(c) => scan!(c),
         }
         Ok(())
     }

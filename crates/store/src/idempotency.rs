@@ -3,7 +3,7 @@
 //! that did not happen. An expired key counts as unused, and expired keys are purged by every
 //! 64th claim.
 //!
-//! Where the claim is made depends on the backend ([`Store::claims_in_work_tx`]). On
+//! Where the claim is made depends on the backend ([`Store::idempotency_claim_for_work`]). On
 //! PostgreSQL it is committed on its own before the request runs, so a concurrent duplicate on
 //! another connection sees it at once and is refused with "in use" rather than left waiting on
 //! a row lock. On SQLite every write transaction runs on the one writer connection, so no
@@ -56,10 +56,30 @@ pub enum Claim {
 }
 
 impl Store {
-    /// Whether the claim belongs inside the change's own write transaction (SQLite's single
-    /// writer) rather than in a transaction of its own committed first (PostgreSQL).
-    pub fn claims_in_work_tx(&self) -> bool {
-        self.kind() == crate::BackendKind::Sqlite
+    /// Claims `key` where this backend wants the claim (see the module documentation). On
+    /// SQLite a successful claim comes with the write transaction it was made in, for the
+    /// change to run in; on PostgreSQL the claim is already committed and no transaction is
+    /// returned.
+    pub async fn idempotency_claim_for_work(
+        &self,
+        grant: &TenantGrant,
+        key: &str,
+        request_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Claim, Option<TenantTx>), StoreError> {
+        if self.kind() == crate::BackendKind::Postgres {
+            return Ok((
+                self.idempotency_claim(grant, key, request_hash, now)
+                    .await?,
+                None,
+            ));
+        }
+        let mut tx = self.tenant(grant, Mode::Write).await?;
+        Ok(match claim(&mut tx, key, request_hash, now).await? {
+            Claim::Claimed => (Claim::Claimed, Some(tx)),
+            // Nothing to keep: dropping the transaction rolls back whatever the claim did.
+            other => (other, None),
+        })
     }
 
     /// Claims `key` for `grant`'s caller in its workspace, in a transaction of its own.
@@ -115,7 +135,7 @@ impl Store {
 
 /// Claims `key` for the transaction's caller in its workspace, inside `tx`: the claim stands
 /// or falls with whatever else `tx` commits.
-pub async fn claim(
+async fn claim(
     tx: &mut TenantTx,
     key: &str,
     request_hash: &str,

@@ -13,7 +13,8 @@ use super::error::ApiError;
 use crate::config::{QuotaSettings, RateLimitSettings};
 use crate::manifest::Bucket;
 
-/// Headers to put on the response.
+/// Headers admission puts on the response: rate-limit and quota state, and `Server-Timing`
+/// when it is switched on.
 #[derive(Debug, Default, Clone)]
 pub struct LimitHeaders(pub Vec<(HeaderName, String)>);
 

@@ -17,7 +17,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rampart_audit::{redact_args, truncate_ip};
 use rampart_core::{ErrorCode, OrgId, TenantGrant, WorkspaceId};
-use rampart_store::Mode;
 use rampart_store::audit::{self, NewEvent};
 use rampart_store::idempotency::{self, Claim, StoredResponse};
 use sha2::{Digest, Sha256};
@@ -337,24 +336,17 @@ async fn run_admitted(
         .unwrap_or_default();
     let slot = TxSlot::default();
     if let Some(key) = &idem_key {
-        let now = state.clock().now();
-        let store = state.store();
-        // SQLite: the claim goes into the transaction the handler will use (see
-        // `rampart_store::idempotency`); PostgreSQL: it is committed before the work starts.
-        let claimed = if store.claims_in_work_tx() {
-            match store.tenant(&grant, Mode::Write).await {
-                Ok(mut tx) => match idempotency::claim(&mut tx, key, &hash, now).await {
-                    Ok(Claim::Claimed) => {
-                        slot.put(tx);
-                        Ok(Claim::Claimed)
-                    }
-                    other => other,
-                },
-                Err(e) => Err(e),
-            }
-        } else {
-            store.idempotency_claim(&grant, key, &hash, now).await
-        };
+        let claimed = state
+            .store()
+            .idempotency_claim_for_work(&grant, key, &hash, state.clock().now())
+            .await
+            .map(|(claim, tx)| {
+                // SQLite: the handler runs in the transaction that holds the claim.
+                if let Some(tx) = tx {
+                    slot.put(tx);
+                }
+                claim
+            });
         let refusal = match claimed {
             Ok(Claim::Claimed) => None,
             Ok(Claim::Replay(saved)) => {
