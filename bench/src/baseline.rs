@@ -2,11 +2,14 @@
 //! create, behind a bare axum router with no edge (request ids, body limit), no
 //! authentication, no tenancy binding, no validation, no audit and no idempotency.
 //!
-//! It opens SQLite exactly as `rampart-store` does (WAL, `synchronous=NORMAL`, foreign keys,
-//! a 5 s busy timeout, one writer connection taking `BEGIN IMMEDIATE`, a pool of eight
-//! read-only readers), on a database that `rampart migrate` created, so the schema is
-//! Rampart's own. It runs as its own process (`rampart-bench baseline-server`), so it competes
-//! with the load generator for the CPU exactly as Rampart does.
+//! On SQLite it opens the database exactly as `rampart-store` does (WAL,
+//! `synchronous=NORMAL`, foreign keys, a 5 s busy timeout, one writer connection taking
+//! `BEGIN IMMEDIATE`, a pool of eight read-only readers). On PostgreSQL it opens a pool of
+//! eight, as `rampart serve` does, but as a superuser, so that row-level security (Rampart's
+//! tenancy binding at the database) is not evaluated: that is part of the tax it measures.
+//! Either way the database is one `rampart migrate` created, so the schema is Rampart's own.
+//! It runs as its own process (`rampart-bench baseline-server`), so it competes with the load
+//! generator for the CPU exactly as Rampart does.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,16 +25,60 @@ use axum::{Json, Router};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::types::Json as SqlJson;
-use sqlx::{Row, SqlitePool};
+use sqlx::{PgPool, Row, SqlitePool};
 
-/// Readers in the pool: Rampart's default `RAMPART_DATABASE_MAX_CONNECTIONS`.
-const READERS: u32 = 8;
+/// Connections in a pool: Rampart's default `RAMPART_DATABASE_MAX_CONNECTIONS`.
+const CONNECTIONS: u32 = 8;
 
-struct Pools {
-    writer: SqlitePool,
-    readers: SqlitePool,
+/// Where the baseline keeps its rows.
+pub enum Database<'a> {
+    /// A SQLite file.
+    Sqlite(&'a Path),
+    /// A PostgreSQL URL (a superuser's: row-level security is not evaluated).
+    Postgres(&'a str),
+}
+
+enum Pools {
+    Sqlite {
+        writer: SqlitePool,
+        readers: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+impl Pools {
+    async fn open(db: &Database<'_>) -> Result<Self> {
+        Ok(match db {
+            Database::Sqlite(path) => {
+                let base = SqliteConnectOptions::new()
+                    .filename(path)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5));
+                let writer = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(base.clone())
+                    .await
+                    .with_context(|| format!("opening {}", path.display()))?;
+                let readers = SqlitePoolOptions::new()
+                    .max_connections(CONNECTIONS)
+                    .connect_with(base.read_only(true))
+                    .await?;
+                Self::Sqlite { writer, readers }
+            }
+            Database::Postgres(url) => Self::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(CONNECTIONS)
+                    .connect(url)
+                    .await
+                    .context("connecting to PostgreSQL")?,
+            ),
+        })
+    }
 }
 
 /// A contact, serialized with the same fields as Rampart's.
@@ -74,28 +121,14 @@ fn now() -> DateTime<Utc> {
 }
 
 /// Serves until SIGTERM or Ctrl-C.
-pub async fn serve(db: &Path, listen: SocketAddr) -> Result<()> {
-    let base = SqliteConnectOptions::new()
-        .filename(db)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5));
-    let writer = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(base.clone())
-        .await
-        .with_context(|| format!("opening {}", db.display()))?;
-    let readers = SqlitePoolOptions::new()
-        .max_connections(READERS)
-        .connect_with(base.read_only(true))
-        .await?;
+pub async fn serve(db: Database<'_>, listen: SocketAddr) -> Result<()> {
+    let pools = Pools::open(&db).await?;
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/v1/workspaces/{ws}/contacts", post(create))
         .route("/v1/workspaces/{ws}/contacts/{id}", get(read))
-        .with_state(Arc::new(Pools { writer, readers }));
+        .with_state(Arc::new(pools));
     // The same HTTP server `rampart serve` runs (axum-server over hyper, HTTP/1 and HTTP/2), so
     // the tax measures Rampart's controls rather than a choice of server library.
     let listener =
@@ -130,6 +163,75 @@ pub async fn stopped() {
     }
 }
 
+/// The read's statements in an open transaction `$tx` (one body for both backends: the
+/// queries are the same text, only the transaction's type differs).
+macro_rules! read_in {
+    ($tx:ident, $ws:ident, $id:ident) => {{
+        let Some(row) = sqlx::query(
+            "SELECT id, name, email, phone, us_state, custom_fields, created_at, updated_at \
+             FROM contacts WHERE workspace_id = $1 AND id = $2",
+        )
+        .bind(&$ws)
+        .bind(&$id)
+        .fetch_optional(&mut *$tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let tags: Vec<String> = sqlx::query_scalar(
+            "SELECT tag FROM contact_tags WHERE workspace_id = $1 AND contact_id = $2 ORDER BY tag",
+        )
+        .bind(&$ws)
+        .bind(&$id)
+        .fetch_all(&mut *$tx)
+        .await?;
+        $tx.commit().await?;
+        Ok(Some(Contact {
+            id: row.try_get("id")?,
+            workspace_id: $ws,
+            name: row.try_get("name")?,
+            email: row.try_get("email")?,
+            phone: row.try_get("phone")?,
+            us_state: row.try_get("us_state")?,
+            tags,
+            custom_fields: row.try_get::<SqlJson<Value>, _>("custom_fields")?.0,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        }))
+    }};
+}
+
+/// The create's statements in an open transaction `$tx`.
+macro_rules! insert_in {
+    ($tx:ident, $id:ident, $ws:ident, $body:ident, $email_lower:ident, $custom:ident, $tags:ident, $at:ident) => {{
+        sqlx::query(
+            "INSERT INTO contacts (id, workspace_id, name, email, email_lower, phone, us_state, custom_fields, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&$id)
+        .bind(&$ws)
+        .bind(&$body.name)
+        .bind(&$body.email)
+        .bind(&$email_lower)
+        .bind(&$body.phone)
+        .bind(&$body.us_state)
+        .bind(SqlJson(&$custom))
+        .bind($at)
+        .bind($at)
+        .execute(&mut *$tx)
+        .await?;
+        for tag in &$tags {
+            sqlx::query("INSERT INTO contact_tags (workspace_id, contact_id, tag) VALUES ($1, $2, $3)")
+                .bind(&$ws)
+                .bind(&$id)
+                .bind(tag)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        $tx.commit().await?;
+    }};
+}
+
 fn failed(e: &sqlx::Error) -> Response {
     let status = match e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StatusCode::CONFLICT,
@@ -155,38 +257,16 @@ async fn read(
 }
 
 async fn read_inner(pools: &Pools, ws: String, id: String) -> Result<Option<Contact>, sqlx::Error> {
-    let mut tx = pools.readers.begin().await?;
-    let Some(row) = sqlx::query(
-        "SELECT id, name, email, phone, us_state, custom_fields, created_at, updated_at \
-         FROM contacts WHERE workspace_id = $1 AND id = $2",
-    )
-    .bind(&ws)
-    .bind(&id)
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
-        return Ok(None);
-    };
-    let tags: Vec<String> = sqlx::query_scalar(
-        "SELECT tag FROM contact_tags WHERE workspace_id = $1 AND contact_id = $2 ORDER BY tag",
-    )
-    .bind(&ws)
-    .bind(&id)
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(Some(Contact {
-        id: row.try_get("id")?,
-        workspace_id: ws,
-        name: row.try_get("name")?,
-        email: row.try_get("email")?,
-        phone: row.try_get("phone")?,
-        us_state: row.try_get("us_state")?,
-        tags,
-        custom_fields: row.try_get::<SqlJson<Value>, _>("custom_fields")?.0,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    }))
+    match pools {
+        Pools::Sqlite { readers, .. } => {
+            let mut tx = readers.begin().await?;
+            read_in!(tx, ws, id)
+        }
+        Pools::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            read_in!(tx, ws, id)
+        }
+    }
 }
 
 /// `POST /v1/workspaces/{ws}/contacts`: one write transaction, 201 with `Location`.
@@ -211,32 +291,17 @@ async fn create_inner(pools: &Pools, ws: String, body: CreateBody) -> Result<Con
     tags.sort();
     tags.dedup();
     let custom = Value::Object(body.custom_fields);
-    let mut tx = pools.writer.begin_with("BEGIN IMMEDIATE").await?;
-    sqlx::query(
-        "INSERT INTO contacts (id, workspace_id, name, email, email_lower, phone, us_state, custom_fields, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(&id)
-    .bind(&ws)
-    .bind(&body.name)
-    .bind(&body.email)
-    .bind(body.email.as_ref().map(|e| e.to_lowercase()))
-    .bind(&body.phone)
-    .bind(&body.us_state)
-    .bind(SqlJson(&custom))
-    .bind(at)
-    .bind(at)
-    .execute(&mut *tx)
-    .await?;
-    for tag in &tags {
-        sqlx::query("INSERT INTO contact_tags (workspace_id, contact_id, tag) VALUES ($1, $2, $3)")
-            .bind(&ws)
-            .bind(&id)
-            .bind(tag)
-            .execute(&mut *tx)
-            .await?;
+    let email_lower = body.email.as_ref().map(|e| e.to_lowercase());
+    match pools {
+        Pools::Sqlite { writer, .. } => {
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+            insert_in!(tx, id, ws, body, email_lower, custom, tags, at);
+        }
+        Pools::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            insert_in!(tx, id, ws, body, email_lower, custom, tags, at);
+        }
     }
-    tx.commit().await?;
     Ok(Contact {
         id,
         workspace_id: ws,

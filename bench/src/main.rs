@@ -48,9 +48,8 @@ enum Command {
     /// The bare axum + SQLite server the security tax is measured against (started by `all`).
     #[command(hide = true)]
     BaselineServer {
-        /// SQLite database created by `rampart migrate`.
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: ServerDb,
         /// Loopback address to bind.
         #[arg(long)]
         listen: SocketAddr,
@@ -58,9 +57,8 @@ enum Command {
     /// Rampart's router with controls switched off (started by `all`).
     #[command(hide = true)]
     VariantServer {
-        /// SQLite database migrated and provisioned by the real `rampart` binary.
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: ServerDb,
         /// Loopback address to bind.
         #[arg(long)]
         listen: SocketAddr,
@@ -71,6 +69,33 @@ enum Command {
         #[arg(long)]
         no_guard: bool,
     },
+}
+
+/// The database a `baseline-server` or `variant-server` serves: one of the two.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct ServerDb {
+    /// SQLite database migrated and provisioned by the real `rampart` binary.
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// PostgreSQL database migrated and provisioned by the real `rampart` binary (from the
+    /// environment, so that its password is not on a command line).
+    #[arg(
+        long,
+        env = "RAMPART_BENCH_SERVER_DATABASE_URL",
+        hide_env_values = true
+    )]
+    postgres_url: Option<String>,
+}
+
+impl ServerDb {
+    fn database(&self) -> Result<baseline::Database<'_>> {
+        match (&self.db, &self.postgres_url) {
+            (Some(path), _) => Ok(baseline::Database::Sqlite(path)),
+            (None, Some(url)) => Ok(baseline::Database::Postgres(url)),
+            (None, None) => anyhow::bail!("name a database: --db or --postgres-url"),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -84,7 +109,7 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .context("starting the runtime")
-            .and_then(|rt| rt.block_on(baseline::serve(&db, listen))),
+            .and_then(|rt| rt.block_on(baseline::serve(db.database()?, listen))),
         Command::VariantServer {
             db,
             listen,
@@ -96,7 +121,7 @@ fn main() -> ExitCode {
             .context("starting the runtime")
             .and_then(|rt| {
                 rt.block_on(variant::serve(
-                    &db,
+                    db.database()?,
                     listen,
                     variant::Controls {
                         edge: !no_edge,

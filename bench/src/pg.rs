@@ -87,6 +87,14 @@ impl PgDb {
             .await?)
     }
 
+    /// A superuser URL for this database (the baseline server's: no row-level security).
+    pub fn superuser_url(&self) -> Result<String> {
+        let mut url = reqwest::Url::parse(&self.admin_url)
+            .context("RAMPART_BENCH_POSTGRES_URL is not a URL")?;
+        url.set_path(&self.name);
+        Ok(url.into())
+    }
+
     /// Drops the database (ending any connection still open to it).
     pub async fn drop_database(self) -> Result<()> {
         let pool = admin_pool(&self.admin_url).await?;

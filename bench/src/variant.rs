@@ -6,12 +6,12 @@
 //! same HTTP stack as `rampart serve` (axum-server), built with the benchmark-only switches
 //! `AppState::without_mutation_guard_for_benchmarks` and `AppState::without_edge_for_benchmarks`
 //! that the server offers to this crate alone: no configuration of the real binary reaches
-//! them. It runs as its own process (`rampart-bench variant-server`) on a SQLite database that
-//! the real binary migrated and provisioned, with the rate limits and quotas the environment
+//! them. It runs as its own process (`rampart-bench variant-server`) on a SQLite or PostgreSQL
+//! database that the real binary migrated and provisioned (on PostgreSQL as the restricted
+//! application role, as `rampart serve` connects), with the rate limits and quotas the environment
 //! sets, as `rampart serve` would apply them (in-process limiter).
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +23,8 @@ use rampart_core::{Clock, SystemClock};
 use rampart_guard::Limiter;
 use rampart_store::{PoolSettings, Store};
 
+use crate::baseline::Database;
+
 /// Which controls stay on.
 #[derive(Debug, Clone, Copy)]
 pub struct Controls {
@@ -33,16 +35,22 @@ pub struct Controls {
 }
 
 /// Serves until SIGTERM or Ctrl-C.
-pub async fn serve(db: &Path, listen: SocketAddr, controls: Controls) -> Result<()> {
+pub async fn serve(db: Database<'_>, listen: SocketAddr, controls: Controls) -> Result<()> {
     let settings = rampart::config::Settings::load(None)?;
-    let store = Store::open_sqlite(db, PoolSettings::default())
-        .await
-        .with_context(|| format!("opening {}", db.display()))?;
+    // The variants serve no encrypted field; an ephemeral master key over a scratch keyring
+    // is enough.
+    let scratch = tempfile::tempdir()?;
+    let store = match db {
+        Database::Sqlite(path) => Store::open_sqlite(path, PoolSettings::default())
+            .await
+            .with_context(|| format!("opening {}", path.display()))?,
+        Database::Postgres(url) => Store::connect_postgres(url, PoolSettings::default())
+            .await
+            .context("connecting to PostgreSQL")?,
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    // The variants serve no encrypted field; an ephemeral master key over a keyring beside the
-    // benchmark database is enough.
     let master = rampart_store::MasterKey::generate()?;
-    let keyring = rampart_store::Keyring::open_sqlite(&rampart_store::keyring_path_for(db)).await?;
+    let keyring = rampart_store::Keyring::open_sqlite(&scratch.path().join("keyring.db")).await?;
     let vault = rampart_store::Vault::new(keyring, master, Vec::new(), clock.clone());
     let state = if controls.guard {
         AppState::new(
