@@ -145,6 +145,7 @@ fn dedup(tags: &[Tag]) -> Vec<String> {
     v
 }
 
+/// Replaces a contact's tags with `tags`.
 async fn write_tags(
     tx: &mut TenantTx,
     contact: ContactId,
@@ -154,10 +155,21 @@ async fn write_tags(
     execute!(
         &mut tx.conn,
         "DELETE FROM contact_tags WHERE workspace_id = $1 AND contact_id = $2",
-        ws.clone(),
+        ws,
         contact.to_string()
     )
     .map_err(StoreError::from_sqlx)?;
+    add_tags(tx, contact, tags).await
+}
+
+/// Adds `tags` to a contact that has none of them (a contact created in this transaction has
+/// no tags to clear, which saves a statement on every create).
+async fn add_tags(
+    tx: &mut TenantTx,
+    contact: ContactId,
+    tags: &[String],
+) -> Result<(), StoreError> {
+    let ws = tx.ws();
     for tag in tags {
         execute!(
             &mut tx.conn,
@@ -203,7 +215,7 @@ pub async fn create(
         Json(&custom), now, now)
     .map_err(|e| StoreError::classify(e, EMAIL_TAKEN))?;
     let tags = dedup(&new.tags);
-    write_tags(tx, contact, &tags).await?;
+    add_tags(tx, contact, &tags).await?;
     let created = Contact {
         id: contact,
         workspace_id: tx.workspace(),

@@ -1,6 +1,7 @@
 //! The tenant-bound transaction: the only door to tenant tables.
 
 use rampart_core::{Actor, OrgId, TenantGrant, WorkspaceId};
+use sqlx::AssertSqlSafe;
 
 use crate::conn::Conn;
 use crate::{Backend, Store, StoreError};
@@ -61,16 +62,10 @@ impl Store {
                     .map_err(StoreError::from_sqlx)?,
             ),
             (Backend::Postgres(pool), mode) => {
-                let mut tx = match mode {
-                    Mode::Read => pool.begin_with("BEGIN READ ONLY").await,
-                    Mode::Write => pool.begin().await,
-                }
-                .map_err(StoreError::from_sqlx)?;
-                // The organization binds the ledger tables; '' leaves them unreachable.
-                sqlx::query("SELECT set_config('rampart.workspace_id', $1, true), set_config('rampart.org_id', $2, true)")
-                    .bind(workspace.to_string())
-                    .bind(org.map(|o| o.to_string()).unwrap_or_default())
-                    .execute(&mut *tx)
+                // BEGIN and the binding in one round trip (a simple-query batch), since every
+                // request pays for it.
+                let tx = pool
+                    .begin_with(AssertSqlSafe(bound_begin(mode, workspace, org)))
                     .await
                     .map_err(StoreError::from_sqlx)?;
                 Conn::Pg(tx)
@@ -83,6 +78,22 @@ impl Store {
             conn,
         })
     }
+}
+
+/// `BEGIN` followed by `SET LOCAL` of the workspace and organization the policies compare
+/// against (the organization binds the ledger tables; '' leaves them unreachable). The values
+/// are written into the SQL text because a simple-query batch takes no parameters; that is
+/// safe by type: a `WorkspaceId` or `OrgId` displays only as a prefix, `_` and 26 lower-case
+/// base-32 characters, never a quote.
+fn bound_begin(mode: Mode, workspace: WorkspaceId, org: Option<OrgId>) -> String {
+    let begin = match mode {
+        Mode::Read => "BEGIN READ ONLY",
+        Mode::Write => "BEGIN",
+    };
+    let org = org.map(|o| o.to_string()).unwrap_or_default();
+    format!(
+        "{begin}; SET LOCAL rampart.workspace_id = '{workspace}'; SET LOCAL rampart.org_id = '{org}'"
+    )
 }
 
 impl TenantTx {
@@ -109,5 +120,32 @@ impl TenantTx {
     /// Commits everything done in the transaction.
     pub async fn commit(self) -> Result<(), StoreError> {
         self.conn.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bound_begin_holds_the_ids_as_plain_literals() {
+        let (ws, org) = (WorkspaceId::generate(), OrgId::generate());
+        let sql = bound_begin(Mode::Read, ws, Some(org));
+        assert_eq!(
+            sql,
+            format!(
+                "BEGIN READ ONLY; SET LOCAL rampart.workspace_id = '{ws}'; SET LOCAL rampart.org_id = '{org}'"
+            )
+        );
+        // Between the quotes only the characters an id can display.
+        for literal in sql.split('\'').skip(1).step_by(2) {
+            assert!(
+                literal
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{literal}"
+            );
+        }
+        assert!(bound_begin(Mode::Write, ws, None).ends_with("rampart.org_id = ''"));
     }
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::conn::{execute, fetch_all, fetch_optional};
+use crate::conn::{execute, fetch_all};
 use crate::{StoreError, TenantTx, db_time};
 
 /// What happened to the object.
@@ -60,15 +60,12 @@ pub async fn record(
 ) -> Result<(), StoreError> {
     let ws = tx.ws();
     let actor = tx.actor_label();
-    let last: Option<i64> = fetch_optional!(&mut tx.conn,
-        "SELECT MAX(version) AS v FROM object_versions WHERE workspace_id = $1 AND object_type = $2 AND object_id = $3",
-        [ws.clone(), object_type, object_id],
-        |r| r.try_get::<Option<i64>, _>("v").map_err(StoreError::from_sqlx))?
-    .flatten();
+    // The next number and the row in one statement: one round trip fewer on every change.
     execute!(&mut tx.conn,
         "INSERT INTO object_versions (workspace_id, object_type, object_id, version, event, actor, at, before, after) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        ws, object_type, object_id, last.unwrap_or(0) + 1, event.as_str(), actor, db_time(at),
+         SELECT $1, $2, $3, COALESCE(MAX(version), 0) + 1, $4, $5, $6, $7, $8 FROM object_versions \
+         WHERE workspace_id = $1 AND object_type = $2 AND object_id = $3",
+        ws, object_type, object_id, event.as_str(), actor, db_time(at),
         before.map(Value::to_string), after.map(Value::to_string))
     .map_err(StoreError::from_sqlx)?;
     Ok(())

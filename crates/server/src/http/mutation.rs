@@ -399,10 +399,12 @@ async fn run_admitted(
             );
             let saved = stored(&rparts, &rbody);
             let committed = async {
-                audit::append(&mut tx, event, state.clock().now()).await?;
                 if let Some(key) = &idem_key {
                     idempotency::complete(&mut tx, key, &saved).await?;
                 }
+                // Last before the commit: appending locks the organization's chain head until
+                // the commit, and every write in the organization waits for that lock.
+                audit::append(&mut tx, event, state.clock().now()).await?;
                 tx.commit().await
             }
             .await;
