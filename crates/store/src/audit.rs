@@ -136,19 +136,23 @@ pub(crate) async fn create_head(c: &mut Conn, org: OrgId) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Takes the next sequence number of `org`'s chain, locking its head row until commit;
-/// returns it with the previous link. `None` when the organization has no head row yet.
-async fn bump_head(c: &mut Conn, org: OrgId) -> Result<Option<(i64, String)>, StoreError> {
-    fetch_optional!(
-        c,
-        "UPDATE audit_heads SET seq = seq + 1 WHERE org_id = $1 RETURNING seq, hash",
-        [org.to_string()],
-        |r| Ok((
-            r.try_get::<i64, _>("seq").map_err(StoreError::from_sqlx)?,
-            r.try_get::<String, _>("hash")
-                .map_err(StoreError::from_sqlx)?
-        ))
-    )
+/// Reads `org`'s chain head (its last sequence number and hash) and locks it until commit:
+/// on PostgreSQL with `FOR UPDATE`, which marks the row without writing a new version of it;
+/// on SQLite the write transaction already holds the one writer. `None` when the organization
+/// has no head row yet. The head then advances with the event's insert (the
+/// `audit_events_advance_head` trigger, migration 6): one new version of the head row per
+/// event, where an UPDATE here and the trigger's made two, and on PostgreSQL every append in
+/// the organization walks the row's chain of versions until they are pruned.
+async fn lock_head(c: &mut Conn, org: OrgId) -> Result<Option<(i64, String)>, StoreError> {
+    let sql = match c {
+        Conn::Sqlite(_) => "SELECT seq, hash FROM audit_heads WHERE org_id = $1",
+        Conn::Pg(_) => "SELECT seq, hash FROM audit_heads WHERE org_id = $1 FOR UPDATE",
+    };
+    fetch_optional!(c, sql, [org.to_string()], |r| Ok((
+        r.try_get::<i64, _>("seq").map_err(StoreError::from_sqlx)?,
+        r.try_get::<String, _>("hash")
+            .map_err(StoreError::from_sqlx)?
+    )))
 }
 
 pub(crate) async fn append_on(
@@ -157,12 +161,13 @@ pub(crate) async fn append_on(
     new: NewEvent,
     at: DateTime<Utc>,
 ) -> Result<StoredEvent, StoreError> {
-    let mut head = bump_head(c, org).await?;
+    let mut head = lock_head(c, org).await?;
     if head.is_none() {
         create_head(c, org).await?;
-        head = bump_head(c, org).await?;
+        head = lock_head(c, org).await?;
     }
-    let (seq, prev_hex) = head.ok_or_else(|| corrupt("no audit head"))?;
+    let (last, prev_hex) = head.ok_or_else(|| corrupt("no audit head"))?;
+    let seq = last + 1;
     let prev = parse_hash(&prev_hex)?;
     let event = AuditEvent {
         org,
@@ -191,7 +196,8 @@ pub(crate) async fn append_on(
         i32::from(event.status), event.error_code.clone(), event.duration_ms, event.idempotency_key.clone(),
         event.request_id.clone(), event.client_ip.clone(), prev_hex.clone(), hash.clone())
     .map_err(StoreError::from_sqlx)?;
-    // The head takes this hash through the `audit_events_advance_head` trigger (migration 5).
+    // The head takes this sequence number and hash through the `audit_events_advance_head`
+    // trigger (migration 6).
     Ok(StoredEvent {
         event,
         prev_hash: prev_hex,

@@ -34,6 +34,11 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         "audit_append",
         include_str!("../migrations/sqlite/0005_audit_append.sql"),
     ),
+    (
+        6,
+        "audit_head_once",
+        include_str!("../migrations/sqlite/0006_audit_head_once.sql"),
+    ),
 ];
 
 /// (version, name, SQL) for PostgreSQL.
@@ -62,6 +67,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         5,
         "audit_append",
         include_str!("../migrations/postgres/0005_audit_append.sql"),
+    ),
+    (
+        6,
+        "audit_head_once",
+        include_str!("../migrations/postgres/0006_audit_head_once.sql"),
     ),
 ];
 
