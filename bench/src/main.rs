@@ -4,10 +4,11 @@
 //! process on a fresh data directory, provisions a tenant with its operator CLI, drives it over
 //! loopback HTTP with a fixed number of connections from this process, and writes
 //! `bench/RESULTS.md`. The security-tax baseline is this same binary re-invoked as a hidden
-//! `baseline-server` subcommand: a bare axum router over the same SQLite schema with no
-//! authentication, tenancy, audit or idempotency; `variant-server` is Rampart's own router with
-//! the edge controls and/or the mutation guard off, to split the tax between them. Nothing here
-//! asserts on time: it measures and reports against the targets.
+//! `baseline-server` subcommand: a bare axum router over the same schema (SQLite or
+//! PostgreSQL) with no authentication, tenancy, audit or idempotency; `variant-server` is
+//! Rampart's own router with the edge controls and/or the mutation guard off, to split the tax
+//! between them. Nothing here asserts on time: it measures and reports against the issue's
+//! targets.
 
 mod baseline;
 mod import;
@@ -45,7 +46,8 @@ struct Cli {
 enum Command {
     /// Run every scenario and write the report.
     All(suite::Options),
-    /// The bare axum + SQLite server the security tax is measured against (started by `all`).
+    /// The bare axum server (SQLite or PostgreSQL) the security tax is measured against
+    /// (started by `all`).
     #[command(hide = true)]
     BaselineServer {
         #[command(flatten)]
