@@ -2,9 +2,9 @@
 //! create, behind a bare axum router with no edge (request ids, body limit), no
 //! authentication, no tenancy binding, no validation, no audit and no idempotency.
 //!
-//! On SQLite it opens the database exactly as `rampart-store` does (WAL,
-//! `synchronous=NORMAL`, foreign keys, a 5 s busy timeout, one writer connection taking
-//! `BEGIN IMMEDIATE`, a pool of eight read-only readers). On PostgreSQL it opens a pool of
+//! On SQLite it opens the database exactly as `rampart-store` does
+//! (`rampart_store::sqlite_connect_options`; one writer connection taking `BEGIN IMMEDIATE`,
+//! a pool of eight read-only readers). On PostgreSQL it opens a pool of
 //! eight, as `rampart serve` does, but as a superuser, so that row-level security (Rampart's
 //! tenancy binding at the database) is not evaluated: that is part of the tax it measures.
 //! Either way the database is one `rampart migrate` created, so the schema is Rampart's own.
@@ -26,7 +26,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::types::Json as SqlJson;
 use sqlx::{PgPool, Row, SqlitePool};
 
@@ -53,12 +53,7 @@ impl Pools {
     async fn open(db: &Database<'_>) -> Result<Self> {
         Ok(match db {
             Database::Sqlite(path) => {
-                let base = SqliteConnectOptions::new()
-                    .filename(path)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .foreign_keys(true)
-                    .busy_timeout(Duration::from_secs(5));
+                let base = rampart_store::sqlite_connect_options(path);
                 let writer = SqlitePoolOptions::new()
                     .max_connections(1)
                     .connect_with(base.clone())
@@ -201,29 +196,29 @@ macro_rules! read_in {
     }};
 }
 
-/// The create's statements in an open transaction `$tx`.
+/// Writes contact `$c` and its tags in an open transaction `$tx`, then commits.
 macro_rules! insert_in {
-    ($tx:ident, $id:ident, $ws:ident, $body:ident, $email_lower:ident, $custom:ident, $tags:ident, $at:ident) => {{
+    ($tx:ident, $c:ident) => {{
         sqlx::query(
             "INSERT INTO contacts (id, workspace_id, name, email, email_lower, phone, us_state, custom_fields, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
-        .bind(&$id)
-        .bind(&$ws)
-        .bind(&$body.name)
-        .bind(&$body.email)
-        .bind(&$email_lower)
-        .bind(&$body.phone)
-        .bind(&$body.us_state)
-        .bind(SqlJson(&$custom))
-        .bind($at)
-        .bind($at)
+        .bind(&$c.id)
+        .bind(&$c.workspace_id)
+        .bind(&$c.name)
+        .bind(&$c.email)
+        .bind($c.email.as_ref().map(|e| e.to_lowercase()))
+        .bind(&$c.phone)
+        .bind(&$c.us_state)
+        .bind(SqlJson(&$c.custom_fields))
+        .bind($c.created_at)
+        .bind($c.updated_at)
         .execute(&mut *$tx)
         .await?;
-        for tag in &$tags {
+        for tag in &$c.tags {
             sqlx::query("INSERT INTO contact_tags (workspace_id, contact_id, tag) VALUES ($1, $2, $3)")
-                .bind(&$ws)
-                .bind(&$id)
+                .bind(&$c.workspace_id)
+                .bind(&$c.id)
                 .bind(tag)
                 .execute(&mut *$tx)
                 .await?;
@@ -285,33 +280,31 @@ async fn create(
 }
 
 async fn create_inner(pools: &Pools, ws: String, body: CreateBody) -> Result<Contact, sqlx::Error> {
-    let id = format!("ct_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
     let at = now();
     let mut tags = body.tags;
     tags.sort();
     tags.dedup();
-    let custom = Value::Object(body.custom_fields);
-    let email_lower = body.email.as_ref().map(|e| e.to_lowercase());
-    match pools {
-        Pools::Sqlite { writer, .. } => {
-            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-            insert_in!(tx, id, ws, body, email_lower, custom, tags, at);
-        }
-        Pools::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
-            insert_in!(tx, id, ws, body, email_lower, custom, tags, at);
-        }
-    }
-    Ok(Contact {
-        id,
+    let contact = Contact {
+        id: format!("ct_{}", ulid::Ulid::new().to_string().to_ascii_lowercase()),
         workspace_id: ws,
         name: body.name,
         email: body.email,
         phone: body.phone,
         us_state: body.us_state,
         tags,
-        custom_fields: custom,
+        custom_fields: Value::Object(body.custom_fields),
         created_at: at,
         updated_at: at,
-    })
+    };
+    match pools {
+        Pools::Sqlite { writer, .. } => {
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+            insert_in!(tx, contact);
+        }
+        Pools::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            insert_in!(tx, contact);
+        }
+    }
+    Ok(contact)
 }

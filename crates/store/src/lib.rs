@@ -90,16 +90,23 @@ pub(crate) fn db_time(t: DateTime<Utc>) -> DateTime<Utc> {
     t.trunc_subsecs(6)
 }
 
+/// How every connection to the SQLite database at `path` is opened: WAL,
+/// `synchronous=NORMAL`, foreign keys on, a 5 s busy timeout. Public so that the benchmark's
+/// baseline opens the database exactly as the store does.
+pub fn sqlite_connect_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5))
+}
+
 impl Store {
-    /// Opens (creating if needed) the SQLite database at `path`: WAL, `synchronous=NORMAL`,
-    /// foreign keys on, a 5 s busy timeout, one writer connection and a read-only reader pool.
+    /// Opens (creating if needed) the SQLite database at `path` with
+    /// [`sqlite_connect_options`]: one writer connection and a read-only reader pool.
     pub async fn open_sqlite(path: &Path, settings: PoolSettings) -> Result<Self, StoreError> {
-        let base = SqliteConnectOptions::new()
-            .filename(path)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+        let base = sqlite_connect_options(path);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(settings.acquire_timeout)
