@@ -103,9 +103,8 @@ impl ServerDb {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::All(options) => {
-            client_runtime(options.client_threads).and_then(|rt| rt.block_on(suite::run(options)))
-        }
+        Command::All(options) => client_runtime(options.client_threads)
+            .and_then(|rt| rt.block_on(run_until_stopped(options))),
         // The baseline gets tokio's default multi-threaded runtime, exactly as `rampart serve`.
         Command::BaselineServer { db, listen } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -138,6 +137,35 @@ fn main() -> ExitCode {
             eprintln!("rampart-bench: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs the suite unless SIGINT or SIGTERM arrives first. Then the suite is dropped, which
+/// kills every server it started (each child is spawned with `kill_on_drop`) and removes its
+/// scratch directories, and the PostgreSQL databases it created are dropped: a stopped bench
+/// leaves nothing running and nothing behind.
+async fn run_until_stopped(options: suite::Options) -> Result<()> {
+    let stopped_by = {
+        let suite = suite::run(options);
+        tokio::pin!(suite);
+        tokio::select! {
+            result = &mut suite => return result,
+            signal = stop_signal() => signal?,
+        }
+        // The suite future is dropped here, before any clean-up that needs its servers gone.
+    };
+    eprintln!("rampart-bench: {stopped_by}: stopping servers and dropping benchmark databases");
+    let dropped = pg::drop_leftovers().await?;
+    anyhow::bail!("stopped by {stopped_by} (servers stopped; {dropped} database(s) dropped)")
+}
+
+/// Resolves with the name of the first stop signal received.
+async fn stop_signal() -> Result<&'static str> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT").context("listening for SIGINT"),
+        _ = term.recv() => Ok("SIGTERM"),
     }
 }
 

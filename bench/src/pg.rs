@@ -7,12 +7,24 @@
 //! roles and the database, to bulk-seed scenario 3 (a superuser bypasses RLS, which is what a
 //! seeder wants) and to drop the database afterwards.
 
+use std::sync::Mutex;
+
 use anyhow::{Context, Result};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool};
 
 pub const OWNER_ROLE: &str = "rampart_bench_owner";
 pub const APP_ROLE: &str = "rampart_bench_app";
+
+/// The databases this run has created and not yet dropped, as (superuser URL, name): what
+/// [`drop_leftovers`] removes when the bench is stopped by a signal mid-phase.
+static LIVE: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<(String, String)>> {
+    // A panic while the list was held leaves it whole (a push or a retain), so poison is moot.
+    LIVE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// A database created for one phase of the suite.
 pub struct PgDb {
@@ -70,6 +82,7 @@ impl PgDb {
         .await
         .context("creating the benchmark database")?;
         pool.close().await;
+        live().push((admin_url.to_owned(), name.clone()));
         Ok(Self {
             admin_url: admin_url.to_owned(),
             owner_url: url_for(admin_url, OWNER_ROLE, &password, &name)?,
@@ -97,14 +110,30 @@ impl PgDb {
 
     /// Drops the database (ending any connection still open to it).
     pub async fn drop_database(self) -> Result<()> {
-        let pool = admin_pool(&self.admin_url).await?;
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&pool)
-        .await?;
-        pool.close().await;
-        Ok(())
+        drop_named(&self.admin_url, &self.name).await
     }
+}
+
+async fn drop_named(admin_url: &str, name: &str) -> Result<()> {
+    let pool = admin_pool(admin_url).await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&pool)
+    .await?;
+    pool.close().await;
+    live().retain(|(_, n)| n != name);
+    Ok(())
+}
+
+/// Drops every database this run created and has not dropped yet; returns how many it
+/// dropped. Called after the suite was cut short, once its servers are gone.
+pub async fn drop_leftovers() -> Result<usize> {
+    let leftovers = live().clone();
+    for (admin_url, name) in &leftovers {
+        drop_named(admin_url, name)
+            .await
+            .with_context(|| format!("dropping the benchmark database {name}"))?;
+    }
+    Ok(leftovers.len())
 }
