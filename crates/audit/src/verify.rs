@@ -62,22 +62,22 @@ pub async fn verify_org(store: &Store, org: OrgId) -> Result<VerifyReport, Verif
     };
     let mut expected = start + 1;
     let mut events = 0u64;
-    tx.scan_after(start, |stored| {
-        let seq = stored.event.seq;
+    tx.scan_after(start, |link| {
+        let seq = link.event.seq;
         if seq != expected {
             return Err(broken(
                 expected,
                 "an event is missing (gap in sequence numbers)",
             ));
         }
-        if !is_hex_of(&stored.prev_hash, &prev) {
+        if !is_hex_of(link.prev_hash, &prev) {
             return Err(broken(
                 seq,
                 "its previous-hash link does not match the event before it",
             ));
         }
-        let computed = stored.event.chain_hash(&prev);
-        if !is_hex_of(&stored.hash, &computed) {
+        let computed = link.event.chain_hash(&prev);
+        if !is_hex_of(link.hash, &computed) {
             return Err(broken(seq, "its contents do not match its hash"));
         }
         prev = computed;

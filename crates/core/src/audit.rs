@@ -2,7 +2,9 @@
 //! chain is computed over. The encoding is specified in `docs/audit-chain.md` precisely
 //! enough for an independent verifier; change it only with a new version tag.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use std::fmt;
+
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -59,51 +61,206 @@ pub fn canonical_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn field(out: &mut Vec<u8>, value: Option<&str>) {
+/// A short value formatted on the stack: ids, numbers and times are hashed once per event
+/// when a ledger is verified, and this keeps that from allocating.
+struct Short {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Short {
+    /// `value`'s text, when it fits.
+    fn of(value: impl fmt::Display) -> Option<Self> {
+        let mut s = Short {
+            buf: [0; 48],
+            len: 0,
+        };
+        fmt::write(&mut s, format_args!("{value}")).ok()?;
+        Some(s)
+    }
+
+    fn text(&self) -> &str {
+        // Only whole `&str`s are ever copied in, so the prefix is UTF-8.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for Short {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// Hands `value`'s text to `f`, formatted on the stack when it is short (it always is for the
+/// ids, numbers and times it is used on).
+fn with_text<R>(value: impl fmt::Display, f: impl FnOnce(&str) -> R) -> R {
+    match Short::of(&value) {
+        Some(short) => f(short.text()),
+        None => f(&value.to_string()),
+    }
+}
+
+/// Hands `t`'s canonical form to `f`, formatted on the stack field by field (a `strftime`
+/// pattern would be parsed again for every event) where that is the same text as
+/// [`canonical_time`]: four-digit years, and no leap second (which chrono keeps as a
+/// nanosecond count past one second).
+fn with_canonical_time<R>(t: &DateTime<Utc>, f: impl FnOnce(&str) -> R) -> R {
+    let nanos = t.nanosecond();
+    if !(0..=9999).contains(&t.year()) || nanos >= 1_000_000_000 {
+        return f(&canonical_time(t));
+    }
+    let text = format_args!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        nanos / 1_000
+    );
+    match Short::of(text) {
+        Some(short) => f(short.text()),
+        None => f(&canonical_time(t)),
+    }
+}
+
+/// Writes one field of the canonical encoding to `out`.
+fn field(out: &mut impl FnMut(&[u8]), value: Option<&str>) {
     match value {
-        None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
+        None => out(&u32::MAX.to_be_bytes()),
         Some(v) => {
             // Fields are bounded far below 4 GiB (bodies are capped at 1 MiB).
             let len = u32::try_from(v.len()).unwrap_or(u32::MAX - 1);
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(v.as_bytes());
+            out(&len.to_be_bytes());
+            out(v.as_bytes());
         }
     }
 }
 
+/// An event's fields borrowed from wherever they are held (an [`AuditEvent`], or a row being
+/// verified): the one definition of the canonical encoding.
+#[derive(Debug, Clone, Copy)]
+pub struct EventFields<'a> {
+    /// The organization whose ledger holds the event.
+    pub org: OrgId,
+    /// Position in that ledger.
+    pub seq: i64,
+    /// The workspace the request acted in or from.
+    pub workspace: Option<WorkspaceId>,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
+    /// The actor.
+    pub actor: &'a str,
+    /// How the actor authenticated.
+    pub auth_method: Option<&'a str>,
+    /// HTTP method, or `CLI`.
+    pub method: &'a str,
+    /// Request path or CLI command.
+    pub path: &'a str,
+    /// The manifest's action name.
+    pub action: &'a str,
+    /// The object acted on.
+    pub target: Option<&'a str>,
+    /// Redacted arguments, JSON text.
+    pub args: &'a str,
+    /// HTTP status of the outcome.
+    pub status: u16,
+    /// The error code, for failures.
+    pub error_code: Option<&'a str>,
+    /// Time spent, in milliseconds.
+    pub duration_ms: i64,
+    /// The `Idempotency-Key` sent.
+    pub idempotency_key: Option<&'a str>,
+    /// The request id.
+    pub request_id: &'a str,
+    /// Truncated client address.
+    pub client_ip: Option<&'a str>,
+}
+
+impl EventFields<'_> {
+    /// Feeds the canonical bytes to `out` in order: the version tag then every field in a
+    /// fixed order, each as a 4-byte big-endian length and its UTF-8 bytes, an absent field
+    /// as `FF FF FF FF`.
+    fn encode(&self, out: &mut impl FnMut(&[u8])) {
+        field(out, Some(CANONICAL_VERSION));
+        with_text(self.org, |t| field(out, Some(t)));
+        with_text(self.seq, |t| field(out, Some(t)));
+        match self.workspace {
+            Some(w) => with_text(w, |t| field(out, Some(t))),
+            None => field(out, None),
+        }
+        with_canonical_time(&self.at, |t| field(out, Some(t)));
+        field(out, Some(self.actor));
+        field(out, self.auth_method);
+        field(out, Some(self.method));
+        field(out, Some(self.path));
+        field(out, Some(self.action));
+        field(out, self.target);
+        field(out, Some(self.args));
+        with_text(self.status, |t| field(out, Some(t)));
+        field(out, self.error_code);
+        with_text(self.duration_ms, |t| field(out, Some(t)));
+        field(out, self.idempotency_key);
+        field(out, Some(self.request_id));
+        field(out, self.client_ip);
+    }
+
+    /// The canonical bytes (see [`AuditEvent::canonical_bytes`]).
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.args.len());
+        self.encode(&mut |b: &[u8]| out.extend_from_slice(b));
+        out
+    }
+
+    /// This event's link: `SHA-256(prev ‖ canonical bytes)`, hashed as it is encoded.
+    pub fn chain_hash(&self, prev: &[u8; 32]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(prev);
+        self.encode(&mut |b: &[u8]| h.update(b));
+        h.finalize().into()
+    }
+}
+
 impl AuditEvent {
+    /// The event's fields, borrowed.
+    pub fn fields(&self) -> EventFields<'_> {
+        EventFields {
+            org: self.org,
+            seq: self.seq,
+            workspace: self.workspace,
+            at: self.at,
+            actor: &self.actor,
+            auth_method: self.auth_method.as_deref(),
+            method: &self.method,
+            path: &self.path,
+            action: &self.action,
+            target: self.target.as_deref(),
+            args: &self.args,
+            status: self.status,
+            error_code: self.error_code.as_deref(),
+            duration_ms: self.duration_ms,
+            idempotency_key: self.idempotency_key.as_deref(),
+            request_id: &self.request_id,
+            client_ip: self.client_ip.as_deref(),
+        }
+    }
+
     /// The canonical bytes: the version tag then every field in a fixed order, each as a
     /// 4-byte big-endian length and its UTF-8 bytes, an absent field as `FF FF FF FF`.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256 + self.args.len());
-        let workspace = self.workspace.map(|w| w.to_string());
-        field(&mut out, Some(CANONICAL_VERSION));
-        field(&mut out, Some(&self.org.to_string()));
-        field(&mut out, Some(&self.seq.to_string()));
-        field(&mut out, workspace.as_deref());
-        field(&mut out, Some(&canonical_time(&self.at)));
-        field(&mut out, Some(&self.actor));
-        field(&mut out, self.auth_method.as_deref());
-        field(&mut out, Some(&self.method));
-        field(&mut out, Some(&self.path));
-        field(&mut out, Some(&self.action));
-        field(&mut out, self.target.as_deref());
-        field(&mut out, Some(&self.args));
-        field(&mut out, Some(&self.status.to_string()));
-        field(&mut out, self.error_code.as_deref());
-        field(&mut out, Some(&self.duration_ms.to_string()));
-        field(&mut out, self.idempotency_key.as_deref());
-        field(&mut out, Some(&self.request_id));
-        field(&mut out, self.client_ip.as_deref());
-        out
+        self.fields().canonical_bytes()
     }
 
     /// This event's link: `SHA-256(prev ‖ canonical bytes)`.
     pub fn chain_hash(&self, prev: &[u8; 32]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(prev);
-        h.update(self.canonical_bytes());
-        h.finalize().into()
+        self.fields().chain_hash(prev)
     }
 }
 
@@ -167,6 +324,50 @@ mod tests {
             hex_of(&h),
             "59a2fc83a99c660152df3e8484ec631185b295cd511264a163ba3bf9e4af4a7f"
         );
+    }
+
+    #[test]
+    fn the_time_written_on_the_stack_is_the_canonical_time() {
+        let times = [
+            "2026-11-23T10:00:00Z",
+            "2026-11-23T10:00:00.5Z",
+            "2026-11-23T10:00:00.123456789Z",
+            "1970-01-01T00:00:00Z",
+            "0001-01-01T00:00:00.000001Z",
+            "9999-12-31T23:59:59.999999Z",
+            "2024-02-29T23:59:60.25Z",
+            "2016-12-31T23:59:60.999999999Z",
+            "2026-11-23T10:00:00.000000999Z",
+        ];
+        for text in times {
+            let t = DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc);
+            with_canonical_time(&t, |s| assert_eq!(s, canonical_time(&t), "{text}"));
+        }
+        // Outside four-digit years the stack form is not used at all.
+        let far = DateTime::<Utc>::from_timestamp(300_000_000_000, 0).unwrap();
+        with_canonical_time(&far, |s| assert_eq!(s, canonical_time(&far)));
+    }
+
+    #[test]
+    fn hashing_as_it_encodes_equals_hashing_the_encoding() {
+        let mut e = event();
+        e.workspace = Some("ws_01jdv0000000000000000000aa".parse().unwrap());
+        e.target = Some("ct_x".into());
+        e.error_code = Some("conflict".into());
+        e.args = "x".repeat(5000);
+        e.duration_ms = -1;
+        e.seq = i64::MAX;
+        let mut whole = Sha256::new();
+        whole.update([7u8; 32]);
+        whole.update(e.canonical_bytes());
+        let whole: [u8; 32] = whole.finalize().into();
+        assert_eq!(e.chain_hash(&[7u8; 32]), whole);
+        assert_eq!(e.fields().canonical_bytes(), e.canonical_bytes());
+        let text = String::from_utf8_lossy(&e.canonical_bytes()).into_owned();
+        assert!(text.contains("9223372036854775807"));
+        assert!(text.contains("ws_01jdv0000000000000000000aa"));
     }
 
     fn hex_of(b: &[u8]) -> String {

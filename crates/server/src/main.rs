@@ -564,11 +564,21 @@ async fn audit_command(settings: &Settings, cmd: AuditCmd) -> Result<()> {
     result
 }
 
+/// `org`, which must exist (an operator's typo must not "verify" an empty ledger), or every
+/// organization.
 async fn orgs_or_all(store: &Store, org: Option<OrgId>) -> Result<Vec<OrgId>> {
     Ok(match org {
-        Some(o) => vec![o],
+        Some(o) => vec![known_org(store, o).await?],
         None => store.org_ids().await?,
     })
+}
+
+/// `org` if it names an organization.
+async fn known_org(store: &Store, org: OrgId) -> Result<OrgId> {
+    match store.org(org).await? {
+        Some(_) => Ok(org),
+        None => bail!("no organization {org}"),
+    }
 }
 
 async fn audit_on(store: &Store, settings: &Settings, cmd: AuditCmd) -> Result<()> {
@@ -613,6 +623,7 @@ async fn audit_on(store: &Store, settings: &Settings, cmd: AuditCmd) -> Result<(
         } => {
             let stdout = std::io::stdout();
             let mut lock = std::io::BufWriter::new(stdout.lock());
+            let org = known_org(store, org).await?;
             let n =
                 rampart_audit::export::export_ndjson(store, org, since, until, &mut lock).await?;
             eprintln!("exported {n} event(s)");

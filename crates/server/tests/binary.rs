@@ -755,6 +755,27 @@ async fn audit_cli_verifies_exports_and_names_the_first_bad_event() {
         said.contains("sequence 5") || said.contains("sequence number 5"),
         "{said}"
     );
+
+    // An organization that does not exist is an error, not an empty ledger that verifies.
+    let unknown = "org_01jdv0000000000000000000zz";
+    for args in [
+        &["audit", "verify", "--org", unknown][..],
+        &["audit", "export", "--org", unknown, "--format", "ndjson"],
+        &["audit", "prune", "--org", unknown],
+    ] {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("RAMPART_DATA_DIR", &data)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?} printed a result");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("no organization {unknown}")),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 fn redis_url() -> Option<String> {

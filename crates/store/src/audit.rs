@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
-use rampart_core::audit::{AuditEvent, GENESIS};
+use rampart_core::audit::{AuditEvent, EventFields, GENESIS};
 use rampart_core::{OrgId, WorkspaceId};
 use serde::Serialize;
 use sqlx::Row;
@@ -57,6 +57,18 @@ pub struct StoredEvent {
     pub prev_hash: String,
     /// This event's link.
     pub hash: String,
+}
+
+/// An event as the chain scan hands it over: its fields and its links (hex), borrowed from
+/// the rows being read, so that checking a ledger of millions copies nothing per event.
+#[derive(Debug, Clone, Copy)]
+pub struct ScannedLink<'a> {
+    /// The event's fields.
+    pub event: EventFields<'a>,
+    /// The previous link.
+    pub prev_hash: &'a str,
+    /// This event's link.
+    pub hash: &'a str,
 }
 
 /// A retention checkpoint: everything up to `seq` may be gone; `hash` is its link.
@@ -121,6 +133,41 @@ macro_rules! stored {
             hash: r.try_get(18).map_err(e)?,
         })
     }};
+}
+
+/// Reads a PostgreSQL row selected as `{COLUMNS}` in place, by position.
+fn scanned_pg(r: &sqlx::postgres::PgRow, org: OrgId) -> Result<ScannedLink<'_>, StoreError> {
+    let e = StoreError::from_sqlx;
+    let workspace: Option<&str> = r.try_get(2).map_err(e)?;
+    let status: i32 = r.try_get(11).map_err(e)?;
+    Ok(ScannedLink {
+        event: EventFields {
+            org,
+            seq: r.try_get(1).map_err(e)?,
+            workspace: workspace.map(parse_id).transpose()?,
+            at: r.try_get(3).map_err(e)?,
+            actor: r.try_get(4).map_err(e)?,
+            auth_method: r.try_get(5).map_err(e)?,
+            method: r.try_get(6).map_err(e)?,
+            path: r.try_get(7).map_err(e)?,
+            action: r.try_get(8).map_err(e)?,
+            target: r.try_get(9).map_err(e)?,
+            args: r.try_get(10).map_err(e)?,
+            status: u16::try_from(status).map_err(|_| corrupt("bad status"))?,
+            error_code: r.try_get(12).map_err(e)?,
+            duration_ms: r.try_get(13).map_err(e)?,
+            idempotency_key: r.try_get(14).map_err(e)?,
+            request_id: r.try_get(15).map_err(e)?,
+            client_ip: r.try_get(16).map_err(e)?,
+        },
+        prev_hash: r.try_get(17).map_err(e)?,
+        hash: r.try_get(18).map_err(e)?,
+    })
+}
+
+/// Parses a typed id column read in place.
+pub(crate) fn parse_id<T: std::str::FromStr>(raw: &str) -> Result<T, StoreError> {
+    raw.parse().map_err(|_| corrupt(format!("bad id `{raw}`")))
 }
 
 fn parse_hash(hex_text: &str) -> Result<[u8; 32], StoreError> {
@@ -272,7 +319,13 @@ impl Store {
             }
             (Backend::Postgres(pool), mode) => {
                 let mut tx = match mode {
-                    Mode::Read => pool.begin_with("BEGIN READ ONLY").await,
+                    // One snapshot for every statement: a verify reads the chain and then the
+                    // head, and under READ COMMITTED an append committed in between would show
+                    // a head past the chain's end.
+                    Mode::Read => {
+                        pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                            .await
+                    }
                     Mode::Write => pool.begin().await,
                 }
                 .map_err(e)?;
@@ -321,32 +374,30 @@ impl LedgerTx {
         self.conn.commit().await
     }
 
-    /// Hands every event after `after_seq` to `each`, in chain order, as the database streams
-    /// them: the rows are read while the previous ones are being processed, and none are held
-    /// beyond their turn. Stops at the first error `each` returns.
+    /// Hands every event after `after_seq` to `each`, in chain order, all read from this
+    /// transaction's one snapshot; stops at the first error `each` returns. PostgreSQL streams
+    /// the rows, read while the previous ones are processed; SQLite reads them in chunks
+    /// ([`crate::ledger_scan`] says why).
     pub async fn scan_after<E: From<StoreError>>(
         &mut self,
         after_seq: i64,
-        mut each: impl FnMut(StoredEvent) -> Result<(), E>,
+        mut each: impl FnMut(ScannedLink<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
+        let c = match &mut self.conn {
+            Conn::Sqlite(c) => {
+                return crate::ledger_scan::scan_sqlite(c, self.org, after_seq, each).await;
+            }
+            Conn::Pg(c) => c,
+        };
         let sql = format!(
             "SELECT {COLUMNS} FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq"
         );
-        let org = self.org.to_string();
-        macro_rules! scan {
-            ($c:expr) => {{
-                let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(org)
-                    .bind(after_seq)
-                    .fetch(&mut **$c);
-                while let Some(row) = rows.try_next().await.map_err(StoreError::from_sqlx)? {
-                    each(stored!(&row)?)?;
-                }
-            }};
-        }
-        match &mut self.conn {
-            Conn::Sqlite(c) => scan!(c),
-            Conn::Pg(c) => scan!(c),
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.org.to_string())
+            .bind(after_seq)
+            .fetch(&mut **c);
+        while let Some(row) = rows.try_next().await.map_err(StoreError::from_sqlx)? {
+            each(scanned_pg(&row, self.org)?)?;
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 mod conn;
 mod error;
 mod keyring;
+mod ledger_scan;
 mod lifecycle;
 mod migrate;
 mod platform;

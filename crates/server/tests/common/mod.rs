@@ -564,12 +564,13 @@ pub async fn app_sql(app: &TestApp, org: &str, ws: &str, statement: &str) -> Res
     }
 }
 
-/// Statements that switch off the ledger's append-only triggers (an attacker with owner access).
+/// Statements that switch off the ledger's append-only triggers (an attacker with owner access);
+/// running them again is harmless.
 pub fn disable_ledger_triggers(app: &TestApp) -> Vec<&'static str> {
     match app.backend {
         Backend::Sqlite => vec![
-            "DROP TRIGGER audit_events_no_update",
-            "DROP TRIGGER audit_events_delete_behind_checkpoint_only",
+            "DROP TRIGGER IF EXISTS audit_events_no_update",
+            "DROP TRIGGER IF EXISTS audit_events_delete_behind_checkpoint_only",
         ],
         Backend::Postgres => vec!["ALTER TABLE audit_events DISABLE TRIGGER USER"],
     }
