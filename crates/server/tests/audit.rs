@@ -248,8 +248,9 @@ async fn append_events(app: &TestApp, org: &Org, n: usize) {
             method: "CLI".into(),
             path: "rampart test".into(),
             action: "test.event".into(),
-            // Quotes and a non-ASCII character: text the chain scan must read back exactly.
-            args: format!(r#"{{"i":{i},"note":"\"café\""}}"#),
+            // Quotes, an escaped control character and a non-ASCII character: text the chain
+            // scan must read back exactly.
+            args: format!(r#"{{"i":{i},"note":"\"café\"\u0001"}}"#),
             status: 200,
             request_id: format!("req_{i}"),
             ..NewEvent::default()
@@ -279,7 +280,7 @@ async fn tamper(app: &TestApp, org: &Org, statements: &[&str]) {
 async fn a_long_chain_verifies_in_one_snapshot_and_tampering_past_the_first_chunk_is_caught(
     app: TestApp,
 ) {
-    // Longer than one chunk of the chain scan (1,024 sequence numbers) several times over.
+    // Many chunks of the chain scan (128 sequence numbers each) long.
     let a = app.org("Alpha").await;
     append_events(&app, &a, 2_600).await;
     assert_eq!(verify(&app, &a).await, Ok(2_600));

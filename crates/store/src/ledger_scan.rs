@@ -21,8 +21,20 @@ use crate::StoreError;
 use crate::audit::{ScannedLink, parse_id};
 use crate::error::corrupt;
 
-/// Sequence numbers per chunk: about 0.6 MB of JSON for events of a typical size.
-const CHUNK: i64 = 1024;
+/// Sequence numbers per chunk: about 80 kB of JSON for events of a typical size, and, for the
+/// largest events there can be, still under SQLite's limit on one text value (a chunk over it
+/// would make the ledger unverifiable).
+const CHUNK: i64 = 128;
+
+/// The most JSON one event can take: request bodies are capped at 1 MiB, redaction writes a
+/// control character as `\u00XX` (six bytes for one) and `json_array` escapes that backslash
+/// again (seven), plus the other fields.
+const LARGEST_EVENT_JSON: i64 = 7 * 1024 * 1024 + 64 * 1024;
+
+/// SQLite's default `SQLITE_MAX_LENGTH`, which `libsqlite3-sys` builds with.
+const SQLITE_MAX_LENGTH: i64 = 1_000_000_000;
+
+const _: () = assert!(CHUNK * LARGEST_EVENT_JSON < SQLITE_MAX_LENGTH);
 
 /// One chunk: the events with `$2 < seq <= $3`, each a JSON array of the fields of
 /// [`ScannedEvent`] in its order. A range rather than `LIMIT`, so SQLite walks the primary-key
@@ -190,6 +202,8 @@ mod tests {
     fn ranges_cover_every_sequence_number_once() {
         let all: Vec<_> = ranges(0, 2500, 1024).collect();
         assert_eq!(all, vec![(0, 1024), (1024, 2048), (2048, 2500)]);
+        let all: Vec<_> = ranges(0, 300, CHUNK).collect();
+        assert_eq!(all, vec![(0, 128), (128, 256), (256, 300)]);
         assert_eq!(ranges(7, 7, 1024).count(), 0);
         assert_eq!(ranges(9, 3, 1024).count(), 0);
         assert_eq!(ranges(3, 4, 1024).collect::<Vec<_>>(), vec![(3, 4)]);
