@@ -212,6 +212,29 @@ impl EventFields<'_> {
         field(out, self.client_ip);
     }
 
+    /// The event these fields describe, copied.
+    pub fn to_event(&self) -> AuditEvent {
+        AuditEvent {
+            org: self.org,
+            seq: self.seq,
+            workspace: self.workspace,
+            at: self.at,
+            actor: self.actor.to_owned(),
+            auth_method: self.auth_method.map(str::to_owned),
+            method: self.method.to_owned(),
+            path: self.path.to_owned(),
+            action: self.action.to_owned(),
+            target: self.target.map(str::to_owned),
+            args: self.args.to_owned(),
+            status: self.status,
+            error_code: self.error_code.map(str::to_owned),
+            duration_ms: self.duration_ms,
+            idempotency_key: self.idempotency_key.map(str::to_owned),
+            request_id: self.request_id.to_owned(),
+            client_ip: self.client_ip.map(str::to_owned),
+        }
+    }
+
     /// The canonical bytes (see [`AuditEvent::canonical_bytes`]).
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.args.len());
@@ -365,6 +388,7 @@ mod tests {
         let whole: [u8; 32] = whole.finalize().into();
         assert_eq!(e.chain_hash(&[7u8; 32]), whole);
         assert_eq!(e.fields().canonical_bytes(), e.canonical_bytes());
+        assert_eq!(e.fields().to_event(), e);
         let text = String::from_utf8_lossy(&e.canonical_bytes()).into_owned();
         assert!(text.contains("9223372036854775807"));
         assert!(text.contains("ws_01jdv0000000000000000000aa"));

@@ -10,7 +10,7 @@ use rampart_core::{OrgId, WorkspaceId};
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::conn::{Conn, execute, fetch_all, fetch_optional, id};
+use crate::conn::{Conn, execute, fetch_all, fetch_optional, id, parse_id};
 use crate::error::corrupt;
 use crate::{Backend, Mode, Store, StoreError, TenantTx, db_time};
 
@@ -101,19 +101,20 @@ const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000
 const COLUMNS: &str = "org_id, seq, workspace_id, at, actor, auth_method, method, path, action, target, args, status, \
      error_code, duration_ms, idempotency_key, request_id, client_ip, prev_hash, hash";
 
-/// Reads a row selected as `{COLUMNS}`, by position: the same order, no name lookups (the
-/// chain check reads millions of rows).
-macro_rules! stored {
-    ($r:expr) => {{
+/// Reads a row selected as `{COLUMNS}` in place, by position (the chain check reads millions
+/// of rows), as a [`ScannedLink`] of `$org` (every query that selects them filters on it, so
+/// the `org_id` column is not read back). Expands for either backend's row type.
+macro_rules! scanned {
+    ($r:expr, $org:expr) => {{
         let r = $r;
         let e = StoreError::from_sqlx;
-        let workspace: Option<String> = r.try_get(2).map_err(e)?;
+        let workspace: Option<&str> = r.try_get(2).map_err(e)?;
         let status: i32 = r.try_get(11).map_err(e)?;
-        Ok::<StoredEvent, StoreError>(StoredEvent {
-            event: AuditEvent {
-                org: id(r.try_get::<String, _>(0).map_err(e)?)?,
+        Ok::<ScannedLink<'_>, StoreError>(ScannedLink {
+            event: EventFields {
+                org: $org,
                 seq: r.try_get(1).map_err(e)?,
-                workspace: workspace.map(id).transpose()?,
+                workspace: workspace.map(parse_id).transpose()?,
                 at: r.try_get(3).map_err(e)?,
                 actor: r.try_get(4).map_err(e)?,
                 auth_method: r.try_get(5).map_err(e)?,
@@ -135,39 +136,15 @@ macro_rules! stored {
     }};
 }
 
-/// Reads a PostgreSQL row selected as `{COLUMNS}` in place, by position.
-fn scanned_pg(r: &sqlx::postgres::PgRow, org: OrgId) -> Result<ScannedLink<'_>, StoreError> {
-    let e = StoreError::from_sqlx;
-    let workspace: Option<&str> = r.try_get(2).map_err(e)?;
-    let status: i32 = r.try_get(11).map_err(e)?;
-    Ok(ScannedLink {
-        event: EventFields {
-            org,
-            seq: r.try_get(1).map_err(e)?,
-            workspace: workspace.map(parse_id).transpose()?,
-            at: r.try_get(3).map_err(e)?,
-            actor: r.try_get(4).map_err(e)?,
-            auth_method: r.try_get(5).map_err(e)?,
-            method: r.try_get(6).map_err(e)?,
-            path: r.try_get(7).map_err(e)?,
-            action: r.try_get(8).map_err(e)?,
-            target: r.try_get(9).map_err(e)?,
-            args: r.try_get(10).map_err(e)?,
-            status: u16::try_from(status).map_err(|_| corrupt("bad status"))?,
-            error_code: r.try_get(12).map_err(e)?,
-            duration_ms: r.try_get(13).map_err(e)?,
-            idempotency_key: r.try_get(14).map_err(e)?,
-            request_id: r.try_get(15).map_err(e)?,
-            client_ip: r.try_get(16).map_err(e)?,
-        },
-        prev_hash: r.try_get(17).map_err(e)?,
-        hash: r.try_get(18).map_err(e)?,
-    })
-}
-
-/// Parses a typed id column read in place.
-pub(crate) fn parse_id<T: std::str::FromStr>(raw: &str) -> Result<T, StoreError> {
-    raw.parse().map_err(|_| corrupt(format!("bad id `{raw}`")))
+impl ScannedLink<'_> {
+    /// The event and its links, copied out of the rows they borrow from.
+    pub fn to_stored(&self) -> StoredEvent {
+        StoredEvent {
+            event: self.event.to_event(),
+            prev_hash: self.prev_hash.to_owned(),
+            hash: self.hash.to_owned(),
+        }
+    }
 }
 
 fn parse_hash(hex_text: &str) -> Result<[u8; 32], StoreError> {
@@ -295,7 +272,7 @@ pub async fn list(
             filter.before_seq.unwrap_or(i64::MAX),
             i64::from(limit)
         ],
-        |r| stored!(r)
+        |r| scanned!(r, org).map(|l| l.to_stored())
     )
 }
 
@@ -397,7 +374,7 @@ impl LedgerTx {
             .bind(after_seq)
             .fetch(&mut **c);
         while let Some(row) = rows.try_next().await.map_err(StoreError::from_sqlx)? {
-            each(scanned_pg(&row, self.org)?)?;
+            each(scanned!(&row, self.org)?)?;
         }
         Ok(())
     }
@@ -423,7 +400,7 @@ impl LedgerTx {
                 until.map(db_time),
                 i64::from(limit)
             ],
-            |r| stored!(r)
+            |r| scanned!(r, self.org).map(|l| l.to_stored())
         )
     }
 

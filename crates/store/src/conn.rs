@@ -70,6 +70,11 @@ pub(crate) use {execute, fetch_all, fetch_optional};
 
 /// Reads a typed id column.
 pub(crate) fn id<T: std::str::FromStr>(raw: String) -> Result<T, StoreError> {
+    parse_id(&raw)
+}
+
+/// Reads a typed id column borrowed from its row.
+pub(crate) fn parse_id<T: std::str::FromStr>(raw: &str) -> Result<T, StoreError> {
     raw.parse()
         .map_err(|_| crate::error::corrupt(format!("bad id `{raw}`")))
 }

@@ -18,7 +18,8 @@ use rampart_core::audit::EventFields;
 use sqlx::{Sqlite, Transaction};
 
 use crate::StoreError;
-use crate::audit::{ScannedLink, parse_id};
+use crate::audit::ScannedLink;
+use crate::conn::parse_id;
 use crate::error::corrupt;
 
 /// Sequence numbers per chunk: about 80 kB of JSON for events of a typical size, and, for the
