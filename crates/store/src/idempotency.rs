@@ -3,13 +3,14 @@
 //! that did not happen. An expired key counts as unused, and expired keys are purged by every
 //! 64th claim.
 //!
-//! Where the claim is made depends on the backend ([`Store::idempotency_claim_for_work`]). On
-//! PostgreSQL it is committed on its own before the request runs, so a concurrent duplicate on
-//! another connection sees it at once and is refused with "in use" rather than left waiting on
-//! a row lock. On SQLite every write transaction runs on the one writer connection, so no
-//! duplicate can run between the claim and the change: the claim is made inside the change's
-//! own transaction, which saves a second write transaction per request, and a duplicate simply
-//! waits for the writer and is replayed.
+//! The claim is made inside the change's own write transaction
+//! ([`Store::idempotency_claim_for_work`]), so one commit holds the claim, the change and the
+//! stored response, and a request that fails leaves no claim behind. What a concurrent
+//! duplicate sees differs by backend. On SQLite every write transaction runs on the one writer
+//! connection, so a duplicate waits for the writer and is replayed. On PostgreSQL the claim
+//! first takes a transaction-scoped advisory lock on the key without waiting, so a duplicate
+//! arriving on another connection while the first is still running is refused at once with
+//! "in use" rather than left holding a connection while it waits on a row lock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -56,10 +57,9 @@ pub enum Claim {
 }
 
 impl Store {
-    /// Claims `key` where this backend wants the claim (see the module documentation). On
-    /// SQLite a successful claim comes with the write transaction it was made in, for the
-    /// change to run in; on PostgreSQL the claim is already committed and no transaction is
-    /// returned.
+    /// Claims `key` inside a new write transaction of `grant`'s workspace (see the module
+    /// documentation). A successful claim comes with that transaction, for the change to run
+    /// in; any other outcome rolls it back.
     pub async fn idempotency_claim_for_work(
         &self,
         grant: &TenantGrant,
@@ -67,14 +67,10 @@ impl Store {
         request_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<(Claim, Option<TenantTx>), StoreError> {
-        if self.kind() == crate::BackendKind::Postgres {
-            return Ok((
-                self.idempotency_claim(grant, key, request_hash, now)
-                    .await?,
-                None,
-            ));
-        }
         let mut tx = self.tenant(grant, Mode::Write).await?;
+        if !try_lock_key(&mut tx, key).await? {
+            return Ok((Claim::InUse, None));
+        }
         Ok(match claim(&mut tx, key, request_hash, now).await? {
             Claim::Claimed => (Claim::Claimed, Some(tx)),
             // Nothing to keep: dropping the transaction rolls back whatever the claim did.
@@ -130,6 +126,29 @@ impl Store {
             }
         }
         tx.commit().await
+    }
+}
+
+/// Takes, without waiting, the lock that serializes the requests of one key on PostgreSQL: a
+/// transaction-scoped advisory lock on a 64-bit hash of (workspace, caller, key), released by
+/// the commit or rollback. `false`: another transaction holds it, so the key is in use. (Two
+/// different keys in flight at once share a lock only on a hash collision, about 2^-64.)
+/// SQLite needs no lock: its single writer connection already runs one write at a time.
+async fn try_lock_key(tx: &mut TenantTx, key: &str) -> Result<bool, StoreError> {
+    let lock = format!(
+        "rampart.idempotency\n{}\n{}\n{key}",
+        tx.ws(),
+        tx.actor_label()
+    );
+    match &mut tx.conn {
+        crate::conn::Conn::Sqlite(_) => Ok(true),
+        crate::conn::Conn::Pg(c) => {
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(lock)
+                .fetch_one(&mut **c)
+                .await
+                .map_err(StoreError::from_sqlx)
+        }
     }
 }
 
