@@ -137,3 +137,66 @@ pub async fn drop_leftovers() -> Result<usize> {
     }
     Ok(leftovers.len())
 }
+
+/// Whether the server's autovacuum daemon is on (`SHOW autovacuum`).
+pub async fn autovacuum_on(admin_url: &str) -> Result<bool> {
+    let pool = admin_pool(admin_url).await?;
+    let on: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(&pool)
+        .await?;
+    pool.close().await;
+    Ok(on == "on")
+}
+
+/// How often [`AnalyzeStandIn`] analyzes every live benchmark database.
+pub const STAND_IN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Stands in for autovacuum's `ANALYZE` on a server where autovacuum is off: every
+/// [`STAND_IN_EVERY`] it analyzes each database this run has created and not yet dropped.
+///
+/// Without it, tables that start empty are never analyzed, and PostgreSQL keeps using plans
+/// made when they were empty: the foreign-key check of `contact_tags` and the import's
+/// taken-emails query then tie between the right unique index and `contacts_by_updated`, pick
+/// the latter, and read the whole workspace per row, so every write run is slower than the one
+/// before. Production runs autovacuum (PostgreSQL's default), which analyzes a table soon
+/// after a tenth of it has changed; this keeps the benchmark's plans what production's would be.
+/// The task stops when the value is dropped.
+pub struct AnalyzeStandIn(tokio::task::JoinHandle<()>);
+
+impl AnalyzeStandIn {
+    /// Starts the task.
+    pub fn start(admin_url: &str) -> Self {
+        let admin_url = admin_url.to_owned();
+        Self(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(STAND_IN_EVERY).await;
+                let names: Vec<String> = live()
+                    .iter()
+                    .filter(|(url, _)| *url == admin_url)
+                    .map(|(_, name)| name.clone())
+                    .collect();
+                for name in names {
+                    // A database dropped since the list was read fails to connect: skip it.
+                    let _ = analyze(&admin_url, &name).await;
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for AnalyzeStandIn {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn analyze(admin_url: &str, name: &str) -> Result<()> {
+    let opts: PgConnectOptions = admin_url.parse()?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts.database(name))
+        .await?;
+    sqlx::raw_sql("ANALYZE").execute(&pool).await?;
+    pool.close().await;
+    Ok(())
+}

@@ -34,7 +34,7 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 
 use crate::load::{self, Load, Outcome};
-use crate::pg::PgDb;
+use crate::pg::{self, PgDb};
 use crate::pocketbase;
 use crate::procs::{self, Db, Rampart, ServerProc, Tenant, free_loopback_addr};
 use crate::report::{self, Machine, Report, Row, Section, Target, Unit};
@@ -728,6 +728,23 @@ pub async fn run(options: Options) -> Result<()> {
         ));
     }
 
+    // Kept alive until the report is written: see `pg::AnalyzeStandIn`.
+    let mut stand_in = None;
+    let mut method_extra = Vec::new();
+    if let Some(url) = &cfg.postgres_url
+        && !pg::autovacuum_on(url).await?
+    {
+        progress(format_args!(
+            "PostgreSQL's autovacuum is off: the suite runs ANALYZE on its databases every {} s in its place",
+            pg::STAND_IN_EVERY.as_secs()
+        ));
+        stand_in = Some(pg::AnalyzeStandIn::start(url));
+        method_extra.push(format!(
+            "PostgreSQL's autovacuum was off on this server (it is on by default, and Rampart's production setting), so the suite ran `ANALYZE` on each of its databases every {} s in its place, during runs as autovacuum would. Without statistics PostgreSQL keeps the plans it made while the tables were empty: the foreign-key check of every tag row and the import's taken-emails query then pick the `(workspace_id, updated_at)` index over the unique one and read the whole workspace per row, so each write run was slower than the one before (baseline included: 647, 344, 335 writes/s in three 10 s runs) and figures measured the missing statistics, not the server.",
+            pg::STAND_IN_EVERY.as_secs()
+        ));
+    }
+
     let mut idle: Vec<(Backend, Vec<f64>)> = Vec::new();
     let mut small: Vec<Done> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
@@ -778,13 +795,14 @@ pub async fn run(options: Options) -> Result<()> {
         other_load: OTHER_LOAD.lock().ok().and_then(|v| Summary::of(&v)),
         elapsed_secs: START.get_or_init(Instant::now).elapsed().as_secs_f64() - build_secs,
         build_secs,
-        method: method(&cfg),
+        method: method(&cfg).into_iter().chain(method_extra).collect(),
         sections: sections(&cfg, &idle, &small, &lists, &audits, &imports, &notes),
         todo: todo(),
     };
     if let Some(parent) = cfg.out.parent() {
         std::fs::create_dir_all(parent)?;
     }
+    drop(stand_in);
     std::fs::write(&cfg.out, report.render())
         .with_context(|| format!("writing {}", cfg.out.display()))?;
     progress(format_args!("wrote {}", cfg.out.display()));
@@ -1891,7 +1909,7 @@ fn sections(
     }
     tax.notes.push("The tax is split with two more servers measured in the same runs: `Rampart − edge` and `Rampart − edge − guard` are Rampart's own router and store (`rampart-bench variant-server`, the same axum-server HTTP stack as `rampart serve`) with the edge controls (security headers, rate limits, quota) and then also the mutation guard (audit ledger, idempotency) switched off through the benchmark-only `AppState::without_edge_for_benchmarks` and `AppState::without_mutation_guard_for_benchmarks`, which no configuration reaches. Each ratio is one step of the chain Rampart → − edge → − guard → baseline; their product is the whole ratio.".into());
     tax.notes.push("Where the read tax goes (profiled with `perf record --call-graph dwarf` on `rampart serve` during scenario 1): the database work is the same as the baseline's (a read transaction: BEGIN, the contact, its tags, COMMIT, each a round trip to sqlx's SQLite worker thread, which with the thread wake-ups is most of a read's CPU in both servers); the API-key check is about 0.02 ms at p99 (the Server-Timing row of scenario 1); the edge step (security headers with a CSP nonce from the OS random source, two rate-limit checks, the quota count; its row above) has measured anywhere from about 0.85–1.0 in quick runs to 0.76 in a full run with 5 s runs, which is not explained yet. On PostgreSQL a read is 4 round trips in both servers (BEGIN with the workspace binding in one batch, the contact, its tags, COMMIT), so the PostgreSQL read tax is the same layers as on SQLite plus row-level security, which the baseline's superuser connection skips. The rest, about 50–60 µs of CPU per read, is spread thinly over the request-id layer (a ULID and a tracing span), the client-address layer, admission (manifest, limiter, role check, grant), the extractor that opens the tenant-bound transaction and the response headers: no single function of Rampart's own above about 1 % of the samples. Nothing there was cut for this run; the clear candidates are fewer layers (request id, client address and edge headers as one) and fewer per-request allocations.".into());
-    tax.notes.push("Where the write tax goes: every statement inside a write transaction is a round trip, to sqlx's worker thread on SQLite (while the single writer is held) and over the socket on PostgreSQL, and on two shared cores each round trip waits to be scheduled, so writes per second fall with the number of statements per request far more than with the work each does. A create with two tags: the baseline runs 5 (BEGIN, the contact, two tags, COMMIT); Rampart without the guard 6 (plus the version-history row); Rampart 10 (plus the idempotency claim, the stored response, the audit head's bump and the audit event; on PostgreSQL BEGIN and the workspace binding are one round trip, and the claim first takes an advisory lock on its key without waiting, so that a duplicate in flight is refused at once rather than left holding a connection while it waits on a row lock). Rounds so far: the claim moved into the change's own transaction (on SQLite first; on PostgreSQL on 2026-11-24, where it had committed in a transaction of its own first: server CPU per write 790 → 657 µs in a quick A/B run of the two binaries), expired keys are purged on one claim in 64, the head's hash follows its event by trigger (migration 5), three unread audit indexes went, a create no longer clears the tags of the contact it has just made nor reads the last version number apart from writing the next, on PostgreSQL BEGIN and the workspace binding are one round trip, and the audit head takes one new row version per event instead of two (migration 6). On PostgreSQL every server, the bare baseline included, writes more slowly in each successive write run (for example 444, 254 and 194 writes/s for the baseline in three 10 s runs), with the database's own processes using about 1.5 cores; that slowdown is not explained yet and makes the PostgreSQL write figures noisier than the SQLite ones. Part of the guard step on PostgreSQL (its row above) is serial rather than work: every write appends to its organization's audit chain, whose head row stays locked from the append to the commit, so the writes of one organization (all 16 connections here) commit one at a time, each waiting for the previous one's WAL flush; writes of different organizations do not wait for each other. On SQLite, reaching 0.75 needs a write path with no per-statement hand-off (one writer thread that runs a whole request's statements synchronously), a change to the store's SQLite backend, not to the controls.".into());
+    tax.notes.push("Where the write tax goes: every statement inside a write transaction is a round trip, to sqlx's worker thread on SQLite (while the single writer is held) and over the socket on PostgreSQL, and on two shared cores each round trip waits to be scheduled, so writes per second fall with the number of statements per request far more than with the work each does. A create with two tags: the baseline runs 5 (BEGIN, the contact, two tags, COMMIT); Rampart without the guard 6 (plus the version-history row); Rampart 10 (plus the idempotency claim, the stored response, the audit head's bump and the audit event; on PostgreSQL BEGIN and the workspace binding are one round trip, and the claim first takes an advisory lock on its key without waiting, so that a duplicate in flight is refused at once rather than left holding a connection while it waits on a row lock). Rounds so far: the claim moved into the change's own transaction (on SQLite first; on PostgreSQL on 2026-11-24, where it had committed in a transaction of its own first: server CPU per write 790 → 657 µs in a quick A/B run of the two binaries), expired keys are purged on one claim in 64, the head's hash follows its event by trigger (migration 5), three unread audit indexes went, a create no longer clears the tags of the contact it has just made nor reads the last version number apart from writing the next, on PostgreSQL BEGIN and the workspace binding are one round trip, and the audit head takes one new row version per event instead of two (migration 6). On PostgreSQL every server, the bare baseline included, used to write more slowly in each successive write run (647, 344 and 335 writes/s for the baseline in three 10 s runs, with the database's processes using about 1.7 cores). The cause: this machine's PostgreSQL runs with autovacuum off, so tables that started empty were never analyzed, and each connection kept the plans it had made while they were empty; the foreign-key check of every tag row then tied between the unique `(workspace_id, id)` index and `contacts_by_updated`, took the latter and read the whole workspace per row (`pg_stat_user_indexes`: 459 M index entries read in 57 k scans). The suite now stands in for autovacuum (see Method) and `rampart serve` warns at start-up when it is off; the baseline then holds about 3,000 writes/s run after run. What is left of the PostgreSQL guard step (its row above) is mostly serial rather than work: every write appends to its organization's audit chain, whose head row stays locked from the append (the last statement) to the end of the commit's WAL flush, so the writes of one organization (all 16 connections here) commit one at a time, and one organization's writes top out near 1 ÷ (append + flush), about 700/s on this machine however many cores it had; writes of different organizations do not wait for each other. Lifting that ceiling needs the chain sealed outside the write's transaction (each write records its event unsequenced in its own transaction, and a sequencer chains them in batches), a change to the ledger's design that is not made yet. On SQLite, reaching 0.75 needs a write path with no per-statement hand-off (one writer thread that runs a whole request's statements synchronously), a change to the store's SQLite backend, not to the controls.".into());
     tax.notes.push("What the tax covers: request ids and the error envelope, the body limit, API-key authentication (SHA-256 lookup behind a per-node cache), the route manifest and role check, the tenant-bound transaction, input validation (email, E.164 phone parsing, tags) and, on writes, whatever the mutation guard records (the audit event and idempotency record, when the probes of scenario 2 show them on). The baseline does none of it.".into());
     out.push(tax);
 

@@ -412,6 +412,11 @@ async fn serve(settings: Settings) -> Result<()> {
     migrate(&settings).await?;
     let store = open(&settings).await?;
     store.ensure_restricted_role().await?;
+    if store.postgres_autovacuum().await? == Some(false) {
+        tracing::warn!(
+            "PostgreSQL's autovacuum is off: tables are never analyzed, so the planner keeps plans it made while they were empty (a foreign-key check can then read a whole workspace per row); turn autovacuum on, or run ANALYZE regularly"
+        );
+    }
     let master = master_key(&settings, &store).await?;
     tracing::info!(key_id = %master.id(), "master key loaded");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -579,6 +579,47 @@ async fn a_request_cut_off_midway_leaves_no_partial_write() {
     );
 }
 
+/// On PostgreSQL, `rampart serve` warns at start-up exactly when the server's autovacuum is off
+/// (without it no table is analyzed, and plans made on empty tables stay in use), and says
+/// what to do about it.
+#[tokio::test]
+async fn serve_warns_when_postgres_autovacuum_is_off() {
+    let Some(admin_url) = common::postgres_admin_url() else {
+        return;
+    };
+    let (owner_url, app_url, _name) = common::fresh_postgres(&admin_url).await;
+    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+    let (setting,): (String,) = sqlx::query_as("SHOW autovacuum")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let env = [
+        ("RAMPART_DATABASE_URL", app_url.as_str()),
+        ("RAMPART_DATABASE_OWNER_URL", owner_url.as_str()),
+    ];
+    let server = start(&data, &env);
+    let warnings: Vec<Value> = server
+        .log_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["level"] == "WARN")
+        .filter(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("autovacuum is off"))
+        })
+        .collect();
+    if setting == "off" {
+        assert_eq!(warnings.len(), 1, "one warning: {}", server.log_text());
+        let message = warnings[0]["fields"]["message"].as_str().unwrap();
+        assert!(message.contains("run ANALYZE regularly"), "{message}");
+    } else {
+        assert!(warnings.is_empty(), "no warning with autovacuum {setting}");
+    }
+}
+
 /// `rampart audit verify` exits 0 on an intact ledger and non-zero naming the first bad
 /// sequence number after tampering; `rampart audit export` streams verifiable NDJSON; the
 /// operator's own CLI actions are in the tenant's ledger.

@@ -136,6 +136,22 @@ impl Store {
         Ok(Self(Arc::new(Backend::Postgres(pool))))
     }
 
+    /// On PostgreSQL, whether the server's autovacuum daemon is on; `None` on SQLite.
+    /// Without it no table is ever analyzed, and PostgreSQL keeps the plans it made while a
+    /// table was empty, which can read a whole workspace where one index entry would do.
+    pub async fn postgres_autovacuum(&self) -> Result<Option<bool>, StoreError> {
+        match &*self.0 {
+            Backend::Sqlite { .. } => Ok(None),
+            Backend::Postgres(pool) => {
+                let on: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+                    .fetch_one(pool)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                Ok(Some(on == "on"))
+            }
+        }
+    }
+
     /// Which backend this is.
     pub fn kind(&self) -> BackendKind {
         match &*self.0 {
