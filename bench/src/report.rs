@@ -28,6 +28,8 @@ pub enum Unit {
     MB,
     /// Rampart ÷ something: shown as a ratio and as the percentage it costs.
     Ratio,
+    /// A whole number of things, e.g. "hashes".
+    Count(&'static str),
 }
 
 impl Unit {
@@ -52,6 +54,7 @@ impl Unit {
             Unit::Micros => format!("{} µs", thousands(v.round() as u64)),
             Unit::MB => format!("{v:.1} MB"),
             Unit::Ratio => format!("{v:.2}× ({:+.0} %)", (v - 1.0) * 100.0),
+            Unit::Count(what) => format!("{} {what}", thousands(v.round() as u64)),
         }
     }
 }

@@ -166,12 +166,18 @@ impl Hasher {
     /// flood fell from ~800 ms with one hasher per core to tens of ms with one hasher).
     pub fn with_threads(threads: usize) -> Result<Self, HashError> {
         let threads = if threads == 0 {
-            let cores = std::thread::available_parallelism().map_or(1, usize::from);
-            cores.saturating_sub(1).max(1)
+            Self::default_threads()
         } else {
             threads
         };
         Self::new(threads, 64, Duration::from_secs(5))
+    }
+
+    /// How many hashes run at once when `[auth] hash_threads` is 0: one fewer than the cores
+    /// this process may use, and at least one.
+    pub fn default_threads() -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        cores.saturating_sub(1).max(1)
     }
 
     /// The default: [`Hasher::with_threads`] with 0.
