@@ -93,11 +93,7 @@ impl PgDb {
 
     /// A superuser pool on this database (for the bulk seeder).
     pub async fn superuser_pool(&self) -> Result<PgPool> {
-        let opts: PgConnectOptions = self.admin_url.parse()?;
-        Ok(PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts.database(&self.name))
-            .await?)
+        superuser_pool_on(&self.admin_url, &self.name).await
     }
 
     /// A superuser URL for this database (the baseline server's: no row-level security).
@@ -112,6 +108,15 @@ impl PgDb {
     pub async fn drop_database(self) -> Result<()> {
         drop_named(&self.admin_url, &self.name).await
     }
+}
+
+/// A one-connection superuser pool on database `name` of the server `admin_url` names.
+async fn superuser_pool_on(admin_url: &str, name: &str) -> Result<PgPool> {
+    let opts: PgConnectOptions = admin_url.parse()?;
+    Ok(PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts.database(name))
+        .await?)
 }
 
 async fn drop_named(admin_url: &str, name: &str) -> Result<()> {
@@ -138,14 +143,16 @@ pub async fn drop_leftovers() -> Result<usize> {
     Ok(leftovers.len())
 }
 
-/// Whether the server's autovacuum daemon is on (`SHOW autovacuum`).
+/// Whether the server's autovacuum daemon is on, asked as `rampart serve` asks it.
 pub async fn autovacuum_on(admin_url: &str) -> Result<bool> {
-    let pool = admin_pool(admin_url).await?;
-    let on: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
-        .fetch_one(&pool)
-        .await?;
-    pool.close().await;
-    Ok(on == "on")
+    let settings = rampart_store::PoolSettings {
+        max_connections: 1,
+        ..rampart_store::PoolSettings::default()
+    };
+    let store = rampart_store::Store::connect_postgres(admin_url, settings)
+        .await
+        .context("RAMPART_BENCH_POSTGRES_URL is set but PostgreSQL is unreachable")?;
+    Ok(store.postgres_autovacuum().await? != Some(false))
 }
 
 /// How often [`AnalyzeStandIn`] analyzes every live benchmark database.
@@ -191,11 +198,7 @@ impl Drop for AnalyzeStandIn {
 }
 
 async fn analyze(admin_url: &str, name: &str) -> Result<()> {
-    let opts: PgConnectOptions = admin_url.parse()?;
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(opts.database(name))
-        .await?;
+    let pool = superuser_pool_on(admin_url, name).await?;
     sqlx::raw_sql("ANALYZE").execute(&pool).await?;
     pool.close().await;
     Ok(())
