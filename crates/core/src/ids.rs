@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use ulid::{Generator, Ulid};
+use ulid::{Generator, ULID_LEN, Ulid};
 
 /// One generator per process, so ids made here strictly increase even within a millisecond
 /// (cursor pagination lists in creation order). Across nodes, order is by millisecond.
@@ -21,6 +21,14 @@ fn next_ulid() -> Ulid {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     // The generator only fails after 2^80 ids in one millisecond; fall back to a random one.
     generator.generate().unwrap_or_else(|_| Ulid::new())
+}
+
+/// `id`'s body, lower-case, written into `buf`: ids are displayed on every request (bound into
+/// queries, serialized, logged), so without allocating.
+fn lower_body(id: Ulid, buf: &mut [u8; ULID_LEN]) -> &str {
+    let text = id.array_to_str(buf);
+    text.make_ascii_lowercase();
+    text
 }
 
 /// Why a string is not an id of the expected kind.
@@ -71,13 +79,15 @@ macro_rules! typed_id {
 
             /// The lower-case body without the prefix (used inside API key strings).
             pub fn body(&self) -> String {
-                self.0.to_string().to_ascii_lowercase()
+                lower_body(self.0, &mut [0; ULID_LEN]).to_owned()
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}_{}", $prefix, self.body())
+                f.write_str($prefix)?;
+                f.write_str("_")?;
+                f.write_str(lower_body(self.0, &mut [0; ULID_LEN]))
             }
         }
 

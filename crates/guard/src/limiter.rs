@@ -158,8 +158,19 @@ impl Limiter {
                     // Entries whose TAT is in the past carry no state: drop them.
                     map.retain(|_, tat| *tat > now);
                 }
-                let (decision, tat) = gcra::step(rate, map.get(key).copied(), now);
-                map.insert(key.to_owned(), tat);
+                // The key is copied only the first time it is seen.
+                let decision = match map.get_mut(key) {
+                    Some(slot) => {
+                        let (decision, tat) = gcra::step(rate, Some(*slot), now);
+                        *slot = tat;
+                        decision
+                    }
+                    None => {
+                        let (decision, tat) = gcra::step(rate, None, now);
+                        map.insert(key.to_owned(), tat);
+                        decision
+                    }
+                };
                 Ok(decision)
             }
             Backend::Redis {
@@ -202,8 +213,8 @@ impl Limiter {
         match &self.0 {
             Backend::Local { counts, .. } => {
                 let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
-                let today = format!(":{day}");
                 if map.len() >= LOCAL_MAX_KEYS {
+                    let today = format!(":{day}");
                     map.retain(|k, _| k.ends_with(&today));
                 }
                 let n = map.entry(key).or_insert(0);

@@ -4,6 +4,8 @@ use std::any::Any;
 
 use axum::Router;
 use axum::response::{IntoResponse, Response};
+use tower::Layer;
+use tower::util::{Either, MapResponseLayer};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::http::error::ApiError;
@@ -22,23 +24,26 @@ async fn unrouted() -> ApiError {
 }
 
 /// Builds the application over `state`.
+///
+/// The outer layers wrap the routed application as one service, not through
+/// `Router::layer`: that would box each layer around every route, and axum clones a route's
+/// whole stack of boxes on every request (each `from_fn` layer clones the stack below it
+/// again), so every layer added there cost every request a handful of allocations. Around the
+/// router, a layer's clone is a reference count.
 pub fn build(state: AppState) -> Router {
-    let router = manifest::router(state.clone())
+    let routed = manifest::router(state.clone())
         .fallback(unrouted)
-        .layer(CatchPanicLayer::custom(panicked));
-    let router = if state.edge_controls() {
-        router.layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            headers::layer,
-        ))
+        .with_state(state.clone());
+    let caught = MapResponseLayer::new(IntoResponse::into_response)
+        .layer(CatchPanicLayer::custom(panicked).layer(routed));
+    let service = if state.edge_controls() {
+        Either::Left(
+            axum::middleware::from_fn_with_state(state.clone(), headers::layer).layer(caught),
+        )
     } else {
-        router
+        Either::Right(caught)
     };
-    router
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            client::layer,
-        ))
-        .layer(axum::middleware::from_fn(request_id::layer))
-        .with_state(state)
+    let service = axum::middleware::from_fn(request_id::layer)
+        .layer(axum::middleware::from_fn_with_state(state, client::layer).layer(service));
+    manifest::serve_only(service)
 }

@@ -245,13 +245,27 @@ pub fn router(state: AppState) -> Router<AppState> {
         router: method_router,
     } in routes()
     {
-        let guarded = method_router
-            .layer::<_, Infallible>(axum::middleware::from_fn_with_state(
-                state.clone(),
-                crate::http::guard::guard,
-            ))
-            .layer::<_, Infallible>(axum::Extension(spec));
+        // One layer, holding the entry in its state: each layer here is boxed around the
+        // route and cloned on every request.
+        let guarded = method_router.layer::<_, Infallible>(axum::middleware::from_fn_with_state(
+            crate::http::guard::Guarded {
+                state: state.clone(),
+                spec,
+            },
+            crate::http::guard::guard,
+        ));
         router = router.route(spec.path, guarded);
     }
     router
+}
+
+/// A router that hands every request to `service` (the manifest's router inside the outer
+/// layers) and has no route of its own: what `rampart serve` and the tests serve.
+pub fn serve_only<T>(service: T) -> Router
+where
+    T: tower::Service<axum::extract::Request, Error = Infallible> + Clone + Send + Sync + 'static,
+    T::Response: axum::response::IntoResponse,
+    T::Future: Send + 'static,
+{
+    Router::new().fallback_service(service)
 }

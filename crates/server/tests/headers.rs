@@ -177,13 +177,15 @@ async fn chromium_blocks_an_inline_script_without_the_nonce() {
         std::sync::Arc::new(app.clock.clone()),
         std::time::Duration::from_secs(30),
     );
-    async fn page(Extension(nonce): Extension<CspNonce>) -> Html<String> {
-        Html(format!(
+    async fn page() -> impl axum::response::IntoResponse {
+        let nonce = CspNonce::generate().unwrap();
+        let html = Html(format!(
             "<!doctype html><html><body><p id=a>nonced: no</p><p id=b>injected: no</p>\
              <script nonce=\"{}\">document.getElementById('a').textContent = 'nonced: RAN';</script>\
              <script>document.getElementById('b').textContent = 'injected: RAN';</script></body></html>",
             nonce.0
-        ))
+        ));
+        (Extension(nonce), html)
     }
     let router = axum::Router::new()
         .route("/page", axum::routing::get(page))
@@ -277,6 +279,47 @@ async fn a_route_can_allow_named_framers() {
             .unwrap()
             .ends_with("frame-ancestors https://app.example.com")
     );
+}
+
+/// A page that drew no nonce runs nothing, and a nonce on a JSON response opens nothing.
+#[tokio::test]
+async fn scripts_run_only_on_html_that_drew_a_nonce() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let state = rampart::AppState::new(
+        app.store.clone(),
+        app.vault.clone(),
+        std::sync::Arc::new(app.clock.clone()),
+        std::time::Duration::from_secs(30),
+    );
+    async fn bare_page() -> Html<&'static str> {
+        Html("<script>alert(1)</script>")
+    }
+    async fn json_with_nonce() -> impl axum::response::IntoResponse {
+        (
+            Extension(CspNonce::generate().unwrap()),
+            axum::Json(serde_json::json!({"ok": true})),
+        )
+    }
+    let router = axum::Router::new()
+        .route("/bare", axum::routing::get(bare_page))
+        .route("/json", axum::routing::get(json_with_nonce))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rampart::http::headers::layer,
+        ))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    for path in ["/bare", "/json"] {
+        let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(
+            header(&r, "content-security-policy"),
+            Some("default-src 'none'; frame-ancestors 'none'"),
+            "{path}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -119,7 +119,13 @@ macro_rules! row0 {
     }};
 }
 
-const COLUMNS: &str = "id, name, email, phone, us_state, custom_fields, created_at, updated_at";
+/// The columns [`Row0`] reads, as a macro so that `concat!` can build each query's text once,
+/// at compile time, instead of formatting it on every call.
+macro_rules! columns {
+    () => {
+        "id, name, email, phone, us_state, custom_fields, created_at, updated_at"
+    };
+}
 
 impl Row0 {
     fn into_contact(self, workspace_id: WorkspaceId, tags: Vec<String>) -> Contact {
@@ -269,9 +275,11 @@ pub async fn get(tx: &mut TenantTx, contact: ContactId) -> Result<Option<Contact
     let ws = tx.ws();
     let row: Option<Row0> = fetch_optional!(
         &mut tx.conn,
-        sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM contacts WHERE workspace_id = $1 AND id = $2"
-        )),
+        concat!(
+            "SELECT ",
+            columns!(),
+            " FROM contacts WHERE workspace_id = $1 AND id = $2"
+        ),
         [ws, contact.to_string()],
         |r| row0!(r)
     )?;
@@ -376,14 +384,16 @@ pub async fn list(
     let fetch = i64::from(limit) + 1;
     let rows: Vec<Row0> = fetch_all!(
         &mut tx.conn,
-        sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM contacts c WHERE c.workspace_id = $1 \
+        concat!(
+            "SELECT ",
+            columns!(),
+            " FROM contacts c WHERE c.workspace_id = $1 \
              AND c.id > $2 \
              AND ($3 IS NULL OR c.email_lower = $3) \
              AND ($4 IS NULL OR c.updated_at >= $4) \
              AND ($5 IS NULL OR EXISTS (SELECT 1 FROM contact_tags t WHERE t.workspace_id = c.workspace_id AND t.contact_id = c.id AND t.tag = $5)) \
              ORDER BY c.id LIMIT $6"
-        )),
+        ),
         [
             ws.clone(),
             // A plain `id > $2` lets both databases seek the (workspace_id, id) index to the

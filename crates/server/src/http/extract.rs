@@ -15,8 +15,7 @@ use rampart_store::{Mode, TenantTx};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use super::guard::TxSlot;
-use crate::manifest::RouteSpec;
+use super::guard::{Admission, TxSlot};
 use crate::state::AppState;
 
 /// Largest accepted request body.
@@ -172,21 +171,11 @@ impl FromRequestParts<AppState> for Ctx {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        // Only the guard inserts these; a handler reached without it cannot build a Ctx.
-        let grant = parts
+        // Only the guard inserts this; a handler reached without it cannot build a Ctx.
+        let Admission { grant, slot, spec } = parts
             .extensions
-            .get::<TenantGrant>()
-            .copied()
-            .ok_or_else(ApiError::internal)?;
-        let slot = parts
-            .extensions
-            .get::<TxSlot>()
+            .get::<Admission>()
             .cloned()
-            .ok_or_else(ApiError::internal)?;
-        let spec = parts
-            .extensions
-            .get::<&'static RouteSpec>()
-            .copied()
             .ok_or_else(ApiError::internal)?;
         let mode = if spec.mutates {
             Mode::Write

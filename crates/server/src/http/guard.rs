@@ -9,11 +9,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::Extension;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, RawPathParams, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rampart_core::{
@@ -32,6 +31,24 @@ use crate::auth::session::{self, SessionUser};
 use crate::auth::token;
 use crate::manifest::{RouteSpec, Scope};
 use crate::state::AppState;
+
+/// What the guard hands a tenant route's handler, as one request extension: the grant, the
+/// slot its transaction passes through, and the route's entry.
+#[derive(Clone)]
+pub(crate) struct Admission {
+    pub grant: TenantGrant,
+    pub slot: TxSlot,
+    pub spec: &'static RouteSpec,
+}
+
+/// The guard's state for one route: the application's and that route's manifest entry.
+#[derive(Clone)]
+pub struct Guarded {
+    /// The application state.
+    pub state: AppState,
+    /// The route's entry.
+    pub spec: &'static RouteSpec,
+}
 
 /// Where the handler's transaction passes between the guard and the handler: the mutation guard
 /// may open it first (an idempotency claim inside it), and the handler leaves it here for the
@@ -296,13 +313,13 @@ pub(crate) async fn admit(
             caller: None,
         })?;
     if state.edge().server_timing {
-        limit_headers.0.push((
-            HeaderName::from_static("server-timing"),
-            format!(
+        limit_headers.push(
+            "server-timing",
+            &format!(
                 "auth;dur={:.3}",
                 authenticating.elapsed().as_secs_f64() * 1000.0
             ),
-        ));
+        );
     }
     let principal = authenticated.principal;
     let caller = authenticated.home.map(|(org, ws)| Caller {
@@ -330,7 +347,7 @@ pub(crate) async fn admit(
     }
     let refuse = |e: ApiError| {
         let mut response = e.into_response();
-        limit_headers.apply(&mut response);
+        limit_headers.clone().apply(&mut response);
         Refusal {
             response,
             workspace: Some(workspace),
@@ -374,8 +391,7 @@ pub(crate) fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
 
 /// The guard itself; see the module documentation.
 pub async fn guard(
-    State(state): State<AppState>,
-    Extension(spec): Extension<&'static RouteSpec>,
+    State(Guarded { state, spec }): State<Guarded>,
     params: RawPathParams,
     mut req: Request,
     next: Next,
@@ -453,8 +469,11 @@ pub async fn guard(
             Err(refusal) => refusal.response,
             Ok((grant, limit_headers)) => {
                 let slot = TxSlot::default();
-                req.extensions_mut().insert(grant);
-                req.extensions_mut().insert(slot.clone());
+                req.extensions_mut().insert(Admission {
+                    grant,
+                    slot: slot.clone(),
+                    spec,
+                });
                 let response = next.run(req).await;
                 let mut response = match slot.take() {
                     Some(tx) if response.status().is_success() => match tx.commit().await {

@@ -16,33 +16,37 @@ use crate::manifest::Bucket;
 /// Headers admission puts on the response: rate-limit and quota state, and `Server-Timing`
 /// when it is switched on.
 #[derive(Debug, Default, Clone)]
-pub struct LimitHeaders(pub Vec<(HeaderName, String)>);
+pub struct LimitHeaders(Vec<(HeaderName, HeaderValue)>);
 
 impl LimitHeaders {
     /// Adds them to a response.
-    pub fn apply(&self, response: &mut Response) {
-        for (name, value) in &self.0 {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                response.headers_mut().insert(name.clone(), v);
-            }
+    pub fn apply(self, response: &mut Response) {
+        let headers = response.headers_mut();
+        // Room for the edge's security headers as well, so that the map grows once.
+        headers.reserve(self.0.len() + 12);
+        for (name, value) in self.0 {
+            headers.insert(name, value);
         }
+    }
+
+    /// Adds a header; a value that is not a valid header value is dropped.
+    pub fn push(&mut self, name: &'static str, value: &str) {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.0.push((HeaderName::from_static(name), v));
+        }
+    }
+
+    fn number(&mut self, name: &'static str, value: u64) {
+        self.0
+            .push((HeaderName::from_static(name), HeaderValue::from(value)));
     }
 
     fn rate(&mut self, d: &Decision) {
         self.0
             .retain(|(n, _)| !n.as_str().starts_with("ratelimit-"));
-        self.0.push((
-            HeaderName::from_static("ratelimit-limit"),
-            d.limit.to_string(),
-        ));
-        self.0.push((
-            HeaderName::from_static("ratelimit-remaining"),
-            d.remaining.to_string(),
-        ));
-        self.0.push((
-            HeaderName::from_static("ratelimit-reset"),
-            d.reset_ms.div_ceil(1000).to_string(),
-        ));
+        self.number("ratelimit-limit", d.limit.into());
+        self.number("ratelimit-remaining", d.remaining.into());
+        self.number("ratelimit-reset", d.reset_ms.div_ceil(1000));
     }
 }
 
@@ -105,15 +109,13 @@ fn bucket_name(bucket: Bucket) -> &'static str {
 fn refused(decision: &Decision, headers: &mut LimitHeaders) -> Response {
     headers.rate(decision);
     let retry = decision.retry_after_ms.div_ceil(1000).max(1);
-    headers
-        .0
-        .push((HeaderName::from_static("retry-after"), retry.to_string()));
+    headers.number("retry-after", retry);
     let mut r = ApiError::new(
         ErrorCode::RateLimited,
         format!("rate limit exceeded; retry in {retry} s"),
     )
     .into_response();
-    headers.apply(&mut r);
+    headers.clone().apply(&mut r);
     r
 }
 
@@ -200,27 +202,17 @@ pub async fn per_key(
         .and_hms_opt(0, 0, 0)
         .map(|t| t.and_utc());
     let reset = midnight.map_or(0, |m| (m - now).num_seconds().max(0));
-    headers
-        .0
-        .push((HeaderName::from_static("quota-limit"), quota.to_string()));
-    headers.0.push((
-        HeaderName::from_static("quota-remaining"),
-        quota.saturating_sub(used).to_string(),
-    ));
-    headers
-        .0
-        .push((HeaderName::from_static("quota-reset"), reset.to_string()));
+    headers.number("quota-limit", quota);
+    headers.number("quota-remaining", quota.saturating_sub(used));
+    headers.number("quota-reset", reset.unsigned_abs());
     if used > quota {
-        headers.0.push((
-            HeaderName::from_static("retry-after"),
-            reset.max(1).to_string(),
-        ));
+        headers.number("retry-after", reset.unsigned_abs().max(1));
         let mut r = ApiError::new(
             ErrorCode::QuotaExceeded,
             format!("daily quota of {quota} requests for the {plan} plan is used up; it resets at 00:00 UTC"),
         )
         .into_response();
-        headers.apply(&mut r);
+        headers.clone().apply(&mut r);
         return Err(r);
     }
     Ok(())

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::extract::MAX_BODY;
-use super::guard::{Caller, PathIds, Refusal, TxSlot, admit, client_ip};
+use super::guard::{Admission, Caller, PathIds, Refusal, TxSlot, admit, client_ip};
 use super::request_id::RequestId;
 use crate::manifest::RouteSpec;
 use crate::state::AppState;
@@ -376,8 +376,11 @@ async fn run_admitted(
         }
     }
 
-    parts.extensions.insert(grant);
-    parts.extensions.insert(slot.clone());
+    parts.extensions.insert(Admission {
+        grant,
+        slot: slot.clone(),
+        spec: f.spec,
+    });
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;

@@ -27,10 +27,20 @@ fn incoming_id(req: &Request) -> Option<String> {
     ok.then(|| v.to_owned())
 }
 
+/// `req_` and a new ULID, lower-case, in one allocation.
+fn fresh_id() -> String {
+    let mut body = [0u8; ulid::ULID_LEN];
+    let body = ulid::Ulid::new().array_to_str(&mut body);
+    body.make_ascii_lowercase();
+    let mut id = String::with_capacity(4 + ulid::ULID_LEN);
+    id.push_str("req_");
+    id.push_str(body);
+    id
+}
+
 /// Request id, access log line and error envelope.
 pub async fn layer(mut req: Request, next: Next) -> Response {
-    let id = incoming_id(&req)
-        .unwrap_or_else(|| format!("req_{}", ulid::Ulid::new().to_string().to_ascii_lowercase()));
+    let id = incoming_id(&req).unwrap_or_else(fresh_id);
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     let started = Instant::now();

@@ -2,14 +2,15 @@
 //! without it does not run (see `http::headers`).
 
 use axum::Extension;
-use axum::response::Html;
+use axum::response::{Html, IntoResponse};
 
 use crate::http::headers::CspNonce;
 
 /// `GET /`: a status page for people who open the server in a browser.
-pub async fn home(nonce: Option<Extension<CspNonce>>) -> Html<String> {
-    let nonce = nonce.map(|Extension(n)| n.0).unwrap_or_default();
-    Html(format!(
+pub async fn home() -> impl IntoResponse {
+    let drawn = CspNonce::generate();
+    let nonce = drawn.as_ref().map_or("", |n| n.0.as_str());
+    let page = Html(format!(
         r#"<!doctype html>
 <html lang="en">
 <head>
@@ -29,5 +30,6 @@ fetch('/readyz').then(r => r.json()).then(j => {{
 </body>
 </html>
 "#
-    ))
+    ));
+    (drawn.map(Extension), page)
 }
