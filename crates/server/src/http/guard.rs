@@ -313,13 +313,10 @@ pub(crate) async fn admit(
             caller: None,
         })?;
     if state.edge().server_timing {
-        limit_headers.push(
-            "server-timing",
-            &format!(
-                "auth;dur={:.3}",
-                authenticating.elapsed().as_secs_f64() * 1000.0
-            ),
-        );
+        limit_headers.server_timing(&format!(
+            "auth;dur={:.3}",
+            authenticating.elapsed().as_secs_f64() * 1000.0
+        ));
     }
     let principal = authenticated.principal;
     let caller = authenticated.home.map(|(org, ws)| Caller {

@@ -14,39 +14,58 @@ use crate::config::{QuotaSettings, RateLimitSettings};
 use crate::manifest::Bucket;
 
 /// Headers admission puts on the response: rate-limit and quota state, and `Server-Timing`
-/// when it is switched on.
+/// when it is switched on. Kept as numbers and turned into header values once, when applied:
+/// the per-key decision replaces the per-IP one, so formatting both would be wasted.
 #[derive(Debug, Default, Clone)]
-pub struct LimitHeaders(Vec<(HeaderName, HeaderValue)>);
+pub struct LimitHeaders {
+    rate: Option<Decision>,
+    quota: Option<Quota>,
+    retry_after_s: Option<u64>,
+    server_timing: Option<HeaderValue>,
+}
+
+/// A daily quota's state, for the `Quota-*` headers.
+#[derive(Debug, Clone, Copy)]
+struct Quota {
+    limit: u64,
+    remaining: u64,
+    reset_s: u64,
+}
 
 impl LimitHeaders {
     /// Adds them to a response.
     pub fn apply(self, response: &mut Response) {
         let headers = response.headers_mut();
         // Room for the edge's security headers as well, so that the map grows once.
-        headers.reserve(self.0.len() + 12);
-        for (name, value) in self.0 {
-            headers.insert(name, value);
+        headers.reserve(20);
+        let mut number = |name: &'static str, value: u64| {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+        };
+        if let Some(d) = self.rate {
+            number("ratelimit-limit", d.limit.into());
+            number("ratelimit-remaining", d.remaining.into());
+            number("ratelimit-reset", d.reset_ms.div_ceil(1000));
+        }
+        if let Some(q) = self.quota {
+            number("quota-limit", q.limit);
+            number("quota-remaining", q.remaining);
+            number("quota-reset", q.reset_s);
+        }
+        if let Some(s) = self.retry_after_s {
+            number("retry-after", s);
+        }
+        if let Some(v) = self.server_timing {
+            headers.insert(HeaderName::from_static("server-timing"), v);
         }
     }
 
-    /// Adds a header; a value that is not a valid header value is dropped.
-    pub fn push(&mut self, name: &'static str, value: &str) {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            self.0.push((HeaderName::from_static(name), v));
-        }
-    }
-
-    fn number(&mut self, name: &'static str, value: u64) {
-        self.0
-            .push((HeaderName::from_static(name), HeaderValue::from(value)));
+    /// Sets `Server-Timing`; a value that is not a valid header value is dropped.
+    pub fn server_timing(&mut self, value: &str) {
+        self.server_timing = HeaderValue::from_str(value).ok();
     }
 
     fn rate(&mut self, d: &Decision) {
-        self.0
-            .retain(|(n, _)| !n.as_str().starts_with("ratelimit-"));
-        self.number("ratelimit-limit", d.limit.into());
-        self.number("ratelimit-remaining", d.remaining.into());
-        self.number("ratelimit-reset", d.reset_ms.div_ceil(1000));
+        self.rate = Some(*d);
     }
 }
 
@@ -109,7 +128,7 @@ fn bucket_name(bucket: Bucket) -> &'static str {
 fn refused(decision: &Decision, headers: &mut LimitHeaders) -> Response {
     headers.rate(decision);
     let retry = decision.retry_after_ms.div_ceil(1000).max(1);
-    headers.number("retry-after", retry);
+    headers.retry_after_s = Some(retry);
     let mut r = ApiError::new(
         ErrorCode::RateLimited,
         format!("rate limit exceeded; retry in {retry} s"),
@@ -202,11 +221,13 @@ pub async fn per_key(
         .and_hms_opt(0, 0, 0)
         .map(|t| t.and_utc());
     let reset = midnight.map_or(0, |m| (m - now).num_seconds().max(0));
-    headers.number("quota-limit", quota);
-    headers.number("quota-remaining", quota.saturating_sub(used));
-    headers.number("quota-reset", reset.unsigned_abs());
+    headers.quota = Some(Quota {
+        limit: quota,
+        remaining: quota.saturating_sub(used),
+        reset_s: reset.unsigned_abs(),
+    });
     if used > quota {
-        headers.number("retry-after", reset.unsigned_abs().max(1));
+        headers.retry_after_s = Some(reset.unsigned_abs().max(1));
         let mut r = ApiError::new(
             ErrorCode::QuotaExceeded,
             format!("daily quota of {quota} requests for the {plan} plan is used up; it resets at 00:00 UTC"),
