@@ -127,29 +127,44 @@ fn base64_len_bits(s: &str) -> usize {
 
 #[tokio::test]
 async fn hsts_is_sent_for_an_https_public_url() {
+    let app = TestApp::spawn_configured(Backend::Sqlite, std::time::Duration::from_secs(30), |s| {
+        s.with_edge(EdgeSettings {
+            hsts: true,
+            hsts_preload: true,
+            server_timing: false,
+        })
+    })
+    .await
+    .unwrap();
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(
+        header(&r, "strict-transport-security"),
+        Some("max-age=31536000; includeSubDomains; preload")
+    );
+}
+
+/// Serves `routes` behind Rampart's real header layer on a loopback port; the test app is
+/// returned so that its store lives as long as the server.
+async fn behind_headers(
+    routes: axum::Router<rampart::AppState>,
+) -> (TestApp, std::net::SocketAddr) {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     let state = rampart::AppState::new(
         app.store.clone(),
         app.vault.clone(),
         std::sync::Arc::new(app.clock.clone()),
         std::time::Duration::from_secs(30),
-    )
-    .with_edge(EdgeSettings {
-        hsts: true,
-        hsts_preload: true,
-        server_timing: false,
-    });
-    let router = rampart::app::build(state);
+    );
+    let router = routes
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rampart::http::headers::layer,
+        ))
+        .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let r = reqwest::get(format!("http://{addr}/healthz"))
-        .await
-        .unwrap();
-    assert_eq!(
-        header(&r, "strict-transport-security"),
-        Some("max-age=31536000; includeSubDomains; preload")
-    );
+    (app, addr)
 }
 
 fn chromium() -> Option<&'static str> {
@@ -170,13 +185,6 @@ fn chromium() -> Option<&'static str> {
 #[tokio::test]
 async fn chromium_blocks_an_inline_script_without_the_nonce() {
     let Some(browser) = chromium() else { return };
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
-    let state = rampart::AppState::new(
-        app.store.clone(),
-        app.vault.clone(),
-        std::sync::Arc::new(app.clock.clone()),
-        std::time::Duration::from_secs(30),
-    );
     async fn page() -> impl axum::response::IntoResponse {
         let nonce = CspNonce::generate().unwrap();
         let html = Html(format!(
@@ -187,16 +195,8 @@ async fn chromium_blocks_an_inline_script_without_the_nonce() {
         ));
         (Extension(nonce), html)
     }
-    let router = axum::Router::new()
-        .route("/page", axum::routing::get(page))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            rampart::http::headers::layer,
-        ))
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (_app, addr) =
+        behind_headers(axum::Router::new().route("/page", axum::routing::get(page))).await;
 
     let profile = tempfile::tempdir().unwrap();
     let url = format!("http://{addr}/page");
@@ -250,28 +250,13 @@ async fn a_route_can_allow_named_framers() {
         example_body: None,
         frame_ancestors: &["https://app.example.com"],
     };
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
-    let state = rampart::AppState::new(
-        app.store.clone(),
-        app.vault.clone(),
-        std::sync::Arc::new(app.clock.clone()),
-        std::time::Duration::from_secs(30),
-    );
     async fn widget() -> axum::response::Response {
         let mut r = axum::response::IntoResponse::into_response(Html("<p>widget</p>"));
         r.extensions_mut().insert(&FRAMEABLE);
         r
     }
-    let router = axum::Router::new()
-        .route("/widget", axum::routing::get(widget))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            rampart::http::headers::layer,
-        ))
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (_app, addr) =
+        behind_headers(axum::Router::new().route("/widget", axum::routing::get(widget))).await;
     let r = reqwest::get(format!("http://{addr}/widget")).await.unwrap();
     assert_eq!(header(&r, "x-frame-options"), None);
     assert!(
@@ -284,13 +269,6 @@ async fn a_route_can_allow_named_framers() {
 /// A page that drew no nonce runs nothing, and a nonce on a JSON response opens nothing.
 #[tokio::test]
 async fn scripts_run_only_on_html_that_drew_a_nonce() {
-    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
-    let state = rampart::AppState::new(
-        app.store.clone(),
-        app.vault.clone(),
-        std::sync::Arc::new(app.clock.clone()),
-        std::time::Duration::from_secs(30),
-    );
     async fn bare_page() -> Html<&'static str> {
         Html("<script>alert(1)</script>")
     }
@@ -300,17 +278,12 @@ async fn scripts_run_only_on_html_that_drew_a_nonce() {
             axum::Json(serde_json::json!({"ok": true})),
         )
     }
-    let router = axum::Router::new()
-        .route("/bare", axum::routing::get(bare_page))
-        .route("/json", axum::routing::get(json_with_nonce))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            rampart::http::headers::layer,
-        ))
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let (_app, addr) = behind_headers(
+        axum::Router::new()
+            .route("/bare", axum::routing::get(bare_page))
+            .route("/json", axum::routing::get(json_with_nonce)),
+    )
+    .await;
     for path in ["/bare", "/json"] {
         let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
