@@ -23,7 +23,7 @@ use rampart::routes::credentials::reveal;
 use rampart_core::TenantGrant;
 use rampart_store::audit::NewEvent;
 use rampart_store::credentials;
-use rampart_store::{KeyScope, MasterKey, Mode, PoolSettings, Store, Vault, VaultError};
+use rampart_store::{KeyScope, MasterKey, Mode, Store, Vault, VaultError};
 use reqwest::Method;
 use serde_json::json;
 
@@ -214,7 +214,7 @@ async fn deleting_an_org_destroys_its_key_and_rows(app: TestApp) {
 
     // The copy from before, opened with the master key in hand: nothing of A opens, B does.
     if let Some(copy) = copy {
-        let old = Store::open_sqlite(&copy, PoolSettings::default())
+        let old = Store::open_sqlite(&copy, common::pool_settings())
             .await
             .unwrap();
         let vault = Vault::new(

@@ -12,7 +12,7 @@ mod common;
 use common::{APP_ROLE, Backend, Db, OWNER_ROLE, TestApp, error_of};
 use rampart_core::{ContactId, Role, TenantGrant};
 use rampart_store::contacts::{self, ContactPatch};
-use rampart_store::{Mode, PoolSettings, Store, StoreError};
+use rampart_store::{Mode, Store, StoreError};
 use serde_json::json;
 
 both_backends!(
@@ -275,7 +275,7 @@ async fn postgres_row_level_security_is_forced_and_fails_closed() {
     );
 
     // And the server refuses to run as a role that would bypass the policies.
-    let privileged = Store::connect_postgres(&admin_url, PoolSettings::default())
+    let privileged = Store::connect_postgres(&admin_url, common::pool_settings())
         .await
         .unwrap();
     let err = privileged.ensure_restricted_role().await.unwrap_err();

@@ -28,6 +28,18 @@ use tokio::sync::OnceCell;
 pub mod people;
 
 pub const OWNER_ROLE: &str = "rampart_test_owner";
+
+/// How the tests open a store: production's pool sizes, but a connection wait of a minute
+/// instead of 5 s. CI machines are shared: a SQLite open (which syncs the new file) once
+/// waited over 5 s behind another process's disk writeback and failed a test that measures
+/// nothing about the wait (`PoolTimedOut` in the Server-Timing test, whose binary took 34 s
+/// against under 1 s here). A real stall still fails, a minute later.
+pub fn pool_settings() -> PoolSettings {
+    PoolSettings {
+        acquire_timeout: Duration::from_secs(60),
+        ..PoolSettings::default()
+    }
+}
 pub const APP_ROLE: &str = "rampart_test_app";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,16 +171,14 @@ impl TestApp {
         let (store, db) = match backend {
             Backend::Sqlite => {
                 let path = dir.path().join("rampart.db");
-                let store = Store::open_sqlite(&path, PoolSettings::default())
-                    .await
-                    .unwrap();
+                let store = Store::open_sqlite(&path, pool_settings()).await.unwrap();
                 store.migrate().await.unwrap();
                 (store, Db::Sqlite(path))
             }
             Backend::Postgres => {
                 let admin_url = postgres_admin_url()?;
                 let (owner_url, app_url, name) = fresh_postgres(&admin_url).await;
-                let store = Store::connect_postgres(&app_url, PoolSettings::default())
+                let store = Store::connect_postgres(&app_url, pool_settings())
                     .await
                     .unwrap();
                 store.ensure_restricted_role().await.unwrap();
@@ -190,9 +200,7 @@ impl TestApp {
     pub async fn second_node(&self, ttl: Duration) -> TestApp {
         let (store, db) = match &self.db {
             Db::Sqlite(path) => (
-                Store::open_sqlite(path, PoolSettings::default())
-                    .await
-                    .unwrap(),
+                Store::open_sqlite(path, pool_settings()).await.unwrap(),
                 Db::Sqlite(path.clone()),
             ),
             Db::Postgres {
@@ -201,7 +209,7 @@ impl TestApp {
                 app_url,
                 name,
             } => (
-                Store::connect_postgres(app_url, PoolSettings::default())
+                Store::connect_postgres(app_url, pool_settings())
                     .await
                     .unwrap(),
                 Db::Postgres {
