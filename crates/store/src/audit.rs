@@ -289,11 +289,9 @@ impl Store {
         let e = StoreError::from_sqlx;
         let conn = match (&*self.0, mode) {
             (Backend::Sqlite { readers, .. }, Mode::Read) => {
-                Conn::Sqlite(readers.begin().await.map_err(e)?)
+                Conn::sqlite_read(readers.begin().await.map_err(e)?)
             }
-            (Backend::Sqlite { writer, .. }, Mode::Write) => {
-                Conn::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await.map_err(e)?)
-            }
+            (Backend::Sqlite { writes, .. }, Mode::Write) => Store::sqlite_write(writes).await?,
             (Backend::Postgres(pool), mode) => {
                 let mut tx = match mode {
                     // One snapshot for every statement: a verify reads the chain and then the

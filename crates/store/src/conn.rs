@@ -2,22 +2,64 @@
 //! Queries use `$1`-style placeholders, which SQLite and PostgreSQL both accept; where the
 //! dialects differ the migration files differ, never the queries.
 
-use sqlx::{Postgres, Sqlite, Transaction};
+use sqlx::{Postgres, Sqlite, SqliteConnection, Transaction};
 
 use crate::StoreError;
+use crate::writer::Lease;
 
 pub(crate) enum Conn {
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(SqliteTx),
     Pg(Transaction<'static, Postgres>),
 }
 
+/// A SQLite transaction: a reader's own, or a turn on the shared writer's.
+pub(crate) enum SqliteTx {
+    Read(Transaction<'static, Sqlite>),
+    Write(Lease),
+}
+
+impl std::ops::Deref for SqliteTx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        match self {
+            SqliteTx::Read(tx) => tx,
+            SqliteTx::Write(lease) => lease,
+        }
+    }
+}
+
+impl std::ops::DerefMut for SqliteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        match self {
+            SqliteTx::Read(tx) => tx,
+            SqliteTx::Write(lease) => lease,
+        }
+    }
+}
+
 impl Conn {
+    /// A reader's transaction on SQLite.
+    pub(crate) fn sqlite_read(tx: Transaction<'static, Sqlite>) -> Self {
+        Conn::Sqlite(SqliteTx::Read(tx))
+    }
+
+    /// Commits; on SQLite's writer, returns once the shared transaction has committed.
     pub(crate) async fn commit(self) -> Result<(), StoreError> {
         match self {
-            Conn::Sqlite(tx) => tx.commit().await,
-            Conn::Pg(tx) => tx.commit().await,
+            Conn::Sqlite(SqliteTx::Read(tx)) => tx.commit().await.map_err(StoreError::from_sqlx),
+            Conn::Sqlite(SqliteTx::Write(lease)) => lease.commit().await,
+            Conn::Pg(tx) => tx.commit().await.map_err(StoreError::from_sqlx),
         }
-        .map_err(StoreError::from_sqlx)
+    }
+
+    /// Rolls back; on SQLite's writer, returns once the shared transaction has ended, `Err`
+    /// if it failed to commit (so what this one read may not have been stored).
+    pub(crate) async fn rollback(self) -> Result<(), StoreError> {
+        match self {
+            Conn::Sqlite(SqliteTx::Read(tx)) => tx.rollback().await.map_err(StoreError::from_sqlx),
+            Conn::Sqlite(SqliteTx::Write(lease)) => lease.rollback().await,
+            Conn::Pg(tx) => tx.rollback().await.map_err(StoreError::from_sqlx),
+        }
     }
 }
 

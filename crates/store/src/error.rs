@@ -36,6 +36,10 @@ pub enum StoreError {
     /// The keyring file could not be prepared.
     #[error("keyring: {0}")]
     Keyring(String),
+    /// The write was to commit together with others (SQLite's group commit) and that commit
+    /// failed: none of them was stored.
+    #[error("the database could not commit the write")]
+    BatchFailed,
     /// Any other database error.
     #[error("database error")]
     Database(#[source] sqlx::Error),
@@ -65,7 +69,7 @@ impl StoreError {
 
     /// Whether retrying later might help (the database was unreachable or busy).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::BatchFailed)
     }
 }
 

@@ -73,8 +73,13 @@ impl Store {
         }
         Ok(match claim(&mut tx, key, request_hash, now).await? {
             Claim::Claimed => (Claim::Claimed, Some(tx)),
-            // Nothing to keep: dropping the transaction rolls back whatever the claim did.
-            other => (other, None),
+            other => {
+                // Nothing to keep, but a replay must not answer before the response it
+                // replays is stored: on SQLite it may be another request's in the same
+                // uncommitted group, so the rollback waits for that group to commit.
+                tx.rollback().await?;
+                (other, None)
+            }
         })
     }
 

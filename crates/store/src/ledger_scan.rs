@@ -12,10 +12,10 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::Poll;
 
+use crate::conn::SqliteTx;
 use chrono::{DateTime, Utc};
 use rampart_core::OrgId;
 use rampart_core::audit::EventFields;
-use sqlx::{Sqlite, Transaction};
 
 use crate::StoreError;
 use crate::audit::ScannedLink;
@@ -131,7 +131,7 @@ fn ranges(after: i64, last: i64, size: i64) -> impl Iterator<Item = (i64, i64)> 
 }
 
 async fn fetch_chunk(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut SqliteTx,
     org: &str,
     (after, up_to): (i64, i64),
 ) -> Result<String, StoreError> {
@@ -164,7 +164,7 @@ fn hand_over<E: From<StoreError>>(
 /// Every event of `org` after `after_seq`, in sequence order, to `each`, all read in `tx`
 /// (one snapshot); stops at the first error `each` returns.
 pub(crate) async fn scan_sqlite<E: From<StoreError>>(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut SqliteTx,
     org: OrgId,
     after_seq: i64,
     mut each: impl FnMut(ScannedLink<'_>) -> Result<(), E>,

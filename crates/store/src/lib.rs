@@ -16,6 +16,7 @@ mod lifecycle;
 mod migrate;
 mod platform;
 mod tenant;
+mod writer;
 
 pub mod api_keys;
 pub mod audit;
@@ -35,6 +36,9 @@ pub use platform::{CreatedOrg, OrgSummary};
 pub use rampart_crypto::{KeyScope, MasterKey};
 pub use tenant::{Mode, TenantTx};
 pub use vault::{Encrypted, Vault, VaultError};
+pub use writer::{
+    MAX_AGE as GROUP_COMMIT_MAX_AGE, MAX_MEMBERS as GROUP_COMMIT_MAX_MEMBERS, WriteStats,
+};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -57,7 +61,10 @@ pub enum BackendKind {
 #[derive(Debug)]
 enum Backend {
     Sqlite {
+        /// The pool of the one writer connection, used directly only to migrate.
         writer: SqlitePool,
+        /// Every write transaction, through group commit ([`writer`]).
+        writes: writer::Writer,
         readers: SqlitePool,
     },
     Postgres(PgPool),
@@ -120,7 +127,12 @@ impl Store {
             .connect_with(base.read_only(true))
             .await
             .map_err(StoreError::unavailable)?;
-        Ok(Self(Arc::new(Backend::Sqlite { writer, readers })))
+        let writes = writer::Writer::start(writer.clone(), settings.acquire_timeout);
+        Ok(Self(Arc::new(Backend::Sqlite {
+            writer,
+            writes,
+            readers,
+        })))
     }
 
     /// Connects to PostgreSQL. The server refuses a role that would bypass row-level security;
@@ -150,6 +162,22 @@ impl Store {
                 Ok(Some(on == "on"))
             }
         }
+    }
+
+    /// On SQLite, how many write requests the writer has run and in how many commits (group
+    /// commit puts several in one); `None` on PostgreSQL.
+    pub fn write_stats(&self) -> Option<WriteStats> {
+        match &*self.0 {
+            Backend::Sqlite { writes, .. } => Some(writes.stats()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// A write transaction on SQLite: a turn on the shared writer.
+    pub(crate) async fn sqlite_write(writes: &writer::Writer) -> Result<conn::Conn, StoreError> {
+        Ok(conn::Conn::Sqlite(conn::SqliteTx::Write(
+            writes.lease().await?,
+        )))
     }
 
     /// Which backend this is.
@@ -207,7 +235,9 @@ impl Store {
     /// Closes every connection, waiting for checked-out ones to come back.
     pub async fn close(&self) {
         match &*self.0 {
-            Backend::Sqlite { writer, readers } => {
+            Backend::Sqlite {
+                writer, readers, ..
+            } => {
                 readers.close().await;
                 writer.close().await;
             }

@@ -53,14 +53,9 @@ impl Store {
     ) -> Result<TenantTx, StoreError> {
         let conn = match (&*self.0, mode) {
             (Backend::Sqlite { readers, .. }, Mode::Read) => {
-                Conn::Sqlite(readers.begin().await.map_err(StoreError::from_sqlx)?)
+                Conn::sqlite_read(readers.begin().await.map_err(StoreError::from_sqlx)?)
             }
-            (Backend::Sqlite { writer, .. }, Mode::Write) => Conn::Sqlite(
-                writer
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(StoreError::from_sqlx)?,
-            ),
+            (Backend::Sqlite { writes, .. }, Mode::Write) => Store::sqlite_write(writes).await?,
             (Backend::Postgres(pool), mode) => {
                 // BEGIN and the binding in one round trip (a simple-query batch), since every
                 // request pays for it.
@@ -117,9 +112,18 @@ impl TenantTx {
         self.workspace.to_string()
     }
 
-    /// Commits everything done in the transaction.
+    /// Commits everything done in the transaction; returns once it is stored (on SQLite,
+    /// once the group it was committed with is).
     pub async fn commit(self) -> Result<(), StoreError> {
         self.conn.commit().await
+    }
+
+    /// Rolls back everything done in the transaction and returns once what it read is settled:
+    /// on SQLite a write transaction shares its commit with others, and what it saw of theirs
+    /// (say, an email already taken) counts only once they are stored. `Err` when they were
+    /// not, so an answer built on what it read must not be given.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.conn.rollback().await
     }
 }
 

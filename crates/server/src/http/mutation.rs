@@ -421,8 +421,17 @@ async fn run_admitted(
         }
         tx => {
             // Not a success (or a handler that never opened its transaction): the handler's
-            // work rolls back with the dropped transaction; the evidence is written apart.
-            drop(tx);
+            // work rolls back; the evidence is written apart. The rollback waits until what the
+            // handler read is settled (SQLite commits writes in groups, and a refusal such as
+            // "email taken" may rest on another request's write in the same group): if that
+            // group failed, the answer becomes the store's error.
+            let response = match tx {
+                Some(tx) => match tx.rollback().await {
+                    Ok(()) => response,
+                    Err(e) => ApiError::from(e).into_response(),
+                },
+                None => response,
+            };
             let status = response.status();
             let retryable = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
             let response = if idem_key.is_some() && !retryable && !status.is_success() {
