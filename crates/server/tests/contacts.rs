@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 both_backends!(
     create_read_update_delete,
+    the_most_tags_a_contact_may_have_are_all_stored,
     email_is_unique_per_workspace_only,
     bad_input_is_refused_and_changes_nothing,
     lists_paginate_and_filter,
@@ -79,6 +80,47 @@ async fn create_read_update_delete(app: TestApp) {
     assert_eq!((status, code.as_str()), (404, "NOT_FOUND"));
     let (status, _, _) = error_of(app.delete(&location, &org.owner_key).await).await;
     assert_eq!(status, 404, "deleting twice is a 404");
+}
+
+/// A contact's tags are stored in one statement; all of them, at the limit, read back.
+async fn the_most_tags_a_contact_may_have_are_all_stored(app: TestApp) {
+    let org = app.org("Acme").await;
+    let base = format!("/v1/workspaces/{}/contacts", org.ws);
+    let max = rampart_core::contact::Tag::MAX_PER_CONTACT;
+    let mut tags: Vec<String> = (0..max).map(|i| format!("t{i:02}")).collect();
+    let r = app
+        .post(
+            &base,
+            &org.owner_key,
+            &json!({"name": "Many", "tags": tags}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let read: Value = app
+        .get(&location, &org.owner_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    tags.sort();
+    assert_eq!(read["tags"], json!(tags));
+
+    let one_more: Vec<String> = (0..=max).map(|i| format!("u{i:02}")).collect();
+    let r = app
+        .post(
+            &base,
+            &org.owner_key,
+            &json!({"name": "Too many", "tags": one_more}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let listed: Value = app.get(&base, &org.owner_key).await.json().await.unwrap();
+    assert_eq!(
+        listed["data"].as_array().map(Vec::len),
+        Some(1),
+        "the refused one was not stored"
+    );
 }
 
 async fn email_is_unique_per_workspace_only(app: TestApp) {
