@@ -75,6 +75,30 @@ async fn create_read_update_delete(app: TestApp) {
         .unwrap();
     assert_eq!(read, updated);
 
+    // The history holds the create (what it answered, by the key that made it) and the update.
+    let history: Value = app
+        .get(&format!("{location}/versions"), &org.owner_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let versions = history["data"].as_array().unwrap();
+    assert_eq!(versions.len(), 2, "{history}");
+    assert_eq!(versions[0]["version"], 1);
+    assert_eq!(versions[0]["event"], "create");
+    assert_eq!(versions[0]["before"], Value::Null);
+    assert_eq!(
+        versions[0]["after"], c,
+        "the first version is the contact as created"
+    );
+    assert_eq!(versions[0]["at"], c["created_at"]);
+    assert_eq!(versions[0]["actor"], versions[1]["actor"]);
+    assert!(versions[0]["actor"].as_str().is_some_and(|a| !a.is_empty()));
+    assert_eq!(versions[1]["version"], 2);
+    assert_eq!(versions[1]["event"], "update");
+    assert_eq!(versions[1]["before"], c);
+    assert_eq!(versions[1]["after"], updated);
+
     assert_eq!(app.delete(&location, &org.owner_key).await.status(), 204);
     let (status, code, _) = error_of(app.get(&location, &org.owner_key).await).await;
     assert_eq!((status, code.as_str()), (404, "NOT_FOUND"));

@@ -22,7 +22,7 @@ pub enum VersionEvent {
 }
 
 impl VersionEvent {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             VersionEvent::Create => "create",
             VersionEvent::Update => "update",
