@@ -291,7 +291,7 @@ impl Store {
             (Backend::Sqlite { readers, .. }, Mode::Read) => {
                 Conn::sqlite_read(readers.begin().await.map_err(e)?)
             }
-            (Backend::Sqlite { writes, .. }, Mode::Write) => Store::sqlite_write(writes).await?,
+            (Backend::Sqlite { writes, .. }, Mode::Write) => Conn::sqlite_write(writes).await?,
             (Backend::Postgres(pool), mode) => {
                 let mut tx = match mode {
                     // One snapshot for every statement: a verify reads the chain and then the

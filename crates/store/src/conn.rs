@@ -7,7 +7,7 @@
 use sqlx::{Postgres, Sqlite, SqliteConnection, Transaction};
 
 use crate::StoreError;
-use crate::writer::Lease;
+use crate::writer::{Lease, Writer};
 
 pub(crate) enum Conn {
     Sqlite(SqliteTx),
@@ -43,6 +43,11 @@ impl Conn {
     /// A reader's transaction on SQLite.
     pub(crate) fn sqlite_read(tx: Transaction<'static, Sqlite>) -> Self {
         Conn::Sqlite(SqliteTx::Read(tx))
+    }
+
+    /// A write transaction on SQLite: a turn on the shared writer.
+    pub(crate) async fn sqlite_write(writes: &Writer) -> Result<Self, StoreError> {
+        Ok(Conn::Sqlite(SqliteTx::Write(writes.lease().await?)))
     }
 
     /// Commits; on SQLite's writer, returns once the shared transaction has committed.

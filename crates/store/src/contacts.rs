@@ -175,16 +175,23 @@ async fn add_tags(
     contact: ContactId,
     tags: &[String],
 ) -> Result<(), StoreError> {
-    // One statement for all of them: each statement is a round trip while the writer is held
-    // (docs/design-notes.md, "Write cost is counted in statements").
-    if tags.is_empty() {
+    let id = contact.to_string();
+    let rows: Vec<(&str, &str)> = tags.iter().map(|t| (id.as_str(), t.as_str())).collect();
+    insert_tags(tx, &rows).await
+}
+
+/// Inserts `(contact id, tag)` rows of the transaction's workspace in one statement: each
+/// statement is a round trip while the writer is held (docs/design-notes.md, "Write cost is
+/// counted in statements").
+async fn insert_tags(tx: &mut TenantTx, rows: &[(&str, &str)]) -> Result<(), StoreError> {
+    if rows.is_empty() {
         return Ok(());
     }
-    let (ws, id) = (tx.ws(), contact.to_string());
+    let ws = tx.ws();
     let sql = |numbered| {
         multi_row(
             "INSERT INTO contact_tags (workspace_id, contact_id, tag) VALUES ",
-            tags.len(),
+            rows.len(),
             3,
             numbered,
         )
@@ -192,8 +199,8 @@ async fn add_tags(
     macro_rules! run {
         ($c:expr, $numbered:expr) => {{
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql($numbered)));
-            for tag in tags {
-                q = q.bind(ws.as_str()).bind(id.as_str()).bind(tag.as_str());
+            for (id, tag) in rows {
+                q = q.bind(ws.as_str()).bind(*id).bind(*tag);
             }
             q.execute(&mut **$c).await.map_err(StoreError::from_sqlx)?;
         }};
@@ -237,49 +244,50 @@ pub async fn create(
     };
     let email_lower = new.email.as_ref().map(Email::normalized);
     let actor = tx.actor_label();
-    if let crate::conn::Conn::Sqlite(c) = &mut tx.conn {
-        // SQLite runs several statements as one command, so the contact, its tags and its
-        // first version cost one hand-off to sqlx's worker thread while the writer is held,
-        // not three (docs/design-notes.md, "Write cost is counted in statements").
-        // PostgreSQL cannot prepare several statements at once and takes them one by one.
-        let after = serde_json::to_value(&created)
-            .map_err(|_| crate::error::corrupt("contact json"))?
-            .to_string();
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sqlite_create_sql(created.tags.len())))
-            .bind(contact.to_string())
-            .bind(created.workspace_id.to_string())
-            .bind(created.name.as_deref())
-            .bind(created.email.as_deref())
-            .bind(email_lower)
-            .bind(created.phone.as_deref())
-            .bind(created.us_state.as_deref())
-            .bind(Json(&created.custom_fields))
-            .bind(now)
-            .bind(now)
-            .bind(OBJECT_TYPE)
-            .bind(VersionEvent::Create.as_str())
-            .bind(actor)
-            .bind(after);
-        for tag in &created.tags {
-            q = q.bind(tag.as_str());
-        }
-        q.execute(&mut **c)
-            .await
-            .map_err(|e| StoreError::classify(e, EMAIL_TAKEN))?;
-        return Ok(created);
+    // The contact's ten columns, `$1`–`$10` of `INSERT_CONTACT`, in either backend's query.
+    macro_rules! contact {
+        ($sql:expr) => {
+            sqlx::query($sql)
+                .bind(contact.to_string())
+                .bind(created.workspace_id.to_string())
+                .bind(created.name.as_deref())
+                .bind(created.email.as_deref())
+                .bind(email_lower.as_deref())
+                .bind(created.phone.as_deref())
+                .bind(created.us_state.as_deref())
+                .bind(Json(&created.custom_fields))
+                .bind(now)
+                .bind(now)
+        };
     }
-    let ws = tx.ws();
-    execute!(&mut tx.conn,
-        "INSERT INTO contacts (id, workspace_id, name, email, email_lower, phone, us_state, custom_fields, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        contact.to_string(), ws,
-        created.name.as_deref(),
-        created.email.as_deref(),
-        email_lower,
-        created.phone.as_deref(),
-        created.us_state.as_deref(),
-        Json(&created.custom_fields), now, now)
-    .map_err(|e| StoreError::classify(e, EMAIL_TAKEN))?;
+    let taken = |e| StoreError::classify(e, EMAIL_TAKEN);
+    match &mut tx.conn {
+        crate::conn::Conn::Sqlite(c) => {
+            // SQLite runs several statements as one command, so the contact, its tags and its
+            // first version cost one hand-off to sqlx's worker thread while the writer is held,
+            // not three (docs/design-notes.md, "Write cost is counted in statements").
+            let after = serde_json::to_value(&created)
+                .map_err(|_| crate::error::corrupt("contact json"))?
+                .to_string();
+            let mut q = contact!(sqlx::AssertSqlSafe(sqlite_create_sql(created.tags.len())))
+                .bind(OBJECT_TYPE)
+                .bind(VersionEvent::Create.as_str())
+                .bind(actor)
+                .bind(after);
+            for tag in &created.tags {
+                q = q.bind(tag.as_str());
+            }
+            q.execute(&mut **c).await.map_err(taken)?;
+            return Ok(created);
+        }
+        // PostgreSQL cannot prepare several statements at once and takes them one by one.
+        crate::conn::Conn::Pg(c) => {
+            contact!(INSERT_CONTACT)
+                .execute(&mut **c)
+                .await
+                .map_err(taken)?;
+        }
+    }
     add_tags(tx, contact, &created.tags).await?;
     version(
         tx,
@@ -293,15 +301,17 @@ pub async fn create(
     Ok(created)
 }
 
+/// A contact's row, its columns as `$1`–`$10`.
+const INSERT_CONTACT: &str = "INSERT INTO contacts (id, workspace_id, name, email, email_lower, phone, us_state, custom_fields, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
 /// SQLite's create as one command of numbered parameters: `$1`–`$10` the contact's columns,
 /// `$11`–`$14` its first version (object type, event, actor, the contact as JSON; a new id
 /// has no earlier version, so it is number 1), `$15` on one tag each.
 fn sqlite_create_sql(tags: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO contacts (id, workspace_id, name, email, email_lower, phone, us_state, custom_fields, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10); \
-         INSERT INTO object_versions (workspace_id, object_type, object_id, version, event, actor, at, before, after) \
-         VALUES ($2, $11, $1, 1, $12, $13, $9, NULL, $14)",
+    let mut sql = format!(
+        "{INSERT_CONTACT}; INSERT INTO object_versions (workspace_id, object_type, object_id, version, event, actor, at, before, after) \
+         VALUES ($2, $11, $1, 1, $12, $13, $9, NULL, $14)"
     );
     if tags > 0 {
         sql.push_str("; INSERT INTO contact_tags (workspace_id, contact_id, tag) VALUES ");
@@ -649,32 +659,14 @@ pub async fn create_many(
             crate::conn::Conn::Sqlite(c) => run!(c, false),
             crate::conn::Conn::Pg(c) => run!(c, true),
         }
-        let tags: Vec<(String, &str)> = chunk
+        let ids: Vec<String> = chunk.iter().map(|c| c.id.to_string()).collect();
+        let tags: Vec<(&str, &str)> = chunk
             .iter()
-            .flat_map(|c| c.tags.iter().map(move |t| (c.id.to_string(), t.as_str())))
+            .zip(&ids)
+            .flat_map(|(c, id)| c.tags.iter().map(move |t| (id.as_str(), t.as_str())))
             .collect();
         for part in tags.chunks(ROWS_PER_INSERT * 2) {
-            let sql = |numbered| {
-                multi_row(
-                    "INSERT INTO contact_tags (workspace_id, contact_id, tag) VALUES ",
-                    part.len(),
-                    3,
-                    numbered,
-                )
-            };
-            macro_rules! run {
-                ($c:expr, $numbered:expr) => {{
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql($numbered)));
-                    for (id, tag) in part {
-                        q = q.bind(ws.clone()).bind(id.clone()).bind(*tag);
-                    }
-                    q.execute(&mut **$c).await.map_err(StoreError::from_sqlx)?;
-                }};
-            }
-            match &mut tx.conn {
-                crate::conn::Conn::Sqlite(c) => run!(c, false),
-                crate::conn::Conn::Pg(c) => run!(c, true),
-            }
+            insert_tags(tx, part).await?;
         }
         let sql = |numbered| {
             multi_row(

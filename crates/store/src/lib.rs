@@ -173,13 +173,6 @@ impl Store {
         }
     }
 
-    /// A write transaction on SQLite: a turn on the shared writer.
-    pub(crate) async fn sqlite_write(writes: &writer::Writer) -> Result<conn::Conn, StoreError> {
-        Ok(conn::Conn::Sqlite(conn::SqliteTx::Write(
-            writes.lease().await?,
-        )))
-    }
-
     /// Which backend this is.
     pub fn kind(&self) -> BackendKind {
         match &*self.0 {

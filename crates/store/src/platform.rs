@@ -54,7 +54,7 @@ impl Store {
     pub(crate) async fn platform(&self, write: bool) -> Result<Conn, StoreError> {
         let e = StoreError::from_sqlx;
         Ok(match &*self.0 {
-            Backend::Sqlite { writes, .. } if write => Store::sqlite_write(writes).await?,
+            Backend::Sqlite { writes, .. } if write => Conn::sqlite_write(writes).await?,
             Backend::Sqlite { readers, .. } => Conn::sqlite_read(readers.begin().await.map_err(e)?),
             Backend::Postgres(pool) => Conn::Pg(pool.begin().await.map_err(e)?),
         })

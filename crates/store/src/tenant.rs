@@ -55,7 +55,7 @@ impl Store {
             (Backend::Sqlite { readers, .. }, Mode::Read) => {
                 Conn::sqlite_read(readers.begin().await.map_err(StoreError::from_sqlx)?)
             }
-            (Backend::Sqlite { writes, .. }, Mode::Write) => Store::sqlite_write(writes).await?,
+            (Backend::Sqlite { writes, .. }, Mode::Write) => Conn::sqlite_write(writes).await?,
             (Backend::Postgres(pool), mode) => {
                 // BEGIN and the binding in one round trip (a simple-query batch), since every
                 // request pays for it.

@@ -221,13 +221,18 @@ async fn group(
     let (mut members, mut kept, mut broken) = (0u64, 0u64, false);
     let mut next = Some(first);
     while let Some(want) = next.take() {
-        if !want.reply.is_closed() {
-            let keep = lend(slot, want, &outcome).await;
+        // A request that gave up while queued is skipped; the savepoint stays fresh for the next.
+        let keep = if want.reply.is_closed() {
+            None
+        } else {
             members += 1;
+            Some(lend(slot, want, &outcome).await)
+        };
+        let more = members < MAX_MEMBERS && started.elapsed() < max_age;
+        next = if more { queue.try_recv().ok() } else { None };
+        if let Some(keep) = keep {
             kept += u64::from(keep);
             // The next member's savepoint, and the end of this one's, in one command.
-            let more = members < MAX_MEMBERS && started.elapsed() < max_age;
-            next = if more { queue.try_recv().ok() } else { None };
             let sql = match (keep, next.is_some()) {
                 (true, true) => Some("RELEASE member; SAVEPOINT member"),
                 (false, true) => Some("ROLLBACK TO member; RELEASE member; SAVEPOINT member"),
@@ -239,15 +244,12 @@ async fn group(
             {
                 tracing::error!(error = %e, "the shared write transaction failed; rolling it back");
                 broken = true;
-                // The request just taken from the queue goes to the next group.
+                // The request just taken from the queue is refused (503, retryable) rather
+                // than lent a transaction that is being rolled back.
                 if let Some(want) = next.take() {
                     let _ = want.reply.send(Err(StoreError::BatchFailed));
                 }
             }
-        } else {
-            next = (members < MAX_MEMBERS && started.elapsed() < max_age)
-                .then(|| queue.try_recv().ok())
-                .flatten();
         }
     }
     counters.members.fetch_add(members, Ordering::Relaxed);
@@ -334,6 +336,15 @@ mod tests {
         pool
     }
 
+    /// A writer whose groups stay open long enough that a slow test machine cannot split one.
+    fn one_group_writer(pool: &SqlitePool) -> Writer {
+        Writer::start_with(
+            pool.clone(),
+            Duration::from_secs(30),
+            Duration::from_secs(30),
+        )
+    }
+
     async fn rows(pool: &SqlitePool) -> Vec<i64> {
         sqlx::query_scalar("SELECT v FROM t ORDER BY v")
             .fetch_all(pool)
@@ -385,12 +396,7 @@ mod tests {
     async fn requests_that_fail_roll_back_alone_and_the_rest_commit_together() {
         let dir = tempfile::tempdir().unwrap();
         let pool = pool(&dir).await;
-        // A long age limit, so that a slow test machine cannot split the group.
-        let writer = Writer::start_with(
-            pool.clone(),
-            Duration::from_secs(30),
-            Duration::from_secs(30),
-        );
+        let writer = one_group_writer(&pool);
         let results = queued(&pool, &writer, 12, |i, mut lease| async move {
             sqlx::query("INSERT INTO t (v) VALUES ($1)")
                 .bind(i)
@@ -424,12 +430,7 @@ mod tests {
     async fn a_failed_commit_fails_every_request_in_it_and_stores_none() {
         let dir = tempfile::tempdir().unwrap();
         let pool = pool(&dir).await;
-        // A long age limit, so that a slow test machine cannot split the group.
-        let writer = Writer::start_with(
-            pool.clone(),
-            Duration::from_secs(30),
-            Duration::from_secs(30),
-        );
+        let writer = one_group_writer(&pool);
         // Request 1 breaks a deferred foreign key, which only the COMMIT checks; request 2
         // only reads, and request 0 writes a good row.
         let results = queued(&pool, &writer, 3, |i, mut lease| async move {
