@@ -639,7 +639,7 @@ async fn requests_without_a_valid_key_are_refused(app: TestApp) {
 /// found (case-insensitively, and only in this workspace), and each created contact gets its
 /// tags and its version history, as the single-contact path writes them.
 async fn the_bulk_path_finds_taken_emails_and_writes_whole_rows(app: TestApp) {
-    use rampart_core::{Email, PersonName, Tag, TenantGrant};
+    use rampart_core::{Email, PersonName, Tag, TenantGrant, WorkspaceId};
     use rampart_store::Mode;
     use rampart_store::contacts::{self, NewContact};
 
@@ -675,17 +675,20 @@ async fn the_bulk_path_finds_taken_emails_and_writes_whole_rows(app: TestApp) {
         std::iter::once("ann@example.com".to_owned()).collect(),
         "Bob's email is taken in another workspace only"
     );
-    let rows = (0..3)
-        .map(|i| NewContact {
+    let prepare = |ws, i| {
+        let new = NewContact {
             name: Some(PersonName::parse(&format!("Bulk {i}")).unwrap()),
             email: Some(Email::parse(&format!("bulk{i}@example.com")).unwrap()),
             tags: vec![Tag::parse("imported").unwrap()],
             ..NewContact::default()
-        })
-        .collect();
-    let created = contacts::create_many(&mut tx, rows, chrono::Utc::now())
-        .await
-        .unwrap();
+        };
+        contacts::PreparedContact::new(ws, new, chrono::Utc::now()).unwrap()
+    };
+    // A row prepared for another workspace is refused, and nothing of the batch is written.
+    let mixed = vec![prepare(org.ws, 9), prepare(WorkspaceId::generate(), 8)];
+    assert!(contacts::create_many(&mut tx, mixed).await.is_err());
+    let rows = (0..3).map(|i| prepare(org.ws, i)).collect();
+    let created = contacts::create_many(&mut tx, rows).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(created.len(), 3);
 

@@ -591,41 +591,72 @@ pub async fn existing_emails(
     Ok(found)
 }
 
-/// Creates many contacts in the transaction's workspace with multi-row `INSERT`s: the bulk
-/// path of `rampart import contacts`. Each contact gets its tags and a version-1 `create`
-/// entry in version history, exactly as [`create`] writes them; the caller records the audit
-/// event (one per batch) and must leave out emails that already exist (see
-/// [`existing_emails`]) or repeat within `rows`: a conflict fails the whole statement.
-pub async fn create_many(
-    tx: &mut TenantTx,
-    rows: Vec<NewContact>,
-    now: DateTime<Utc>,
-) -> Result<Vec<ContactId>, StoreError> {
-    let now = db_time(now);
-    let workspace = tx.workspace();
-    let ws = tx.ws();
-    let actor = tx.actor_label();
-    let mut created: Vec<Contact> = Vec::with_capacity(rows.len());
-    let mut lowers: Vec<Option<String>> = Vec::with_capacity(rows.len());
-    for new in rows {
-        lowers.push(new.email.as_ref().map(Email::normalized));
-        created.push(Contact {
+/// A contact made ready for [`create_many`] outside any transaction: its id, stored form and
+/// version-1 history entry already rendered, so that the import can do this work on its reading
+/// thread while the database writes the batch before (the writer then only binds).
+#[derive(Debug)]
+pub struct PreparedContact {
+    contact: Contact,
+    id: String,
+    email_lower: Option<String>,
+    after: String,
+}
+
+impl PreparedContact {
+    /// Gives `new` an id in `workspace`, created at `now`, and renders its history entry.
+    pub fn new(
+        workspace: WorkspaceId,
+        new: NewContact,
+        now: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
+        let now = db_time(now);
+        let contact = Contact {
             id: ContactId::generate(),
             workspace_id: workspace,
             name: new.name.map(|n| n.as_str().to_owned()),
-            email: new.email.map(|e| e.as_str().to_owned()),
+            email: new.email.as_ref().map(|e| e.as_str().to_owned()),
             phone: new.phone.map(|p| p.as_str().to_owned()),
             us_state: new.us_state.map(|s| s.as_str().to_owned()),
             tags: dedup(&new.tags),
             custom_fields: Value::Object(new.custom_fields),
             created_at: now,
             updated_at: now,
-        });
+        };
+        let after =
+            serde_json::to_string(&contact).map_err(|_| crate::error::corrupt("contact json"))?;
+        Ok(Self {
+            id: contact.id.to_string(),
+            email_lower: new.email.as_ref().map(Email::normalized),
+            contact,
+            after,
+        })
     }
-    for (chunk, lower) in created
-        .chunks(ROWS_PER_INSERT)
-        .zip(lowers.chunks(ROWS_PER_INSERT))
-    {
+
+    /// The normalized email the workspace must not have yet (see [`existing_emails`]).
+    pub fn email_lower(&self) -> Option<&str> {
+        self.email_lower.as_deref()
+    }
+}
+
+/// Creates many contacts in the transaction's workspace with multi-row `INSERT`s: the bulk
+/// path of `rampart import contacts`. Each contact gets its tags and a version-1 `create`
+/// entry in version history, exactly as [`create`] writes them; the caller records the audit
+/// event (one per batch) and must leave out emails that already exist (see
+/// [`existing_emails`]) or repeat within `rows`: a conflict fails the whole statement. A row
+/// prepared for another workspace is refused before anything is written.
+pub async fn create_many(
+    tx: &mut TenantTx,
+    rows: Vec<PreparedContact>,
+) -> Result<Vec<ContactId>, StoreError> {
+    let workspace = tx.workspace();
+    if rows.iter().any(|r| r.contact.workspace_id != workspace) {
+        return Err(crate::error::corrupt(
+            "a contact prepared for another workspace",
+        ));
+    }
+    let ws = tx.ws();
+    let actor = tx.actor_label();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = |numbered| {
             multi_row(
                 "INSERT INTO contacts (id, workspace_id, name, email, email_lower, phone, us_state, custom_fields, created_at, updated_at) VALUES ",
@@ -637,18 +668,19 @@ pub async fn create_many(
         macro_rules! run {
             ($c:expr, $numbered:expr) => {{
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql($numbered)));
-                for (c, l) in chunk.iter().zip(lower) {
+                for r in chunk {
+                    let c = &r.contact;
                     q = q
-                        .bind(c.id.to_string())
-                        .bind(ws.clone())
-                        .bind(c.name.clone())
-                        .bind(c.email.clone())
-                        .bind(l.clone())
-                        .bind(c.phone.clone())
-                        .bind(c.us_state.clone())
-                        .bind(Json(c.custom_fields.clone()))
-                        .bind(now)
-                        .bind(now);
+                        .bind(r.id.as_str())
+                        .bind(ws.as_str())
+                        .bind(c.name.as_deref())
+                        .bind(c.email.as_deref())
+                        .bind(r.email_lower.as_deref())
+                        .bind(c.phone.as_deref())
+                        .bind(c.us_state.as_deref())
+                        .bind(Json(&c.custom_fields))
+                        .bind(c.created_at)
+                        .bind(c.updated_at);
                 }
                 q.execute(&mut **$c)
                     .await
@@ -659,11 +691,14 @@ pub async fn create_many(
             crate::conn::Conn::Sqlite(c) => run!(c, false),
             crate::conn::Conn::Pg(c) => run!(c, true),
         }
-        let ids: Vec<String> = chunk.iter().map(|c| c.id.to_string()).collect();
         let tags: Vec<(&str, &str)> = chunk
             .iter()
-            .zip(&ids)
-            .flat_map(|(c, id)| c.tags.iter().map(move |t| (id.as_str(), t.as_str())))
+            .flat_map(|r| {
+                r.contact
+                    .tags
+                    .iter()
+                    .map(move |t| (r.id.as_str(), t.as_str()))
+            })
             .collect();
         for part in tags.chunks(ROWS_PER_INSERT * 2) {
             insert_tags(tx, part).await?;
@@ -676,24 +711,20 @@ pub async fn create_many(
                 numbered,
             )
         };
-        let afters = chunk
-            .iter()
-            .map(|c| serde_json::to_string(c).map_err(|_| crate::error::corrupt("contact json")))
-            .collect::<Result<Vec<String>, StoreError>>()?;
         macro_rules! run {
             ($c:expr, $numbered:expr) => {{
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql($numbered)));
-                for (c, after) in chunk.iter().zip(afters) {
+                for r in chunk {
                     q = q
-                        .bind(ws.clone())
+                        .bind(ws.as_str())
                         .bind(OBJECT_TYPE)
-                        .bind(c.id.to_string())
+                        .bind(r.id.as_str())
                         .bind(1_i64)
                         .bind("create")
-                        .bind(actor.clone())
-                        .bind(now)
-                        .bind(None::<String>)
-                        .bind(Some(after));
+                        .bind(actor.as_str())
+                        .bind(r.contact.created_at)
+                        .bind(None::<&str>)
+                        .bind(Some(r.after.as_str()));
                 }
                 q.execute(&mut **$c).await.map_err(StoreError::from_sqlx)?;
             }};
@@ -703,7 +734,7 @@ pub async fn create_many(
             crate::conn::Conn::Pg(c) => run!(c, true),
         }
     }
-    Ok(created.into_iter().map(|c| c.id).collect())
+    Ok(rows.into_iter().map(|r| r.contact.id).collect())
 }
 
 /// Placeholder `n` (1-based): `$n` for PostgreSQL; a plain `?` for SQLite, which binds them in

@@ -28,7 +28,7 @@ use rampart_core::{
     WorkspaceId,
 };
 use rampart_store::audit::{self, NewEvent};
-use rampart_store::contacts::{self, NewContact};
+use rampart_store::contacts::{self, NewContact, PreparedContact};
 use rampart_store::{Mode, PoolSettings, Store, TenantTx};
 use serde_json::json;
 
@@ -150,7 +150,7 @@ fn parse_row(cols: &Columns, record: &csv::StringRecord) -> Result<(NewContact, 
 /// One validated row waiting for its batch.
 struct Pending {
     line: u64,
-    contact: NewContact,
+    contact: PreparedContact,
     email: String,
 }
 
@@ -197,13 +197,17 @@ pub async fn run(settings: &Settings, args: ImportContactsArgs) -> Result<()> {
     Ok(())
 }
 
-/// Reads and validates the file on this (blocking) thread, sending batches of [`BATCH`] rows
-/// to `out`; stops early when the receiver is gone (the writer failed or `--strict` stopped).
+/// Reads and validates the file on this (blocking) thread and prepares each valid row for
+/// `workspace` ([`PreparedContact`]: id, stored form, history entry), sending batches of
+/// [`BATCH`] rows to `out`; stops early when the receiver is gone (the writer failed or
+/// `--strict` stopped). A batch's contacts are created at the time its first row was read.
 fn read_file(
     mut reader: csv::Reader<std::io::BufReader<std::fs::File>>,
     cols: &Columns,
+    workspace: WorkspaceId,
     out: &tokio::sync::mpsc::Sender<Parsed>,
 ) -> Result<()> {
+    let mut now = SystemClock.now();
     let mut batch = Parsed {
         rows: Vec::with_capacity(BATCH),
         refused: Vec::new(),
@@ -233,7 +237,7 @@ fn read_file(
                 Ok((contact, email)) if in_batch.insert(email.clone()) => {
                     batch.rows.push(Pending {
                         line,
-                        contact,
+                        contact: PreparedContact::new(workspace, contact, now)?,
                         email,
                     })
                 }
@@ -255,6 +259,7 @@ fn read_file(
                 },
             );
             in_batch.clear();
+            now = SystemClock.now();
             if out.blocking_send(full).is_err() {
                 return Ok(());
             }
@@ -265,9 +270,9 @@ fn read_file(
     }
 }
 
-/// Imports the file into the workspace and returns what happened. Reading and validating run
-/// on a blocking thread while this task writes the previous batch, so on a machine with two
-/// cores parsing and the database overlap.
+/// Imports the file into the workspace and returns what happened. Reading, validating and
+/// preparing rows run on a blocking thread while this task writes the previous batch, so on a
+/// machine with two cores parsing and the database overlap.
 pub async fn import(store: &Store, args: &ImportContactsArgs) -> Result<Summary> {
     let started = Instant::now();
     let Some((org, _plan)) = store.workspace_org(args.workspace).await? else {
@@ -290,7 +295,8 @@ pub async fn import(store: &Store, args: &ImportContactsArgs) -> Result<Summary>
         .unwrap_or_default();
 
     let (send, mut batches) = tokio::sync::mpsc::channel::<Parsed>(2);
-    let reading = tokio::task::spawn_blocking(move || read_file(reader, &cols, &send));
+    let workspace = args.workspace;
+    let reading = tokio::task::spawn_blocking(move || read_file(reader, &cols, workspace, &send));
 
     let mut summary = Summary::default();
     // In strict mode one transaction holds the whole import.
@@ -392,7 +398,7 @@ async fn write_batch(
         return Ok(());
     }
     let now = SystemClock.now();
-    let created = contacts::create_many(tx, keep, now).await?;
+    let created = contacts::create_many(tx, keep).await?;
     let count = created.len() as u64;
     let event = NewEvent {
         workspace: Some(tx.workspace()),
