@@ -783,7 +783,6 @@ pub async fn run(options: Options) -> Result<()> {
 
     // Kept alive until the report is written: see `pg::AnalyzeStandIn`.
     let mut stand_in = None;
-    let mut method_extra = Vec::new();
     if let Some(url) = &cfg.postgres_url
         && !pg::autovacuum_on(url).await?
     {
@@ -792,10 +791,6 @@ pub async fn run(options: Options) -> Result<()> {
             pg::STAND_IN_EVERY.as_secs()
         ));
         stand_in = Some(pg::AnalyzeStandIn::start(url));
-        method_extra.push(format!(
-            "PostgreSQL's autovacuum was off on this server (it is on by default, and Rampart's production setting), so every {} s the suite ran `ANALYZE` in its place on each table of its databases that autovacuum would have analyzed by then, by autovacuum's own rule (more rows changed since the last analysis than `autovacuum_analyze_threshold` plus `autovacuum_analyze_scale_factor` of the table: 50 plus a tenth by default); it analyzed {{analyzed}} tables in this run. Without statistics PostgreSQL keeps the plans it made while the tables were empty: the foreign-key check of every tag row and the import's taken-emails query then pick the `(workspace_id, updated_at)` index over the unique one and read the whole workspace per row, so each write run was slower than the one before (baseline included: 647, 344, 335 writes/s in three 10 s runs) and figures measured the missing statistics, not the server. Until 2026-12-04 the stand-in analyzed whole databases every 10 s, changed or not, so it also sampled scenario 3's 2,000,000 contacts during its read-only runs, which autovacuum never does (see scenario 3's notes).",
-            pg::STAND_IN_EVERY.as_secs()
-        ));
     }
 
     let mut idle: Vec<(Backend, Vec<f64>)> = Vec::new();
@@ -850,14 +845,7 @@ pub async fn run(options: Options) -> Result<()> {
         build_secs,
         method: method(&cfg)
             .into_iter()
-            .chain(method_extra.into_iter().map(|m| {
-                m.replace(
-                    "{analyzed}",
-                    &pg::STAND_IN_ANALYZED
-                        .load(std::sync::atomic::Ordering::Relaxed)
-                        .to_string(),
-                )
-            }))
+            .chain(stand_in.as_ref().map(pg::AnalyzeStandIn::method_note))
             .collect(),
         sections: sections(&cfg, &idle, &small, &lists, &audits, &imports, &notes),
         todo: todo(),

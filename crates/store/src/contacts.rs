@@ -631,11 +631,6 @@ impl PreparedContact {
             after,
         })
     }
-
-    /// The normalized email the workspace must not have yet (see [`existing_emails`]).
-    pub fn email_lower(&self) -> Option<&str> {
-        self.email_lower.as_deref()
-    }
 }
 
 /// Creates many contacts in the transaction's workspace with multi-row `INSERT`s: the bulk
