@@ -21,24 +21,58 @@ fn argon2() -> Result<Argon2<'static>> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// Seconds one argon2id hash takes here, the median of `samples` hashed one after another on
-/// one thread (after one untimed hash to warm the allocator).
-pub fn hash_seconds(samples: usize) -> Result<f64> {
+/// One argon2id hash's time here: the wall clock, and the CPU time of the thread that hashed.
+pub struct HashTime {
+    /// Median wall-clock seconds per hash.
+    pub wall: f64,
+    /// Median CPU seconds per hash, when the kernel reports a thread's CPU time.
+    pub cpu: Option<f64>,
+}
+
+impl HashTime {
+    /// The time a hash costs a core: its CPU time, else the wall clock.
+    pub fn per_core(&self) -> f64 {
+        self.cpu.unwrap_or(self.wall)
+    }
+}
+
+/// CPU seconds this thread has run, from the scheduler's own account
+/// (`/proc/thread-self/schedstat`, in nanoseconds). Unlike the wall clock it does not count
+/// time the thread spent waiting for a core that another process held.
+fn thread_cpu_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(nanos as f64 / 1e9)
+}
+
+/// One argon2id hash's time here, the medians of `samples` hashed one after another on one
+/// thread (after one untimed hash to warm the allocator).
+pub fn hash_time(samples: usize) -> Result<HashTime> {
     let hasher = argon2()?;
-    let mut times = Vec::with_capacity(samples);
+    let mut wall = Vec::with_capacity(samples);
+    let mut cpu = Vec::with_capacity(samples);
     for i in 0..=samples {
         let password = format!("{PASSWORD}-{i}");
+        let cpu_before = thread_cpu_seconds();
         let started = Instant::now();
         hasher
             .hash_password(password.as_bytes())
             .map_err(|e| anyhow!("argon2: {e}"))?;
+        let elapsed = started.elapsed().as_secs_f64();
         if i > 0 {
-            times.push(started.elapsed().as_secs_f64());
+            wall.push(elapsed);
+            if let (Some(before), Some(after)) = (cpu_before, thread_cpu_seconds()) {
+                cpu.push(after - before);
+            }
         }
     }
-    Summary::of(&times)
+    let wall = Summary::of(&wall)
         .map(|s| s.median)
-        .ok_or_else(|| anyhow!("no hash timed"))
+        .ok_or_else(|| anyhow!("no hash timed"))?;
+    let cpu = (cpu.len() == samples)
+        .then(|| Summary::of(&cpu).map(|s| s.median))
+        .flatten();
+    Ok(HashTime { wall, cpu })
 }
 
 /// Cores this process may run on.

@@ -99,6 +99,12 @@ pub async fn verify_org(store: &Store, org: OrgId) -> Result<VerifyReport, Verif
             "the chain's end does not match the recorded head",
         ));
     }
+    if tx.unsealed().await? > 0 {
+        return Err(broken(
+            head_seq + 1,
+            "events were recorded but never sealed into the chain",
+        ));
+    }
     Ok(VerifyReport {
         org,
         events,

@@ -30,6 +30,7 @@ both_backends!(
     the_events_api_filters_and_paginates,
     contacts_keep_their_version_history,
     a_long_chain_verifies_in_one_snapshot_and_tampering_past_the_first_chunk_is_caught,
+    edge_values_link_alike_in_the_database_and_in_rust,
 );
 
 fn find<'a>(events: &'a [Value], request_id: &str) -> &'a Value {
@@ -626,4 +627,164 @@ async fn a_client_hanging_up_midway_still_gets_a_whole_change_and_an_event() {
     let ev = events(&app, &a.ws, &a.owner_key).await;
     assert_eq!(find(&ev, "hangup-1")["status"], 201);
     assert!(verify(&app, &a).await.is_ok());
+}
+
+/// Events whose fields sit at the edges of the canonical encoding (absent against empty,
+/// multi-byte UTF-8, the first and last instants of four-digit years, whole and fractional
+/// microseconds, extreme numbers) are linked by the store and then recomputed by the Rust
+/// verifier. On PostgreSQL the links are computed by the database's sealing trigger (migration
+/// 7), so a chain that verifies shows that its encoding and Rust's agree byte for byte.
+async fn edge_values_link_alike_in_the_database_and_in_rust(app: TestApp) {
+    let a = app.org("Alpha").await;
+    let at = |text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let cases = [
+        (
+            at("0001-01-01T00:00:00Z"),
+            NewEvent {
+                workspace: None,
+                actor: "anonymous".into(),
+                method: "POST".into(),
+                path: "/v1/ünïcödé/😀".into(),
+                action: "x.y".into(),
+                target: Some(String::new()),
+                args: "{}".into(),
+                status: 599,
+                error_code: Some(String::new()),
+                duration_ms: i64::MAX,
+                idempotency_key: Some("!\"#$%&'()*+,-./0123456789:;<=>?@[\\]^_`{|}~".into()),
+                request_id: String::new(),
+                client_ip: Some("2001:db8:abcd::".into()),
+                ..NewEvent::default()
+            },
+        ),
+        (
+            at("9999-12-31T23:59:59.999999Z"),
+            NewEvent {
+                workspace: Some(a.ws),
+                actor: "operator".into(),
+                auth_method: Some("cli".into()),
+                method: "CLI".into(),
+                path: "rampart test".into(),
+                action: "test.event".into(),
+                args: r#"{"note":"\"café\"\u0001\n","n":[1,2.5,null]}"#.into(),
+                status: 200,
+                duration_ms: -1,
+                request_id: "cli_x".into(),
+                ..NewEvent::default()
+            },
+        ),
+        (
+            at("1969-12-31T23:59:59.000001Z"),
+            NewEvent {
+                workspace: Some(a.ws),
+                actor: "usr_x".into(),
+                auth_method: Some(String::new()),
+                method: "DELETE".into(),
+                path: "/".into(),
+                action: "a".into(),
+                args: "x".repeat(70_000),
+                status: 0,
+                duration_ms: 0,
+                request_id: "req_y".into(),
+                client_ip: Some("203.0.113.0".into()),
+                ..NewEvent::default()
+            },
+        ),
+    ];
+    let mut tx = app.store.ledger(a.org, Mode::Write).await.unwrap();
+    for (when, event) in cases {
+        tx.append(event, when).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(verify(&app, &a).await, Ok(3));
+    // The organization's own first event, a request, links on from them.
+    seed_events(&app, &a, 1).await;
+    assert_eq!(verify(&app, &a).await, Ok(4));
+}
+
+/// An event appended in a transaction that has not committed yet holds nothing: another write
+/// of the same organization commits meanwhile and takes the next sequence number; the first
+/// event takes the one after it when it commits, and one rolled back leaves neither an event
+/// nor a pending row (PostgreSQL seals events inside COMMIT; on SQLite the one writer would
+/// make the second write wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncommitted_write_does_not_hold_its_organizations_chain() {
+    use std::time::Duration;
+    let Some(app) = TestApp::spawn(common::Backend::Postgres).await else {
+        return;
+    };
+    let a = app.org("Alpha").await;
+    let before = verify(&app, &a).await.unwrap();
+    let event = |request_id: &str| NewEvent {
+        workspace: Some(a.ws),
+        actor: "operator".into(),
+        method: "CLI".into(),
+        path: "rampart test".into(),
+        action: "test.event".into(),
+        args: "{}".into(),
+        status: 200,
+        request_id: request_id.into(),
+        ..NewEvent::default()
+    };
+    let now = app.clock.now_for_tests();
+    let mut first = app.store.ledger(a.org, Mode::Write).await.unwrap();
+    first.append(event("first"), now).await.unwrap();
+    let mut abandoned = app.store.ledger(a.org, Mode::Write).await.unwrap();
+    abandoned.append(event("abandoned"), now).await.unwrap();
+
+    let second = async {
+        let mut tx = app.store.ledger(a.org, Mode::Write).await.unwrap();
+        tx.append(event("second"), now).await.unwrap();
+        tx.commit().await.unwrap();
+    };
+    // A bound on a wait that must not happen at all, not a measure of speed: with the head
+    // locked by `first`, this would wait until `first` ends, which it does not before this.
+    tokio::time::timeout(Duration::from_secs(60), second)
+        .await
+        .expect("a write waited for another's uncommitted event");
+    first.commit().await.unwrap();
+    drop(abandoned);
+
+    assert_eq!(verify(&app, &a).await, Ok(before + 2));
+    let ev = events(&app, &a.ws, &a.owner_key).await;
+    assert_eq!(find(&ev, "second")["seq"], before + 1);
+    assert_eq!(find(&ev, "first")["seq"], before + 2);
+    assert!(ev.iter().all(|e| e["request_id"] != "abandoned"));
+    let mut reader = app.store.ledger(a.org, Mode::Read).await.unwrap();
+    assert_eq!(reader.unsealed().await.unwrap(), 0);
+}
+
+/// An event left unsealed (someone with the owner role switched the sealing trigger off) is
+/// evidence that never reached the chain: verification says so instead of passing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_left_unsealed_fails_verification() {
+    let Some(app) = TestApp::spawn(common::Backend::Postgres).await else {
+        return;
+    };
+    let a = app.org("Alpha").await;
+    seed_events(&app, &a, 2).await;
+    let head = verify(&app, &a).await.unwrap();
+    owner_sql(
+        &app,
+        &a.org.to_string(),
+        &a.ws.to_string(),
+        &[
+            "ALTER TABLE audit_pending DISABLE TRIGGER USER",
+            "INSERT INTO audit_pending (org_id, at, actor, method, path, action, args, status, duration_ms, request_id) \
+             VALUES (current_setting('rampart.org_id'), now(), 'operator', 'CLI', 'rampart x', 'x', '{}', 200, 0, 'cli_x')",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        verify(&app, &a).await,
+        Err((
+            head + 1,
+            "events were recorded but never sealed into the chain"
+        ))
+    );
 }

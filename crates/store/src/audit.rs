@@ -1,7 +1,9 @@
 //! The audit ledger's storage: one hash chain per organization (`audit_heads` holds each
-//! chain's last sequence number and hash). Appending locks the organization's head row, so
-//! writers inside one organization serialize without gaps or forks while organizations never
-//! wait on each other (on SQLite, the single writer serializes everything anyway).
+//! chain's last sequence number and hash). Sealing an event into the chain locks the
+//! organization's head row until commit, so writers inside one organization serialize without
+//! gaps or forks while organizations never wait on each other. On PostgreSQL that happens inside
+//! COMMIT (migration 7), so the lock is held for the commit alone; on SQLite the single writer
+//! serializes everything anyway.
 
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
@@ -12,6 +14,7 @@ use sqlx::Row;
 
 use crate::conn::{Conn, execute, fetch_all, fetch_optional, id, parse_id};
 use crate::error::corrupt;
+use crate::idempotency::StoredResponse;
 use crate::{Backend, Mode, Store, StoreError, TenantTx, db_time};
 
 /// What a caller supplies for an event; the ledger adds organization, sequence, time and hashes.
@@ -160,35 +163,89 @@ pub(crate) async fn create_head(c: &mut Conn, org: OrgId) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Reads `org`'s chain head (its last sequence number and hash) and locks it until commit:
-/// on PostgreSQL with `FOR UPDATE`, which marks the row without writing a new version of it;
-/// on SQLite the write transaction already holds the one writer. `None` when the organization
-/// has no head row yet. The head then advances with the event's insert (the
-/// `audit_events_advance_head` trigger, migration 6): one new version of the head row per
-/// event, where an UPDATE here and the trigger's made two, and on PostgreSQL every append in
-/// the organization walks the row's chain of versions until they are pruned.
-async fn lock_head(c: &mut Conn, org: OrgId) -> Result<Option<(i64, String)>, StoreError> {
-    let sql = match c {
-        Conn::Sqlite(_) => "SELECT seq, hash FROM audit_heads WHERE org_id = $1",
-        Conn::Pg(_) => "SELECT seq, hash FROM audit_heads WHERE org_id = $1 FOR UPDATE",
-    };
-    fetch_optional!(c, sql, [org.to_string()], |r| Ok((
-        r.try_get::<i64, _>("seq").map_err(StoreError::from_sqlx)?,
-        r.try_get::<String, _>("hash")
-            .map_err(StoreError::from_sqlx)?
-    )))
+/// Reads `org`'s chain head (its last sequence number and hash); `None` when the organization
+/// has no head row yet. In a SQLite write transaction, which holds the one writer until it
+/// commits, nothing can move it before then; the head advances with the event's insert (the
+/// `audit_events_advance_head` trigger, migration 6).
+async fn read_head(c: &mut Conn, org: OrgId) -> Result<Option<(i64, String)>, StoreError> {
+    fetch_optional!(
+        c,
+        "SELECT seq, hash FROM audit_heads WHERE org_id = $1",
+        [org.to_string()],
+        |r| Ok((
+            r.try_get::<i64, _>("seq").map_err(StoreError::from_sqlx)?,
+            r.try_get::<String, _>("hash")
+                .map_err(StoreError::from_sqlx)?
+        ))
+    )
 }
 
+/// An unsealed event's row in `audit_pending`, its columns as `$1`–`$16`.
+macro_rules! insert_pending {
+    () => {
+        "INSERT INTO audit_pending (org_id, workspace_id, at, actor, auth_method, method, path, \
+         action, target, args, status, error_code, duration_ms, idempotency_key, request_id, client_ip) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    };
+}
+const INSERT_PENDING: &str = insert_pending!();
+
+/// [`INSERT_PENDING`] with a key's response stored in the same statement, `$17`–`$22`.
+const INSERT_PENDING_COMPLETING: &str = concat!(
+    "WITH done AS (",
+    crate::idempotency::complete_sql!("$17", "$18", "$19", "$20", "$21", "$22"),
+    ") ",
+    insert_pending!()
+);
+
+/// Binds `$1`–`$16` of [`INSERT_PENDING`]: `org`'s event `new`, recorded at `at`.
+macro_rules! pending {
+    ($query:expr, $org:expr, $new:expr, $at:expr) => {{
+        let new: NewEvent = $new;
+        $query
+            .bind($org.to_string())
+            .bind(new.workspace.map(|w| w.to_string()))
+            .bind($at)
+            .bind(new.actor)
+            .bind(new.auth_method)
+            .bind(new.method)
+            .bind(new.path)
+            .bind(new.action)
+            .bind(new.target)
+            .bind(new.args)
+            .bind(i32::from(new.status))
+            .bind(new.error_code)
+            .bind(new.duration_ms)
+            .bind(new.idempotency_key)
+            .bind(new.request_id)
+            .bind(new.client_ip)
+    }};
+}
+
+/// Appends `new` to `org`'s chain in the transaction on `c`.
+///
+/// On PostgreSQL the event is recorded unsealed (`audit_pending`) and sealed into the chain by
+/// the deferred trigger of migration 7 while the transaction commits, so the organization's head
+/// is locked only for the commit itself, not from here on. On SQLite the transaction already
+/// holds the one writer, and the event is linked here.
 pub(crate) async fn append_on(
     c: &mut Conn,
     org: OrgId,
     new: NewEvent,
     at: DateTime<Utc>,
-) -> Result<StoredEvent, StoreError> {
-    let mut head = lock_head(c, org).await?;
+) -> Result<(), StoreError> {
+    let at = db_time(at);
+    if let Conn::Pg(tx) = c {
+        pending!(sqlx::query(INSERT_PENDING), org, new, at)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        return Ok(());
+    }
+    let mut head = read_head(c, org).await?;
     if head.is_none() {
         create_head(c, org).await?;
-        head = lock_head(c, org).await?;
+        head = read_head(c, org).await?;
     }
     let (last, prev_hex) = head.ok_or_else(|| corrupt("no audit head"))?;
     let seq = last + 1;
@@ -197,7 +254,7 @@ pub(crate) async fn append_on(
         org,
         seq,
         workspace: new.workspace,
-        at: db_time(at),
+        at,
         actor: new.actor,
         auth_method: new.auth_method,
         method: new.method,
@@ -215,31 +272,59 @@ pub(crate) async fn append_on(
     let hash = hex::encode(event.chain_hash(&prev));
     execute!(&mut *c, sqlx::AssertSqlSafe(format!(
             "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)")),
-        org.to_string(), seq, event.workspace.map(|w| w.to_string()), event.at, event.actor.clone(), event.auth_method.clone(),
-        event.method.clone(), event.path.clone(), event.action.clone(), event.target.clone(), event.args.clone(),
-        i32::from(event.status), event.error_code.clone(), event.duration_ms, event.idempotency_key.clone(),
-        event.request_id.clone(), event.client_ip.clone(), prev_hex.clone(), hash.clone())
+        org.to_string(), seq, event.workspace.map(|w| w.to_string()), event.at, event.actor, event.auth_method,
+        event.method, event.path, event.action, event.target, event.args,
+        i32::from(event.status), event.error_code, event.duration_ms, event.idempotency_key,
+        event.request_id, event.client_ip, prev_hex, hash)
     .map_err(StoreError::from_sqlx)?;
     // The head takes this sequence number and hash through the `audit_events_advance_head`
     // trigger (migration 6).
-    Ok(StoredEvent {
-        event,
-        prev_hash: prev_hex,
-        hash,
-    })
+    Ok(())
 }
 
 /// Appends an event to the transaction's organization ledger, in the same transaction as the
 /// change it records: both commit or neither does.
-pub async fn append(
+pub async fn append(tx: &mut TenantTx, new: NewEvent, at: DateTime<Utc>) -> Result<(), StoreError> {
+    append_completing(tx, None, new, at).await
+}
+
+/// Appends the event of a change that succeeded and, for a request sent with an idempotency
+/// key, stores its response under that key, both in the change's own transaction. On
+/// PostgreSQL the two are one statement (the key's update as a data-modifying CTE of the
+/// event's insert): one round trip fewer on every keyed write.
+pub async fn append_completing(
     tx: &mut TenantTx,
+    completed: Option<(&str, &StoredResponse)>,
     new: NewEvent,
     at: DateTime<Utc>,
-) -> Result<StoredEvent, StoreError> {
+) -> Result<(), StoreError> {
     let org = tx
         .org()
         .ok_or_else(|| corrupt("tenant transaction without an organization"))?;
-    append_on(&mut tx.conn, org, new, at).await
+    let Some((key, response)) = completed else {
+        return append_on(&mut tx.conn, org, new, at).await;
+    };
+    let (ws, actor) = (tx.ws(), tx.actor_label());
+    let Conn::Pg(c) = &mut tx.conn else {
+        crate::idempotency::complete(tx, key, response).await?;
+        return append_on(&mut tx.conn, org, new, at).await;
+    };
+    pending!(
+        sqlx::query(INSERT_PENDING_COMPLETING),
+        org,
+        new,
+        db_time(at)
+    )
+    .bind(i32::from(response.status))
+    .bind(response.headers.as_str())
+    .bind(response.body.as_str())
+    .bind(ws)
+    .bind(actor)
+    .bind(key)
+    .execute(&mut **c)
+    .await
+    .map_err(StoreError::from_sqlx)?;
+    Ok(())
 }
 
 /// A page of this workspace's events, newest first.
@@ -336,11 +421,7 @@ impl LedgerTx {
     }
 
     /// Appends an event in this transaction.
-    pub async fn append(
-        &mut self,
-        new: NewEvent,
-        at: DateTime<Utc>,
-    ) -> Result<StoredEvent, StoreError> {
+    pub async fn append(&mut self, new: NewEvent, at: DateTime<Utc>) -> Result<(), StoreError> {
         append_on(&mut self.conn, self.org, new, at).await
     }
 
@@ -404,19 +485,25 @@ impl LedgerTx {
 
     /// The chain's head: last sequence number and hash.
     pub async fn head(&mut self) -> Result<(i64, [u8; 32]), StoreError> {
-        let head: Option<(i64, String)> = fetch_optional!(
-            &mut self.conn,
-            "SELECT seq, hash FROM audit_heads WHERE org_id = $1",
-            [self.org.to_string()],
-            |r| Ok((
-                r.try_get::<i64, _>("seq").map_err(StoreError::from_sqlx)?,
-                r.try_get::<String, _>("hash")
-                    .map_err(StoreError::from_sqlx)?
-            ))
-        )?;
-        match head {
+        match read_head(&mut self.conn, self.org).await? {
             Some((seq, hash)) => Ok((seq, parse_hash(&hash)?)),
             None => Ok((0, GENESIS)),
+        }
+    }
+
+    /// Events of this organization recorded but never sealed into its chain. Always 0 unless
+    /// the sealing trigger of migration 7 was disabled: on PostgreSQL a pending event lives only
+    /// inside the transaction that records it, and SQLite links events as they are appended.
+    pub async fn unsealed(&mut self) -> Result<i64, StoreError> {
+        match &mut self.conn {
+            Conn::Sqlite(_) => Ok(0),
+            Conn::Pg(tx) => {
+                sqlx::query_scalar("SELECT count(*) FROM audit_pending WHERE org_id = $1")
+                    .bind(self.org.to_string())
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(StoreError::from_sqlx)
+            }
         }
     }
 

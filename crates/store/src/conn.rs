@@ -1,8 +1,10 @@
 //! One transaction on either backend, and the macros that run the same SQL text on both.
 //! Queries use `$1`-style placeholders, which SQLite and PostgreSQL both accept; where the
-//! dialects differ the migration files differ, never the queries. One exception, for speed:
-//! on SQLite a contact create sends its statements as one command (`contacts::create`), which
-//! PostgreSQL's prepared statements cannot do; the tests run both paths.
+//! dialects differ the migration files differ, never the queries. Two exceptions, for speed: a
+//! contact create is one command of three statements on SQLite and one statement of
+//! data-modifying CTEs on PostgreSQL (`contacts::create`), and the audit append links the event
+//! in Rust on SQLite while PostgreSQL seals it inside COMMIT (`audit::append_on`, migration 7);
+//! the tests run both paths.
 
 use sqlx::{Postgres, Sqlite, SqliteConnection, Transaction};
 

@@ -244,7 +244,12 @@ pub async fn create(
     };
     let email_lower = new.email.as_ref().map(Email::normalized);
     let actor = tx.actor_label();
-    // The contact's ten columns, `$1`–`$10` of `INSERT_CONTACT`, in either backend's query.
+    // The first version's `after`: the contact as created.
+    let after = serde_json::to_value(&created)
+        .map_err(|_| crate::error::corrupt("contact json"))?
+        .to_string();
+    // The contact's ten columns and its first version, `$1`–`$14` of `insert_contact!` and
+    // `insert_first_version!`, in either backend's query.
     macro_rules! contact {
         ($sql:expr) => {
             sqlx::query($sql)
@@ -258,6 +263,10 @@ pub async fn create(
                 .bind(Json(&created.custom_fields))
                 .bind(now)
                 .bind(now)
+                .bind(OBJECT_TYPE)
+                .bind(VersionEvent::Create.as_str())
+                .bind(actor)
+                .bind(after)
         };
     }
     let taken = |e| StoreError::classify(e, EMAIL_TAKEN);
@@ -266,53 +275,57 @@ pub async fn create(
             // SQLite runs several statements as one command, so the contact, its tags and its
             // first version cost one hand-off to sqlx's worker thread while the writer is held,
             // not three (docs/design-notes.md, "Write cost is counted in statements").
-            let after = serde_json::to_value(&created)
-                .map_err(|_| crate::error::corrupt("contact json"))?
-                .to_string();
-            let mut q = contact!(sqlx::AssertSqlSafe(sqlite_create_sql(created.tags.len())))
-                .bind(OBJECT_TYPE)
-                .bind(VersionEvent::Create.as_str())
-                .bind(actor)
-                .bind(after);
+            let mut q = contact!(sqlx::AssertSqlSafe(sqlite_create_sql(created.tags.len())));
             for tag in &created.tags {
                 q = q.bind(tag.as_str());
             }
             q.execute(&mut **c).await.map_err(taken)?;
-            return Ok(created);
         }
-        // PostgreSQL cannot prepare several statements at once and takes them one by one.
+        // PostgreSQL cannot prepare several statements as one, but one statement may hold
+        // several inserts as data-modifying CTEs: one round trip instead of three.
         crate::conn::Conn::Pg(c) => {
-            contact!(INSERT_CONTACT)
+            contact!(PG_CREATE)
+                .bind(&created.tags)
                 .execute(&mut **c)
                 .await
                 .map_err(taken)?;
         }
     }
-    add_tags(tx, contact, &created.tags).await?;
-    version(
-        tx,
-        &created.id,
-        VersionEvent::Create,
-        None,
-        Some(&created),
-        now,
-    )
-    .await?;
     Ok(created)
 }
 
 /// A contact's row, its columns as `$1`–`$10`.
-const INSERT_CONTACT: &str = "INSERT INTO contacts (id, workspace_id, name, email, email_lower, phone, us_state, custom_fields, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+macro_rules! insert_contact {
+    () => {
+        "INSERT INTO contacts (id, workspace_id, name, email, email_lower, phone, us_state, custom_fields, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    };
+}
 
-/// SQLite's create as one command of numbered parameters: `$1`–`$10` the contact's columns,
-/// `$11`–`$14` its first version (object type, event, actor, the contact as JSON; a new id
-/// has no earlier version, so it is number 1), `$15` on one tag each.
-fn sqlite_create_sql(tags: usize) -> String {
-    let mut sql = format!(
-        "{INSERT_CONTACT}; INSERT INTO object_versions (workspace_id, object_type, object_id, version, event, actor, at, before, after) \
+/// A new contact's first version: `$11` object type, `$12` event, `$13` actor, `$14` the
+/// contact as JSON (a new id has no earlier version, so it is number 1).
+macro_rules! insert_first_version {
+    () => {
+        "INSERT INTO object_versions (workspace_id, object_type, object_id, version, event, actor, at, before, after) \
          VALUES ($2, $11, $1, 1, $12, $13, $9, NULL, $14)"
-    );
+    };
+}
+
+/// PostgreSQL's create as one statement of data-modifying CTEs: `$1`–`$14` as above, `$15` the
+/// tags as one array. The foreign-key checks of the tag rows run at the end of the statement,
+/// when the contact's row is there to be found.
+const PG_CREATE: &str = concat!(
+    "WITH contact AS (",
+    insert_contact!(),
+    "), version AS (",
+    insert_first_version!(),
+    ") INSERT INTO contact_tags (workspace_id, contact_id, tag) SELECT $2, $1, tag FROM unnest($15::text[]) AS tag"
+);
+
+/// SQLite's create as one command of numbered parameters: `$1`–`$14` as above, `$15` on one
+/// tag each.
+fn sqlite_create_sql(tags: usize) -> String {
+    let mut sql = concat!(insert_contact!(), "; ", insert_first_version!()).to_owned();
     if tags > 0 {
         sql.push_str("; INSERT INTO contact_tags (workspace_id, contact_id, tag) VALUES ");
         for i in 0..tags {

@@ -8,9 +8,10 @@
 //! stored response, and a request that fails leaves no claim behind. What a concurrent
 //! duplicate sees differs by backend. On SQLite every write transaction runs on the one writer
 //! connection, so a duplicate waits for the writer and is replayed. On PostgreSQL the claim
-//! first takes a transaction-scoped advisory lock on the key without waiting, so a duplicate
-//! arriving on another connection while the first is still running is refused at once with
-//! "in use" rather than left holding a connection while it waits on a row lock.
+//! first takes a transaction-scoped advisory lock on the key without waiting (in the claim's own
+//! statement), so a duplicate arriving on another connection while the first is still running
+//! is refused at once with "in use" rather than left holding a connection while it waits on a
+//! row lock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -68,19 +69,18 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(Claim, Option<TenantTx>), StoreError> {
         let mut tx = self.tenant(grant, Mode::Write).await?;
-        if !try_lock_key(&mut tx, key).await? {
-            return Ok((Claim::InUse, None));
-        }
-        Ok(match claim(&mut tx, key, request_hash, now).await? {
-            Claim::Claimed => (Claim::Claimed, Some(tx)),
-            other => {
-                // Nothing to keep, but a replay must not answer before the response it
-                // replays is stored: on SQLite it may be another request's in the same
-                // uncommitted group, so the rollback waits for that group to commit.
-                tx.rollback().await?;
-                (other, None)
-            }
-        })
+        Ok(
+            match claim(&mut tx, key, request_hash, now, KeyLock::Try).await? {
+                Claim::Claimed => (Claim::Claimed, Some(tx)),
+                other => {
+                    // Nothing to keep, but a replay must not answer before the response it
+                    // replays is stored: on SQLite it may be another request's in the same
+                    // uncommitted group, so the rollback waits for that group to commit.
+                    tx.rollback().await?;
+                    (other, None)
+                }
+            },
+        )
     }
 
     /// Claims `key` for `grant`'s caller in its workspace, in a transaction of its own.
@@ -92,7 +92,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
         let mut tx = self.tenant(grant, Mode::Write).await?;
-        let claim = claim(&mut tx, key, request_hash, now).await?;
+        let claim = claim(&mut tx, key, request_hash, now, KeyLock::None).await?;
         tx.commit().await?;
         Ok(claim)
     }
@@ -139,23 +139,38 @@ impl Store {
 /// the commit or rollback. `false`: another transaction holds it, so the key is in use. (Two
 /// different keys in flight at once share a lock only on a hash collision, about 2^-64.)
 /// SQLite needs no lock: its single writer connection already runs one write at a time.
-async fn try_lock_key(tx: &mut TenantTx, key: &str) -> Result<bool, StoreError> {
-    let lock = format!(
-        "rampart.idempotency\n{}\n{}\n{key}",
-        tx.ws(),
-        tx.actor_label()
-    );
-    match &mut tx.conn {
-        crate::conn::Conn::Sqlite(_) => Ok(true),
-        crate::conn::Conn::Pg(c) => {
-            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(lock)
-                .fetch_one(&mut **c)
-                .await
-                .map_err(StoreError::from_sqlx)
-        }
-    }
+/// Whether a claim on PostgreSQL first takes the key's advisory lock (see the module
+/// documentation); SQLite's one writer needs none.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyLock {
+    /// Take it without waiting; a claim that cannot is "in use".
+    Try,
+    /// Claim without it (a claim in a transaction of its own).
+    None,
 }
+
+/// The claim's insert: a new key, or one expired taken over as if it were not there. Its rows
+/// come from `$from` (`VALUES` with the eight parameters, or a `SELECT` of them).
+macro_rules! claim_insert {
+    ($from:literal) => {
+        concat!(
+            "INSERT INTO idempotency_keys (workspace_id, actor, key, request_hash, state, created_at, expires_at, locked_until) ",
+            $from,
+            " ON CONFLICT (workspace_id, actor, key) DO UPDATE SET \
+             request_hash = excluded.request_hash, state = 'in_flight', status = NULL, response_headers = NULL, \
+             response_body = NULL, created_at = excluded.created_at, expires_at = excluded.expires_at, \
+             locked_until = excluded.locked_until WHERE idempotency_keys.expires_at < excluded.created_at"
+        )
+    };
+}
+
+/// The claim's insert on PostgreSQL behind the key's advisory lock (`$8` names the lock), in one
+/// statement: whether the lock was taken, and how many rows were claimed.
+const LOCKED_CLAIM: &str = concat!(
+    "WITH lock AS (SELECT pg_try_advisory_xact_lock(hashtextextended($8, 0)) AS got), claimed AS (",
+    claim_insert!("SELECT $1, $2, $3, $4, 'in_flight', $5, $6, $7 FROM lock WHERE got"),
+    " RETURNING 1) SELECT (SELECT got FROM lock) AS got, (SELECT count(*) FROM claimed) AS claimed"
+);
 
 /// Claims `key` for the transaction's caller in its workspace, inside `tx`: the claim stands
 /// or falls with whatever else `tx` commits.
@@ -164,6 +179,7 @@ async fn claim(
     key: &str,
     request_hash: &str,
     now: DateTime<Utc>,
+    lock: KeyLock,
 ) -> Result<Claim, StoreError> {
     let now = db_time(now);
     let actor = tx.actor_label();
@@ -180,15 +196,40 @@ async fn claim(
         )
         .map_err(StoreError::from_sqlx)?;
     }
-    // An expired record of the same key is taken over as if it were not there.
-    let inserted = execute!(&mut tx.conn,
-            "INSERT INTO idempotency_keys (workspace_id, actor, key, request_hash, state, created_at, expires_at, locked_until) \
-             VALUES ($1, $2, $3, $4, 'in_flight', $5, $6, $7) ON CONFLICT (workspace_id, actor, key) DO UPDATE SET \
-             request_hash = excluded.request_hash, state = 'in_flight', status = NULL, response_headers = NULL, \
-             response_body = NULL, created_at = excluded.created_at, expires_at = excluded.expires_at, \
-             locked_until = excluded.locked_until WHERE idempotency_keys.expires_at < excluded.created_at",
-            ws.clone(), actor.clone(), key, request_hash, now, now + RETENTION, now + LOCK)
-        .map_err(StoreError::from_sqlx)?;
+    let inserted = match (&mut tx.conn, lock) {
+        // The lock and the insert in one round trip.
+        (crate::conn::Conn::Pg(c), KeyLock::Try) => {
+            let name = format!("rampart.idempotency\n{ws}\n{actor}\n{key}");
+            let (got, claimed): (bool, i64) = sqlx::query_as(LOCKED_CLAIM)
+                .bind(ws.as_str())
+                .bind(actor.as_str())
+                .bind(key)
+                .bind(request_hash)
+                .bind(now)
+                .bind(now + RETENTION)
+                .bind(now + LOCK)
+                .bind(name)
+                .fetch_one(&mut **c)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            if !got {
+                return Ok(Claim::InUse);
+            }
+            u64::try_from(claimed).unwrap_or(0)
+        }
+        (conn, _) => execute!(
+            conn,
+            claim_insert!("VALUES ($1, $2, $3, $4, 'in_flight', $5, $6, $7)"),
+            ws.clone(),
+            actor.clone(),
+            key,
+            request_hash,
+            now,
+            now + RETENTION,
+            now + LOCK
+        )
+        .map_err(StoreError::from_sqlx)?,
+    };
     let claim = if inserted == 1 {
         Claim::Claimed
     } else {
@@ -241,6 +282,28 @@ async fn claim(
     Ok(claim)
 }
 
+/// The update that stores a key's response, its six parameters numbered as given (the audit
+/// append numbers them after its own, `audit::append_completing`).
+macro_rules! complete_sql {
+    ($status:literal, $headers:literal, $body:literal, $ws:literal, $actor:literal, $key:literal) => {
+        concat!(
+            "UPDATE idempotency_keys SET state = 'done', status = ",
+            $status,
+            ", response_headers = ",
+            $headers,
+            ", response_body = ",
+            $body,
+            " WHERE workspace_id = ",
+            $ws,
+            " AND actor = ",
+            $actor,
+            " AND key = ",
+            $key
+        )
+    };
+}
+pub(crate) use complete_sql;
+
 /// Stores the response in `tx`, the transaction of the change itself.
 pub async fn complete(
     tx: &mut TenantTx,
@@ -248,10 +311,20 @@ pub async fn complete(
     response: &StoredResponse,
 ) -> Result<(), StoreError> {
     let (ws, actor) = (tx.ws(), tx.actor_label());
-    execute!(&mut tx.conn,
-        "UPDATE idempotency_keys SET state = 'done', status = $1, response_headers = $2, response_body = $3 \
-         WHERE workspace_id = $4 AND actor = $5 AND key = $6",
-        i32::from(response.status), response.headers.clone(), response.body.clone(), ws, actor, key)
+    execute!(
+        &mut tx.conn,
+        COMPLETE,
+        i32::from(response.status),
+        response.headers.clone(),
+        response.body.clone(),
+        ws,
+        actor,
+        key
+    )
     .map_err(StoreError::from_sqlx)?;
     Ok(())
 }
+
+/// Stores a key's response: `$1` status, `$2` headers, `$3` body; the key `$4`–`$6`
+/// (workspace, actor, key).
+const COMPLETE: &str = complete_sql!("$1", "$2", "$3", "$4", "$5", "$6");

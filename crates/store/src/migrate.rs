@@ -73,6 +73,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         "audit_head_once",
         include_str!("../migrations/postgres/0006_audit_head_once.sql"),
     ),
+    (
+        7,
+        "audit_seal_at_commit",
+        include_str!("../migrations/postgres/0007_audit_seal_at_commit.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {

@@ -269,9 +269,7 @@ pub(crate) async fn append_in_platform(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     bind_org(c, org).await?;
-    crate::audit::append_on(c, org, event, now)
-        .await
-        .map(|_| ())
+    crate::audit::append_on(c, org, event, now).await
 }
 
 pub(crate) async fn workspace_row(

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use rampart_audit::{redact_args, truncate_ip};
 use rampart_core::{ErrorCode, OrgId, TenantGrant, WorkspaceId};
 use rampart_store::audit::{self, NewEvent};
-use rampart_store::idempotency::{self, Claim, StoredResponse};
+use rampart_store::idempotency::{Claim, StoredResponse};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
@@ -402,12 +402,12 @@ async fn run_admitted(
             );
             let saved = stored(&rparts, &rbody);
             let committed = async {
-                if let Some(key) = &idem_key {
-                    idempotency::complete(&mut tx, key, &saved).await?;
-                }
-                // Last before the commit: appending locks the organization's chain head until
-                // the commit, and every write in the organization waits for that lock.
-                audit::append(&mut tx, event, state.clock().now()).await?;
+                // Last before the commit: the key's stored response and the event (one
+                // statement on PostgreSQL). On SQLite the event is linked here, while the
+                // request holds the writer; on PostgreSQL it is sealed into the chain inside
+                // COMMIT, where the organization's head is locked for the commit alone.
+                let completed = idem_key.as_deref().map(|key| (key, &saved));
+                audit::append_completing(&mut tx, completed, event, state.clock().now()).await?;
                 tx.commit().await
             }
             .await;
