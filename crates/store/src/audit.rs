@@ -222,31 +222,88 @@ macro_rules! pending {
     }};
 }
 
+/// A request's idempotency key and the response to store under it, written with its event.
+pub(crate) struct Completion<'a> {
+    ws: String,
+    actor: String,
+    key: &'a str,
+    response: &'a StoredResponse,
+}
+
+/// The key's stored response, then the chain's head: one command on SQLite.
+const COMPLETE_THEN_READ_HEAD: &str = concat!(
+    crate::idempotency::complete_sql!("$1", "$2", "$3", "$4", "$5", "$6"),
+    "; SELECT seq, hash FROM audit_heads WHERE org_id = $7"
+);
+
 /// Appends `new` to `org`'s chain in the transaction on `c`.
-///
-/// On PostgreSQL the event is recorded unsealed (`audit_pending`) and sealed into the chain by
-/// the deferred trigger of migration 7 while the transaction commits, so the organization's head
-/// is locked only for the commit itself, not from here on. On SQLite the transaction already
-/// holds the one writer, and the event is linked here.
 pub(crate) async fn append_on(
     c: &mut Conn,
     org: OrgId,
     new: NewEvent,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    append_with(c, org, new, at, None).await
+}
+
+/// Appends `new` to `org`'s chain in the transaction on `c`, storing a key's response first
+/// when there is one, in as few round trips as each backend allows.
+///
+/// On PostgreSQL the event is recorded unsealed (`audit_pending`, with the key's update as a
+/// data-modifying CTE of the same statement) and sealed into the chain by the deferred trigger
+/// of migration 7 while the transaction commits, so the organization's head is locked only for
+/// the commit itself, not from here on. On SQLite the transaction already holds the one writer:
+/// the key's update and the head's read go as one command, and the event is linked here.
+async fn append_with(
+    c: &mut Conn,
+    org: OrgId,
+    new: NewEvent,
+    at: DateTime<Utc>,
+    completion: Option<Completion<'_>>,
+) -> Result<(), StoreError> {
     let at = db_time(at);
-    if let Conn::Pg(tx) = c {
-        pending!(sqlx::query(INSERT_PENDING), org, new, at)
-            .execute(&mut **tx)
+    let head = match (&mut *c, completion) {
+        (Conn::Pg(tx), completion) => {
+            let sql = match completion {
+                Some(_) => INSERT_PENDING_COMPLETING,
+                None => INSERT_PENDING,
+            };
+            let mut query = pending!(sqlx::query(sql), org, new, at);
+            if let Some(k) = completion {
+                query = query
+                    .bind(i32::from(k.response.status))
+                    .bind(k.response.headers.as_str())
+                    .bind(k.response.body.as_str())
+                    .bind(k.ws)
+                    .bind(k.actor)
+                    .bind(k.key);
+            }
+            query
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            return Ok(());
+        }
+        (c, None) => read_head(c, org).await?,
+        (Conn::Sqlite(tx), Some(k)) => sqlx::query_as::<_, (i64, String)>(COMPLETE_THEN_READ_HEAD)
+            .bind(i32::from(k.response.status))
+            .bind(k.response.headers.as_str())
+            .bind(k.response.body.as_str())
+            .bind(k.ws)
+            .bind(k.actor)
+            .bind(k.key)
+            .bind(org.to_string())
+            .fetch_optional(&mut **tx)
             .await
-            .map_err(StoreError::from_sqlx)?;
-        return Ok(());
-    }
-    let mut head = read_head(c, org).await?;
-    if head.is_none() {
-        create_head(c, org).await?;
-        head = read_head(c, org).await?;
-    }
+            .map_err(StoreError::from_sqlx)?,
+    };
+    let head = match head {
+        Some(head) => Some(head),
+        None => {
+            create_head(c, org).await?;
+            read_head(c, org).await?
+        }
+    };
     let (last, prev_hex) = head.ok_or_else(|| corrupt("no audit head"))?;
     let seq = last + 1;
     let prev = parse_hash(&prev_hex)?;
@@ -289,9 +346,8 @@ pub async fn append(tx: &mut TenantTx, new: NewEvent, at: DateTime<Utc>) -> Resu
 }
 
 /// Appends the event of a change that succeeded and, for a request sent with an idempotency
-/// key, stores its response under that key, both in the change's own transaction. On
-/// PostgreSQL the two are one statement (the key's update as a data-modifying CTE of the
-/// event's insert): one round trip fewer on every keyed write.
+/// key, stores its response under that key, both in the change's own transaction, with one
+/// round trip fewer than the two apart (see [`append_with`]).
 pub async fn append_completing(
     tx: &mut TenantTx,
     completed: Option<(&str, &StoredResponse)>,
@@ -301,30 +357,13 @@ pub async fn append_completing(
     let org = tx
         .org()
         .ok_or_else(|| corrupt("tenant transaction without an organization"))?;
-    let Some((key, response)) = completed else {
-        return append_on(&mut tx.conn, org, new, at).await;
-    };
-    let (ws, actor) = (tx.ws(), tx.actor_label());
-    let Conn::Pg(c) = &mut tx.conn else {
-        crate::idempotency::complete(tx, key, response).await?;
-        return append_on(&mut tx.conn, org, new, at).await;
-    };
-    pending!(
-        sqlx::query(INSERT_PENDING_COMPLETING),
-        org,
-        new,
-        db_time(at)
-    )
-    .bind(i32::from(response.status))
-    .bind(response.headers.as_str())
-    .bind(response.body.as_str())
-    .bind(ws)
-    .bind(actor)
-    .bind(key)
-    .execute(&mut **c)
-    .await
-    .map_err(StoreError::from_sqlx)?;
-    Ok(())
+    let completion = completed.map(|(key, response)| Completion {
+        ws: tx.ws(),
+        actor: tx.actor_label(),
+        key,
+        response,
+    });
+    append_with(&mut tx.conn, org, new, at, completion).await
 }
 
 /// A page of this workspace's events, newest first.

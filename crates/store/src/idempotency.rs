@@ -282,8 +282,10 @@ async fn claim(
     Ok(claim)
 }
 
-/// The update that stores a key's response, its six parameters numbered as given (the audit
-/// append numbers them after its own, `audit::append_completing`).
+/// The update that stores a key's response in the change's own transaction, its six
+/// parameters (status, headers, body; workspace, actor, key) numbered as given: it is sent
+/// with the audit event of the same change (`audit::append_completing`), one round trip for
+/// both.
 macro_rules! complete_sql {
     ($status:literal, $headers:literal, $body:literal, $ws:literal, $actor:literal, $key:literal) => {
         concat!(
@@ -303,28 +305,3 @@ macro_rules! complete_sql {
     };
 }
 pub(crate) use complete_sql;
-
-/// Stores the response in `tx`, the transaction of the change itself.
-pub async fn complete(
-    tx: &mut TenantTx,
-    key: &str,
-    response: &StoredResponse,
-) -> Result<(), StoreError> {
-    let (ws, actor) = (tx.ws(), tx.actor_label());
-    execute!(
-        &mut tx.conn,
-        COMPLETE,
-        i32::from(response.status),
-        response.headers.clone(),
-        response.body.clone(),
-        ws,
-        actor,
-        key
-    )
-    .map_err(StoreError::from_sqlx)?;
-    Ok(())
-}
-
-/// Stores a key's response: `$1` status, `$2` headers, `$3` body; the key `$4`–`$6`
-/// (workspace, actor, key).
-const COMPLETE: &str = complete_sql!("$1", "$2", "$3", "$4", "$5", "$6");
