@@ -134,16 +134,14 @@ impl Store {
     }
 }
 
-/// Takes, without waiting, the lock that serializes the requests of one key on PostgreSQL: a
-/// transaction-scoped advisory lock on a 64-bit hash of (workspace, caller, key), released by
-/// the commit or rollback. `false`: another transaction holds it, so the key is in use. (Two
-/// different keys in flight at once share a lock only on a hash collision, about 2^-64.)
-/// SQLite needs no lock: its single writer connection already runs one write at a time.
-/// Whether a claim on PostgreSQL first takes the key's advisory lock (see the module
-/// documentation); SQLite's one writer needs none.
+/// Whether a claim on PostgreSQL first takes the lock that serializes the requests of one key:
+/// a transaction-scoped advisory lock on a 64-bit hash of (workspace, caller, key), released by
+/// the commit or rollback. (Two different keys in flight at once share a lock only on a hash
+/// collision, about 2^-64.) SQLite needs no lock: its single writer connection already runs one
+/// write at a time.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum KeyLock {
-    /// Take it without waiting; a claim that cannot is "in use".
+    /// Take it without waiting; when another transaction holds it, the key is in use.
     Try,
     /// Claim without it (a claim in a transaction of its own).
     None,
