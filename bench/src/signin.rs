@@ -1,6 +1,5 @@
 //! Scenario 4's pieces: the machine's hashing limit measured in this process with the same
 //! argon2id parameters as `rampart` (m = 19 MiB, t = 2, p = 1; `crates/server/src/auth/password.rs`),
-//! timing the hash a sign-in runs (a verification against a stored hash),
 //! and users signed up and confirmed over HTTP exactly as a person would (the confirmation
 //! link read from the `.eml` files of the default `file:` mail transport).
 
@@ -8,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde_json::{Value, json};
 
 use crate::stats::Summary;
@@ -22,19 +21,13 @@ fn argon2() -> Result<Argon2<'static>> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-/// One argon2id hash's time here: the wall clock, and the CPU time of the thread that hashed.
+/// One argon2id hash's time here: the fastest of several on the wall clock, and the mean CPU
+/// time of the thread that ran them.
 pub struct HashTime {
-    /// Median wall-clock seconds per hash.
-    pub wall: f64,
+    /// Wall-clock seconds of the fastest hash.
+    pub fastest: f64,
     /// Mean CPU seconds per hash, when the kernel reports a thread's CPU time.
     pub cpu: Option<f64>,
-}
-
-impl HashTime {
-    /// The time a hash costs a core: its CPU time, else the wall clock.
-    pub fn per_core(&self) -> f64 {
-        self.cpu.unwrap_or(self.wall)
-    }
 }
 
 /// CPU seconds this thread has run, from the scheduler's own account
@@ -48,41 +41,51 @@ fn thread_cpu_seconds() -> Option<f64> {
 }
 
 /// One argon2id hash's time here, over `samples` hashes run one after another on one thread
-/// (after one untimed hash to warm the allocator): the median wall clock of each, and the mean
-/// CPU time of all of them.
+/// (after one untimed hash): the fastest on the wall clock, and the mean CPU time of all.
 ///
-/// The hash timed is the one a sign-in runs: `verify_password` of the password against a
-/// stored argon2id hash, as `rampart` verifies it (its parameters read from the stored hash).
-/// Timing `hash_password` instead (what this did before 2026-12-06) measured about 40 % more:
-/// each new hash's 19 MiB came from fresh pages, thousands of page faults a hash (counted in
-/// `/proc/thread-self/stat`), where verifications reuse their memory.
+/// The fastest is the hash's own cost: whatever else runs on the machine only ever adds to a
+/// hash's time, and on two vCPUs that may share one physical core even the CPU time of a hash
+/// grows while the other runs (a hash measured 13 ms after an idle spell and 20 ms just after a
+/// sign-in run, in CPU time, on 2026-12-06).
+///
+/// The hash timed is the work of a sign-in's verification, argon2id at the production
+/// parameters into 32 bytes, in working memory allocated once and reused, so that the figure
+/// is the hash and not this process's allocator. Timing `hash_password` (until 2026-12-06)
+/// measured about 40 % more than the hash: each call's 19 MiB came from fresh pages, thousands
+/// of minor page faults a hash (counted in `/proc/thread-self/stat`), and `verify_password`
+/// did as badly in this process, which allocates far more than a server does, while it took
+/// 14 ms and no page fault in a small program of its own.
 pub fn hash_time(samples: usize) -> Result<HashTime> {
-    let stored = argon2()?
-        .hash_password(PASSWORD.as_bytes())
-        .map_err(|e| anyhow!("argon2: {e}"))?
-        .to_string();
-    let stored = PasswordHash::new(&stored).map_err(|e| anyhow!("argon2: {e}"))?;
-    let verify = || {
-        Argon2::default()
-            .verify_password(PASSWORD.as_bytes(), &stored)
+    let hasher = argon2()?;
+    let mut memory = vec![Block::new(); hasher.params().block_count()];
+    let mut out = [0u8; 32];
+    let mut hash = |i: usize| {
+        let password = format!("{PASSWORD}-{i}");
+        hasher
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                b"rampart-bench-salt",
+                &mut out,
+                &mut memory,
+            )
             .map_err(|e| anyhow!("argon2: {e}"))
     };
-    verify()?;
+    hash(0)?;
     let mut wall = Vec::with_capacity(samples);
     let cpu_before = thread_cpu_seconds();
-    for _ in 0..samples {
+    for i in 1..=samples {
         let started = Instant::now();
-        verify()?;
+        hash(i)?;
         wall.push(started.elapsed().as_secs_f64());
     }
     let cpu = match (cpu_before, thread_cpu_seconds()) {
         (Some(before), Some(after)) if samples > 0 => Some((after - before) / samples as f64),
         _ => None,
     };
-    let wall = Summary::of(&wall)
-        .map(|s| s.median)
+    let fastest = Summary::of(&wall)
+        .map(|s| s.min)
         .ok_or_else(|| anyhow!("no hash timed"))?;
-    Ok(HashTime { wall, cpu })
+    Ok(HashTime { fastest, cpu })
 }
 
 /// Cores this process may run on.
