@@ -223,7 +223,7 @@ macro_rules! pending {
 }
 
 /// A request's idempotency key and the response to store under it, written with its event.
-pub(crate) struct Completion<'a> {
+struct Completion<'a> {
     ws: String,
     actor: String,
     key: &'a str,

@@ -1,10 +1,12 @@
 //! One transaction on either backend, and the macros that run the same SQL text on both.
 //! Queries use `$1`-style placeholders, which SQLite and PostgreSQL both accept; where the
-//! dialects differ the migration files differ, never the queries. Two exceptions, for speed: a
-//! contact create is one command of three statements on SQLite and one statement of
-//! data-modifying CTEs on PostgreSQL (`contacts::create`), and the audit append links the event
-//! in Rust on SQLite while PostgreSQL seals it inside COMMIT (`audit::append_on`, migration 7);
-//! the tests run both paths.
+//! dialects differ the migration files differ, never the queries. The exceptions, all for
+//! fewer round trips on a write: a contact create is one command of three statements on SQLite
+//! and one statement of data-modifying CTEs on PostgreSQL (`contacts::create`); the audit append
+//! links the event in Rust on SQLite while PostgreSQL seals it inside COMMIT, and a key's stored
+//! response goes with the head's read on SQLite and with the event's insert on PostgreSQL
+//! (`audit::append_with`, migration 7); and on PostgreSQL the idempotency claim takes its
+//! advisory lock in the same statement (`idempotency::claim`). The tests run both paths.
 
 use sqlx::{Postgres, Sqlite, SqliteConnection, Transaction};
 

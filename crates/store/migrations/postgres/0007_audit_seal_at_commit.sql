@@ -11,8 +11,9 @@
 --
 -- SQLite has no such table: its one writer serializes every write anyway, and there the append
 -- links the event in Rust (rampart_core::audit) as it always has. The Rust encoder and this one
--- are checked against each other by every PostgreSQL test that verifies a chain, and against
--- the specification's known answer by the store's test `sealing_matches_the_known_answer`.
+-- are checked against each other by every PostgreSQL test that verifies a chain, and at the
+-- edges of the encoding by `edge_values_link_alike_in_the_database_and_in_rust`
+-- (crates/server/tests/audit.rs); the Rust encoder has the specification's known answer.
 
 -- One field of the canonical encoding: a 4-byte big-endian length and the UTF-8 bytes, or
 -- FF FF FF FF for an absent field.
