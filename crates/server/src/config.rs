@@ -245,6 +245,12 @@ impl Settings {
                 "audit.retention_days must be at least 1".into(),
             ));
         }
+        if self.auth.hash_nice > crate::auth::hash_threads::MAX_NICE {
+            return Err(ConfigError::Invalid(format!(
+                "auth.hash_nice must be between 0 and {}",
+                crate::auth::hash_threads::MAX_NICE
+            )));
+        }
         if self.database_max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "database_max_connections must be at least 1".into(),
@@ -361,6 +367,15 @@ mod tests {
         std::fs::write(&file, "listen = 42\n").unwrap();
         assert!(Settings::load(Some(&file)).is_err());
         assert!(Settings::load(Some(&dir.path().join("missing.toml"))).is_err());
+
+        // The hashing threads' nice value: 19 is Linux's lowest priority, above it is refused
+        // with the setting named rather than silently clamped.
+        std::fs::write(&file, "[auth]\nhash_nice = 19\n").unwrap();
+        assert_eq!(Settings::load(Some(&file)).unwrap().auth.hash_nice, 19);
+        std::fs::write(&file, "[auth]\nhash_nice = 20\n").unwrap();
+        let refused = Settings::load(Some(&file)).unwrap_err().to_string();
+        assert!(refused.contains("auth.hash_nice"), "{refused}");
+        assert_eq!(Settings::default().auth.hash_nice, 10);
     }
 
     #[test]

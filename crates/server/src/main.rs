@@ -397,8 +397,18 @@ fn identity(settings: &Settings) -> Result<rampart::auth::Identity> {
     let mailer =
         rampart::auth::mail::Mailer::from_url(&settings.mail_transport(), &settings.auth.mail_from)
             .context("mail_transport")?;
-    let hasher = rampart::auth::password::Hasher::with_threads(settings.auth.hash_threads)
-        .context("setting up password hashing")?;
+    let hasher = rampart::auth::password::Hasher::with_threads(
+        settings.auth.hash_threads,
+        settings.auth.hash_nice,
+    )
+    .context("setting up password hashing")?;
+    match hasher.priority() {
+        Ok(nice) => tracing::debug!(nice, "password hashing threads started"),
+        Err(reason) => tracing::warn!(
+            %reason,
+            "password hashing threads run at the request threads' priority: a sign-in flood will slow other requests more"
+        ),
+    }
     Ok(rampart::auth::Identity::new(
         settings.auth.clone(),
         hasher,

@@ -5,6 +5,7 @@
 
 pub mod breach;
 pub mod events;
+pub mod hash_threads;
 pub mod mail;
 pub mod password;
 pub mod secrets;
@@ -54,9 +55,12 @@ pub struct AuthSettings {
     pub totp_issuer: String,
     /// Whether `POST /v1/auth/signup` is open.
     pub signup_enabled: bool,
-    /// Password hashes computed at once; 0 means one core fewer than the machine has (at
-    /// least one), so hashing can never take every core.
+    /// Password hashes computed at once; 0 means as many as the cores this process may use.
     pub hash_threads: usize,
+    /// The nice value of the hashing threads (0 to 19, Linux): above the request threads' 0,
+    /// so a sign-in flood runs on what requests leave instead of taking its share of every
+    /// core.
+    pub hash_nice: u8,
 }
 
 impl Default for AuthSettings {
@@ -78,6 +82,7 @@ impl Default for AuthSettings {
             totp_issuer: "Rampart".to_owned(),
             signup_enabled: true,
             hash_threads: 0,
+            hash_nice: password::DEFAULT_NICE,
         }
     }
 }

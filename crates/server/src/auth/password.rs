@@ -1,8 +1,9 @@
 //! Passwords: the policy a new password must meet, and hashing with argon2id at the OWASP
 //! parameters (m = 19 MiB, t = 2, p = 1). Imported bcrypt hashes verify and are replaced by
-//! argon2id on the next successful sign-in. Hashing runs on the blocking pool behind a
-//! semaphore sized to the machine's cores, with a bounded queue, so a flood of sign-ins can
-//! never take every core from the rest of the server.
+//! argon2id on the next successful sign-in. Hashing runs on threads of its own
+//! ([`super::hash_threads`]) at a lower scheduling priority than the request threads, behind a
+//! semaphore sized to the machine's cores and a bounded queue, so a flood of sign-ins runs on
+//! what the rest of the server leaves and can never queue without end.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,8 @@ use argon2::{PasswordHash, PasswordHasher, PasswordVerifier};
 use rampart_core::Secret;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
+
+use super::hash_threads::{HashThreads, ThreadsError};
 
 /// Why a password was refused; the message is shown to the user as is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +88,9 @@ pub enum HashError {
     /// The hashing library failed (never for valid parameters).
     #[error("password hashing failed")]
     Failed,
+    /// The hashing threads could not be started or are gone.
+    #[error(transparent)]
+    Threads(#[from] ThreadsError),
 }
 
 /// The outcome of checking a password against a stored hash.
@@ -136,9 +142,15 @@ fn verify_now(password: &[u8], stored: &str) -> Result<Verified, HashError> {
     }
 }
 
-/// Hashes and verifies passwords off the async threads, at most `cores` at a time.
+/// The nice value hashing threads run at unless `[auth] hash_nice` says otherwise: well
+/// below the request threads (nice 0), so a read that wakes preempts a hash, yet not the
+/// lowest, so sign-ins still get a share of a machine that is busy with other work.
+pub const DEFAULT_NICE: u8 = 10;
+
+/// Hashes and verifies passwords off the async threads, at most `concurrency` at a time.
 #[derive(Clone)]
 pub struct Hasher {
+    threads: HashThreads,
     permits: Arc<Semaphore>,
     queue: Arc<Semaphore>,
     queue_wait: Duration,
@@ -146,43 +158,55 @@ pub struct Hasher {
 }
 
 impl Hasher {
-    /// A hasher running at most `concurrency` hashes at once with up to `queue` more waiting
-    /// at most `queue_wait` each.
-    pub fn new(concurrency: usize, queue: usize, queue_wait: Duration) -> Result<Self, HashError> {
+    /// A hasher running at most `concurrency` hashes at once, on as many threads of their own
+    /// at nice value `nice`, with up to `queue` more waiting at most `queue_wait` each.
+    pub fn new(
+        concurrency: usize,
+        queue: usize,
+        queue_wait: Duration,
+        nice: u8,
+    ) -> Result<Self, HashError> {
+        let concurrency = concurrency.max(1);
+        let threads = HashThreads::start(concurrency, nice)?;
         // A real argon2id hash of a random password: unknown users cost the same work.
         let random: [u8; 16] = rand::random();
         let dummy = hash_now(&random)?;
         Ok(Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            queue: Arc::new(Semaphore::new(concurrency.max(1) + queue)),
+            threads,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            queue: Arc::new(Semaphore::new(concurrency + queue)),
             queue_wait,
             dummy: dummy.into(),
         })
     }
 
-    /// `threads` hashes at once (0: one core fewer than the machine has, at least one), a
-    /// queue of 64, waiting at most 5 s. Leaving a core free is what keeps a sign-in flood
-    /// from starving every other request (measured in `bench/`: on 2 cores, read p99 during a
-    /// flood fell from ~800 ms with one hasher per core to tens of ms with one hasher).
-    pub fn with_threads(threads: usize) -> Result<Self, HashError> {
+    /// `threads` hashes at once (0: as many as the cores this process may use) at nice value
+    /// `nice`, a queue of 64, waiting at most 5 s. What keeps a sign-in flood from starving
+    /// every other request is the priority: below the request threads, hashes run on the CPU
+    /// they leave (measured in `bench/`, scenario 4's flood rows).
+    pub fn with_threads(threads: usize, nice: u8) -> Result<Self, HashError> {
         let threads = if threads == 0 {
             Self::default_threads()
         } else {
             threads
         };
-        Self::new(threads, 64, Duration::from_secs(5))
+        Self::new(threads, 64, Duration::from_secs(5), nice)
     }
 
-    /// How many hashes run at once when `[auth] hash_threads` is 0: one fewer than the cores
-    /// this process may use, and at least one.
+    /// How many hashes run at once when `[auth] hash_threads` is 0: as many as the cores this
+    /// process may use.
     pub fn default_threads() -> usize {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        cores.saturating_sub(1).max(1)
+        std::thread::available_parallelism().map_or(1, usize::from)
     }
 
-    /// The default: [`Hasher::with_threads`] with 0.
+    /// The default: [`Hasher::with_threads`] with 0 and [`DEFAULT_NICE`].
     pub fn for_this_machine() -> Result<Self, HashError> {
-        Self::with_threads(0)
+        Self::with_threads(0, DEFAULT_NICE)
+    }
+
+    /// The nice value the hashing threads run at, or why it could not be set.
+    pub fn priority(&self) -> Result<u8, String> {
+        self.threads.priority()
     }
 
     async fn run<T: Send + 'static>(
@@ -198,9 +222,7 @@ impl Hasher {
             .await
             .map_err(|_| HashError::Busy)?
             .map_err(|_| HashError::Busy)?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|_| HashError::Failed)?
+        self.threads.run(work).await?
     }
 
     /// A new argon2id hash of `password`.
@@ -255,7 +277,7 @@ mod tests {
 
     #[tokio::test]
     async fn argon2id_at_owasp_parameters_and_no_truncation() {
-        let h = Hasher::new(1, 4, Duration::from_secs(5)).unwrap();
+        let h = Hasher::new(1, 4, Duration::from_secs(5), DEFAULT_NICE).unwrap();
         let long = format!("Aa1{}", "y".repeat(200));
         let stored = h.hash(&Secret::new(long.clone())).await.unwrap();
         assert!(
@@ -282,7 +304,7 @@ mod tests {
 
     #[tokio::test]
     async fn bcrypt_imports_verify_and_ask_for_rehash() {
-        let h = Hasher::new(1, 4, Duration::from_secs(5)).unwrap();
+        let h = Hasher::new(1, 4, Duration::from_secs(5), DEFAULT_NICE).unwrap();
         let imported = bcrypt::hash("Imported1Password", 4).unwrap();
         match h
             .verify(&Secret::new("Imported1Password".into()), Some(&imported))
@@ -302,7 +324,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_answers_busy() {
-        let h = Hasher::new(1, 0, Duration::from_millis(1)).unwrap();
+        let h = Hasher::new(1, 0, Duration::from_millis(1), DEFAULT_NICE).unwrap();
         let pw = Secret::new("Good1Password".to_owned());
         let (a, b) = tokio::join!(h.hash(&pw), h.hash(&pw));
         // One slot and no queue: exactly one of two simultaneous hashes runs.

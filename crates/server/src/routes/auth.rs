@@ -47,6 +47,10 @@ fn hash_error(e: HashError) -> ApiError {
             tracing::error!("password hashing failed");
             ApiError::internal()
         }
+        HashError::Threads(e) => {
+            tracing::error!(error = %e, "password hashing failed");
+            ApiError::internal()
+        }
     }
 }
 
