@@ -213,16 +213,24 @@ impl Hasher {
         &self,
         work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        let _queued = self
+        let queued = self
             .queue
             .clone()
             .try_acquire_owned()
             .map_err(|_| HashError::Busy)?;
-        let _running = tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned())
+        let running = tokio::time::timeout(self.queue_wait, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| HashError::Busy)?
             .map_err(|_| HashError::Busy)?;
-        self.threads.run(work).await?
+        // The permits go with the job, not with this future: a caller that stops waiting (a
+        // client that hung up) leaves its hash running, and its slot stays taken until the
+        // hash ends, so abandoned sign-ins cannot pile work up behind the bound.
+        self.threads
+            .run(move || {
+                let _held = (queued, running);
+                work()
+            })
+            .await?
     }
 
     /// A new argon2id hash of `password`.
@@ -259,7 +267,7 @@ impl Hasher {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     #[test]
@@ -320,6 +328,41 @@ mod tests {
                 .unwrap(),
             Verified::No
         );
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_hash_keeps_its_slot_until_it_ends() {
+        let h = Hasher::new(1, 0, Duration::from_millis(1), DEFAULT_NICE).unwrap();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let abandoned = h.run(move || {
+            let _ = held.recv();
+            Ok(())
+        });
+        // The caller gives up while its job is still running (the job waits to be released).
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), abandoned)
+                .await
+                .is_err()
+        );
+        // Busy at once; a bug that freed the slot would queue this behind the blocked job,
+        // hence the timeout rather than a hang.
+        let second = tokio::time::timeout(Duration::from_secs(5), h.run(|| Ok(()))).await;
+        assert!(
+            matches!(second, Ok(Err(HashError::Busy))),
+            "one slot, and the abandoned job still holds it: {second:?}"
+        );
+        release.send(()).unwrap();
+        // Once the job ends its slot is free again (polled: the thread finishes on its own).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match h.run(|| Ok(())).await {
+                Ok(()) => break,
+                Err(HashError::Busy) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => panic!("the slot never came back: {e:?}"),
+            }
+        }
     }
 
     #[tokio::test]
