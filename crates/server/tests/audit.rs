@@ -609,7 +609,7 @@ async fn a_client_hanging_up_midway_still_gets_a_whole_change_and_an_event() {
             .send()
             .await
     });
-    common::wait_until_blocked_on_a_lock(&owner).await;
+    common::wait_until_blocked_on(&owner, "contact_tags").await;
     request.abort();
     let _ = request.await;
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -546,7 +546,7 @@ async fn a_request_cut_off_midway_leaves_no_partial_write() {
             .await
     });
     // Wait until the handler has inserted the contact row and is blocked on the tags.
-    common::wait_until_blocked_on_a_lock(&owner).await;
+    common::wait_until_blocked_on(&owner, "contact_tags").await;
     let status = server.terminate();
     // The server gave up on the request after its grace period and exited.
     let _ = status;

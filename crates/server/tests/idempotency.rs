@@ -239,7 +239,7 @@ async fn a_duplicate_in_flight_is_refused() {
             .await
             .unwrap()
     });
-    common::wait_until_blocked_on_a_lock(&owner).await;
+    common::wait_until_blocked_on(&owner, "contact_tags").await;
     let (status, code, _) = error_of(
         send(
             &app,

@@ -606,15 +606,23 @@ pub async fn events(app: &TestApp, ws: &WorkspaceId, key: &str) -> Vec<Value> {
     out
 }
 
-/// Waits (up to 10 s) until some PostgreSQL session is blocked waiting for a lock: the sign
-/// that a request under test has reached the statement a test is holding back.
-pub async fn wait_until_blocked_on_a_lock(pool: &sqlx::PgPool) {
+/// Waits (up to 10 s) until a session of `pool`'s database is blocked waiting for a lock on
+/// `table`: the sign that a request under test has reached the statement a test is holding
+/// back. Only that database and that table count: tests run side by side, each in a database
+/// of its own, and their writes wait on locks too (every write of an organization waits for
+/// its audit chain's head at commit), so any ungranted lock in the cluster is no sign at all.
+pub async fn wait_until_blocked_on(pool: &sqlx::PgPool, table: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (waiting,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_locks WHERE NOT granted")
-            .fetch_one(pool)
-            .await
-            .unwrap();
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_locks \
+             WHERE NOT granted AND locktype = 'relation' AND relation = to_regclass($1) \
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .bind(table)
+        .fetch_one(pool)
+        .await
+        .unwrap();
         if waiting > 0 {
             return;
         }
