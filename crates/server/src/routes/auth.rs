@@ -43,11 +43,7 @@ fn hash_error(e: HashError) -> ApiError {
             ErrorCode::Unavailable,
             "too many sign-ins in progress; retry in a few seconds",
         ),
-        HashError::Failed => {
-            tracing::error!("password hashing failed");
-            ApiError::internal()
-        }
-        HashError::Threads(e) => {
+        e @ (HashError::Failed | HashError::Threads(_)) => {
             tracing::error!(error = %e, "password hashing failed");
             ApiError::internal()
         }
