@@ -5,7 +5,7 @@
 
 use rampart_core::OrgId;
 use rampart_core::audit::GENESIS;
-use rampart_store::{Mode, Store, StoreError};
+use rampart_store::{Store, StoreError};
 use serde::Serialize;
 
 /// An intact ledger's summary.
@@ -50,7 +50,7 @@ fn is_hex_of(text: &str, hash: &[u8; 32]) -> bool {
 /// Verifies `org`'s whole ledger (from its newest checkpoint).
 pub async fn verify_org(store: &Store, org: OrgId) -> Result<VerifyReport, VerifyError> {
     let broken = |seq, reason| VerifyError::Broken { org, seq, reason };
-    let mut tx = store.ledger(org, Mode::Read).await?;
+    let mut tx = store.chain_reader(org).await?;
     let (start, mut prev) = match tx.latest_checkpoint().await? {
         Some(cp) => {
             let mut h = [0u8; 32];

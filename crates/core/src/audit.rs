@@ -106,28 +106,39 @@ fn with_text<R>(value: impl fmt::Display, f: impl FnOnce(&str) -> R) -> R {
     }
 }
 
-/// Hands `t`'s canonical form to `f`, formatted on the stack field by field (a `strftime`
-/// pattern would be parsed again for every event) where that is the same text as
-/// [`canonical_time`]: four-digit years, and no leap second (which chrono keeps as a
-/// nanosecond count past one second).
+/// Writes `value` as `N` decimal digits, zero-padded, into `out` (which holds `N` bytes).
+fn put_digits<const N: usize>(out: &mut [u8], mut value: u32) {
+    for slot in out.iter_mut().take(N).rev() {
+        // `value % 10` is below 10, so the cast keeps it.
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+/// Hands `t`'s canonical form to `f`, written on the stack digit by digit (a `strftime`
+/// pattern would be parsed again for every event, and `format_args!` costs as much as the
+/// hash of a short event) where that is the same text as [`canonical_time`]: four-digit
+/// years, and no leap second (which chrono keeps as a nanosecond count past one second).
 fn with_canonical_time<R>(t: &DateTime<Utc>, f: impl FnOnce(&str) -> R) -> R {
     let nanos = t.nanosecond();
-    if !(0..=9999).contains(&t.year()) || nanos >= 1_000_000_000 {
+    let Ok(year) = u32::try_from(t.year()) else {
+        return f(&canonical_time(t));
+    };
+    if year > 9999 || nanos >= 1_000_000_000 {
         return f(&canonical_time(t));
     }
-    let text = format_args!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        nanos / 1_000
-    );
-    match Short::of(text) {
-        Some(short) => f(short.text()),
-        None => f(&canonical_time(t)),
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    put_digits::<4>(&mut text[0..], year);
+    put_digits::<2>(&mut text[5..], t.month());
+    put_digits::<2>(&mut text[8..], t.day());
+    put_digits::<2>(&mut text[11..], t.hour());
+    put_digits::<2>(&mut text[14..], t.minute());
+    put_digits::<2>(&mut text[17..], t.second());
+    put_digits::<6>(&mut text[20..], nanos / 1_000);
+    // Only ASCII digits were written over an ASCII template.
+    match std::str::from_utf8(&text) {
+        Ok(text) => f(text),
+        Err(_) => f(&canonical_time(t)),
     }
 }
 
@@ -191,7 +202,7 @@ impl EventFields<'_> {
     fn encode(&self, out: &mut impl FnMut(&[u8])) {
         field(out, Some(CANONICAL_VERSION));
         with_text(self.org, |t| field(out, Some(t)));
-        with_text(self.seq, |t| field(out, Some(t)));
+        field(out, Some(itoa::Buffer::new().format(self.seq)));
         match self.workspace {
             Some(w) => with_text(w, |t| field(out, Some(t))),
             None => field(out, None),
@@ -204,9 +215,9 @@ impl EventFields<'_> {
         field(out, Some(self.action));
         field(out, self.target);
         field(out, Some(self.args));
-        with_text(self.status, |t| field(out, Some(t)));
+        field(out, Some(itoa::Buffer::new().format(self.status)));
         field(out, self.error_code);
-        with_text(self.duration_ms, |t| field(out, Some(t)));
+        field(out, Some(itoa::Buffer::new().format(self.duration_ms)));
         field(out, self.idempotency_key);
         field(out, Some(self.request_id));
         field(out, self.client_ip);
@@ -369,8 +380,10 @@ mod tests {
             with_canonical_time(&t, |s| assert_eq!(s, canonical_time(&t), "{text}"));
         }
         // Outside four-digit years the stack form is not used at all.
-        let far = DateTime::<Utc>::from_timestamp(300_000_000_000, 0).unwrap();
-        with_canonical_time(&far, |s| assert_eq!(s, canonical_time(&far)));
+        for seconds in [300_000_000_000, -100_000_000_000] {
+            let far = DateTime::<Utc>::from_timestamp(seconds, 0).unwrap();
+            with_canonical_time(&far, |s| assert_eq!(s, canonical_time(&far)));
+        }
     }
 
     #[test]

@@ -439,6 +439,20 @@ impl Store {
         Ok(LedgerTx { org, conn })
     }
 
+    /// Opens a read-only transaction on `org`'s ledger for reading its whole chain
+    /// ([`LedgerTx::scan_after`]), in one snapshot like [`Mode::Read`]. On SQLite its connection
+    /// holds at most three chunks of the chain in memory (one being checked, one waiting, one
+    /// being built); a [`Mode::Read`] connection would let up to 51 pile up.
+    pub async fn chain_reader(&self, org: OrgId) -> Result<LedgerTx, StoreError> {
+        match &*self.0 {
+            Backend::Sqlite { scans, .. } => Ok(LedgerTx {
+                org,
+                conn: Conn::sqlite_read(scans.begin().await.map_err(StoreError::from_sqlx)?),
+            }),
+            Backend::Postgres(_) => self.ledger(org, Mode::Read).await,
+        }
+    }
+
     /// Every organization id (for the operator's verify, export and retention runs).
     pub async fn org_ids(&self) -> Result<Vec<OrgId>, StoreError> {
         let mut c = self.platform_read().await?;

@@ -66,6 +66,9 @@ enum Backend {
         /// Every write transaction, through group commit ([`writer`]).
         writes: writer::Writer,
         readers: SqlitePool,
+        /// Read-only connections for whole-chain scans, which buffer one row ahead of their
+        /// reader rather than sqlx's default of 50 ([`ledger_scan`] says why).
+        scans: SqlitePool,
     },
     Postgres(PgPool),
 }
@@ -124,14 +127,23 @@ impl Store {
         let readers = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(base.read_only(true))
+            .connect_with(base.clone().read_only(true))
             .await
             .map_err(StoreError::unavailable)?;
+        // Opened on first use: most processes never scan a chain.
+        let scans = SqlitePoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy_with(
+                base.read_only(true)
+                    .row_buffer_size(ledger_scan::ROWS_AHEAD),
+            );
         let writes = writer::Writer::start(writer.clone(), settings.acquire_timeout);
         Ok(Self(Arc::new(Backend::Sqlite {
             writer,
             writes,
             readers,
+            scans,
         })))
     }
 
@@ -229,8 +241,12 @@ impl Store {
     pub async fn close(&self) {
         match &*self.0 {
             Backend::Sqlite {
-                writer, readers, ..
+                writer,
+                readers,
+                scans,
+                ..
             } => {
+                scans.close().await;
                 readers.close().await;
                 writer.close().await;
             }
