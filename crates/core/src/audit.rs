@@ -2,12 +2,11 @@
 //! chain is computed over. The encoding is specified in `docs/audit-chain.md` precisely
 //! enough for an independent verifier; change it only with a new version tag.
 
-use std::fmt;
-
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::ids::ID_BODY_LEN;
 use crate::{OrgId, WorkspaceId};
 
 /// The version tag that starts every canonical encoding.
@@ -61,51 +60,6 @@ pub fn canonical_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// A short value formatted on the stack: ids, numbers and times are hashed once per event
-/// when a ledger is verified, and this keeps that from allocating.
-struct Short {
-    buf: [u8; 48],
-    len: usize,
-}
-
-impl Short {
-    /// `value`'s text, when it fits.
-    fn of(value: impl fmt::Display) -> Option<Self> {
-        let mut s = Short {
-            buf: [0; 48],
-            len: 0,
-        };
-        fmt::write(&mut s, format_args!("{value}")).ok()?;
-        Some(s)
-    }
-
-    fn text(&self) -> &str {
-        // Only whole `&str`s are ever copied in, so the prefix is UTF-8.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
-    }
-}
-
-impl fmt::Write for Short {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(fmt::Error)?
-            .copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
-/// Hands `value`'s text to `f`, formatted on the stack when it is short (it always is for the
-/// ids, numbers and times it is used on).
-fn with_text<R>(value: impl fmt::Display, f: impl FnOnce(&str) -> R) -> R {
-    match Short::of(&value) {
-        Some(short) => f(short.text()),
-        None => f(&value.to_string()),
-    }
-}
-
 /// Writes `value` as `N` decimal digits, zero-padded, into `out` (which holds `N` bytes).
 fn put_digits<const N: usize>(out: &mut [u8], mut value: u32) {
     for slot in out.iter_mut().take(N).rev() {
@@ -155,6 +109,16 @@ fn field(out: &mut impl FnMut(&[u8]), value: Option<&str>) {
     }
 }
 
+/// Writes an id's field, `prefix_body`, to `out` as [`field`] would, in pieces.
+fn id_field(out: &mut impl FnMut(&[u8]), prefix: &str, body: &str) {
+    // Prefixes are a few letters and bodies 26 characters.
+    let len = u32::try_from(prefix.len() + 1 + body.len()).unwrap_or(u32::MAX - 1);
+    out(&len.to_be_bytes());
+    out(prefix.as_bytes());
+    out(b"_");
+    out(body.as_bytes());
+}
+
 /// An event's fields borrowed from wherever they are held (an [`AuditEvent`], or a row being
 /// verified): the one definition of the canonical encoding.
 #[derive(Debug, Clone, Copy)]
@@ -201,10 +165,10 @@ impl EventFields<'_> {
     /// as `FF FF FF FF`.
     fn encode(&self, out: &mut impl FnMut(&[u8])) {
         field(out, Some(CANONICAL_VERSION));
-        with_text(self.org, |t| field(out, Some(t)));
+        id_field(out, OrgId::PREFIX, self.org.body_in(&mut [0; ID_BODY_LEN]));
         field(out, Some(itoa::Buffer::new().format(self.seq)));
         match self.workspace {
-            Some(w) => with_text(w, |t| field(out, Some(t))),
+            Some(w) => id_field(out, WorkspaceId::PREFIX, w.body_in(&mut [0; ID_BODY_LEN])),
             None => field(out, None),
         }
         with_canonical_time(&self.at, |t| field(out, Some(t)));
