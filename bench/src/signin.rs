@@ -88,6 +88,65 @@ pub fn hash_time(samples: usize) -> Result<HashTime> {
     Ok(HashTime { fastest, cpu })
 }
 
+/// Hashes per second with one thread per core hashing at once, `per_thread` hashes each (after
+/// one untimed hash each), from the moment all start to the moment the last ends.
+///
+/// `cores ÷ one hash's time` assumes the cores hash independently. Where they are the
+/// hyperthreads of fewer physical cores, or share a memory bus that argon2's 19 MiB a hash
+/// keeps busy, hashes at once each run slower; this rate is what the machine hashes with every
+/// core at it, the ceiling a server running one hash per core meets.
+pub fn parallel_hash_rate(threads: usize, per_thread: usize) -> Result<f64> {
+    let hasher = argon2()?;
+    let start = std::sync::Barrier::new(threads + 1);
+    let ends = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (hasher, start) = (&hasher, &start);
+                scope.spawn(move || -> Result<Instant> {
+                    let mut memory = vec![Block::new(); hasher.params().block_count()];
+                    let mut out = [0u8; 32];
+                    let mut hash = |i: usize| {
+                        let password = format!("{PASSWORD}-{t}-{i}");
+                        hasher
+                            .hash_password_into_with_memory(
+                                password.as_bytes(),
+                                b"rampart-bench-salt",
+                                &mut out,
+                                &mut memory,
+                            )
+                            .map_err(|e| anyhow!("argon2: {e}"))
+                    };
+                    // A failed warm-up still reaches the barrier, so no thread waits forever.
+                    let warm = hash(0);
+                    start.wait();
+                    warm?;
+                    for i in 1..=per_thread {
+                        hash(i)?;
+                    }
+                    Ok(Instant::now())
+                })
+            })
+            .collect();
+        start.wait();
+        let started = Instant::now();
+        let ends: Result<Vec<Instant>> = workers
+            .into_iter()
+            .map(|w| w.join().map_err(|_| anyhow!("a hashing thread panicked"))?)
+            .collect();
+        ends.map(|ends| (started, ends))
+    });
+    let (started, ends) = ends?;
+    let last = ends
+        .into_iter()
+        .max()
+        .ok_or_else(|| anyhow!("no hashing thread"))?;
+    let seconds = last.duration_since(started).as_secs_f64();
+    if seconds <= 0.0 {
+        bail!("hashing took no time");
+    }
+    Ok((threads * per_thread) as f64 / seconds)
+}
+
 /// Cores this process may run on.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
