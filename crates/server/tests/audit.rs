@@ -286,9 +286,9 @@ async fn a_long_chain_verifies_in_one_snapshot_and_tampering_past_the_first_chun
     append_events(&app, &a, 2_600).await;
     assert_eq!(verify(&app, &a).await, Ok(2_600));
 
-    // A reader sees one snapshot: an event appended while it reads does not show up as a head
-    // past the end of the chain it read.
-    let mut reader = app.store.ledger(a.org, Mode::Read).await.unwrap();
+    // A chain reader sees one snapshot: an event appended while it reads does not show up as a
+    // head past the end of the chain it read.
+    let mut reader = app.store.chain_reader(a.org).await.unwrap();
     let mut read = 0i64;
     reader
         .scan_after(0, |_| {
