@@ -21,6 +21,38 @@ fn argon2() -> Result<Argon2<'static>> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
+/// argon2id at the production parameters into working memory allocated once and reused, so
+/// that what is timed is the hash and not this process's allocator (see [`hash_time`]).
+struct KeptMemory {
+    hasher: Argon2<'static>,
+    memory: Vec<Block>,
+    out: [u8; 32],
+}
+
+impl KeptMemory {
+    fn new() -> Result<Self> {
+        let hasher = argon2()?;
+        let memory = vec![Block::new(); hasher.params().block_count()];
+        Ok(Self {
+            hasher,
+            memory,
+            out: [0; 32],
+        })
+    }
+
+    /// One hash of `password`.
+    fn hash(&mut self, password: &str) -> Result<()> {
+        self.hasher
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                b"rampart-bench-salt",
+                &mut self.out,
+                &mut self.memory,
+            )
+            .map_err(|e| anyhow!("argon2: {e}"))
+    }
+}
+
 /// One argon2id hash's time here: the fastest of several on the wall clock, and the mean CPU
 /// time of the thread that ran them.
 pub struct HashTime {
@@ -56,20 +88,8 @@ fn thread_cpu_seconds() -> Option<f64> {
 /// did as badly in this process, which allocates far more than a server does, while it took
 /// 14 ms and no page fault in a small program of its own.
 pub fn hash_time(samples: usize) -> Result<HashTime> {
-    let hasher = argon2()?;
-    let mut memory = vec![Block::new(); hasher.params().block_count()];
-    let mut out = [0u8; 32];
-    let mut hash = |i: usize| {
-        let password = format!("{PASSWORD}-{i}");
-        hasher
-            .hash_password_into_with_memory(
-                password.as_bytes(),
-                b"rampart-bench-salt",
-                &mut out,
-                &mut memory,
-            )
-            .map_err(|e| anyhow!("argon2: {e}"))
-    };
+    let mut hasher = KeptMemory::new()?;
+    let mut hash = |i: usize| hasher.hash(&format!("{PASSWORD}-{i}"));
     hash(0)?;
     let mut wall = Vec::with_capacity(samples);
     let cpu_before = thread_cpu_seconds();
@@ -96,25 +116,16 @@ pub fn hash_time(samples: usize) -> Result<HashTime> {
 /// keeps busy, hashes at once each run slower; this rate is what the machine hashes with every
 /// core at it, the ceiling a server running one hash per core meets.
 pub fn parallel_hash_rate(threads: usize, per_thread: usize) -> Result<f64> {
-    let hasher = argon2()?;
     let start = std::sync::Barrier::new(threads + 1);
     let ends = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
-                let (hasher, start) = (&hasher, &start);
+                let start = &start;
                 scope.spawn(move || -> Result<Instant> {
-                    let mut memory = vec![Block::new(); hasher.params().block_count()];
-                    let mut out = [0u8; 32];
-                    let mut hash = |i: usize| {
-                        let password = format!("{PASSWORD}-{t}-{i}");
-                        hasher
-                            .hash_password_into_with_memory(
-                                password.as_bytes(),
-                                b"rampart-bench-salt",
-                                &mut out,
-                                &mut memory,
-                            )
-                            .map_err(|e| anyhow!("argon2: {e}"))
+                    let mut hasher = KeptMemory::new();
+                    let mut hash = |i: usize| match &mut hasher {
+                        Ok(h) => h.hash(&format!("{PASSWORD}-{t}-{i}")),
+                        Err(e) => Err(anyhow!("argon2: {e}")),
                     };
                     // A failed warm-up still reaches the barrier, so no thread waits forever.
                     let warm = hash(0);
