@@ -10,6 +10,12 @@
 //! between them. Nothing here asserts on time: it measures and reports against the issue's
 //! targets.
 
+/// The allocator `rampart serve` runs on: the baseline and the variants, served from this
+/// binary, allocate as Rampart does, so the tax compares controls and not allocators (as they
+/// share its HTTP server for the same reason).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod baseline;
 mod import;
 mod ledger;

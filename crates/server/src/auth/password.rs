@@ -9,9 +9,10 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::password_hash::phc::Output;
+use argon2::PasswordHash;
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::password_hash::try_generate_salt;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use argon2::{PasswordHash, PasswordHasher};
 use rampart_core::Secret;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -106,18 +107,50 @@ pub enum Verified {
     YesRehash(String),
 }
 
+/// The output length of a new hash (argon2's default, 32 bytes).
+const OUTPUT_LEN: usize = 32;
+
 /// argon2id at m = 19,456 KiB, t = 2, p = 1 (OWASP's first recommendation).
 fn argon2() -> Result<Argon2<'static>, HashError> {
     let params = Params::new(19 * 1024, 2, 1, None).map_err(|_| HashError::Failed)?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
+/// A new argon2id hash of `password` under a fresh salt, as `PasswordHasher::hash_password`
+/// makes it (same parameters, same PHC string), computed in this thread's kept memory.
 fn hash_now(password: &[u8]) -> Result<String, HashError> {
-    // The salt comes from the OS CSPRNG (argon2's `getrandom` feature).
-    argon2()?
-        .hash_password(password)
-        .map(|h| h.to_string())
-        .map_err(|_| HashError::Failed)
+    let argon2 = argon2()?;
+    // The salt comes from the OS CSPRNG, as the library's own `hash_password` draws it.
+    let salt = try_generate_salt().map_err(|_| HashError::Failed)?;
+    let mut out = [0u8; OUTPUT_LEN];
+    in_kept_memory(argon2.params().block_count(), |memory| {
+        argon2.hash_password_into_with_memory(password, &salt, &mut out, memory)
+    })
+    .map_err(|_| HashError::Failed)?;
+    phc_string(&argon2, &salt, &out)
+}
+
+/// The PHC string of an argon2 hash with this salt and output.
+fn phc_string(argon2: &Argon2<'_>, salt: &[u8], output: &[u8]) -> Result<String, HashError> {
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon2.params()).map_err(|_| HashError::Failed)?,
+        salt: Some(Salt::new(salt).map_err(|_| HashError::Failed)?),
+        hash: Some(Output::new(output).map_err(|_| HashError::Failed)?),
+    };
+    Ok(hash.to_string())
+}
+
+/// What unknown users' sign-ins are checked against: the production parameters, a random
+/// salt and a random output, so each check costs exactly a real verification's work and no
+/// password matches (finding one would mean inverting argon2). Nothing is hashed to make it:
+/// a hash at start-up left its 19 MiB of working memory resident in an idle server.
+fn dummy_hash() -> Result<String, HashError> {
+    let salt = try_generate_salt().map_err(|_| HashError::Failed)?;
+    let output: [u8; OUTPUT_LEN] =
+        rampart_crypto::random::bytes().map_err(|_| HashError::Failed)?;
+    phc_string(&argon2()?, &salt, &output)
 }
 
 fn is_current(hash: &PasswordHash) -> bool {
@@ -157,19 +190,29 @@ fn verify_argon2(password: &[u8], stored: &PasswordHash) -> bool {
     let Some(out) = buffer.get_mut(..expected.len()) else {
         return false;
     };
-    let hashed = MEMORY.with_borrow_mut(|memory| {
+    let hashed = in_kept_memory(blocks, |memory| {
+        argon2.hash_password_into_with_memory(password, salt, &mut *out, memory)
+    });
+    // `Output`'s equality is constant-time.
+    hashed.is_ok() && Output::new(out).is_ok_and(|computed| computed == *expected)
+}
+
+/// Runs `work` on the first `blocks` blocks of this thread's kept memory, then wipes them.
+fn in_kept_memory(
+    blocks: usize,
+    work: impl FnOnce(&mut [Block]) -> argon2::Result<()>,
+) -> argon2::Result<()> {
+    MEMORY.with_borrow_mut(|memory| {
         if memory.len() < blocks {
             memory.resize(blocks, Block::new());
         }
         let result = memory
             .get_mut(..blocks)
-            .map(|m| argon2.hash_password_into_with_memory(password, salt, &mut *out, m));
+            .map_or(Err(argon2::Error::MemoryTooLittle), work);
         // What is left of the password's hash does not stay in memory between sign-ins.
         memory.fill(Block::new());
-        matches!(result, Some(Ok(())))
-    });
-    // `Output`'s equality is constant-time.
-    hashed && Output::new(out).is_ok_and(|computed| computed == *expected)
+        result
+    })
 }
 
 fn verify_now(password: &[u8], stored: &str) -> Result<Verified, HashError> {
@@ -217,9 +260,7 @@ impl Hasher {
     ) -> Result<Self, HashError> {
         let concurrency = concurrency.max(1);
         let threads = HashThreads::start(concurrency, nice)?;
-        // A real argon2id hash of a random password: unknown users cost the same work.
-        let random: [u8; 16] = rand::random();
-        let dummy = hash_now(&random)?;
+        let dummy = dummy_hash()?;
         Ok(Self {
             threads,
             permits: Arc::new(Semaphore::new(concurrency)),
@@ -318,6 +359,7 @@ impl Hasher {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use argon2::{PasswordHasher, PasswordVerifier};
 
     #[test]
     fn policy_defaults() {
@@ -337,7 +379,6 @@ mod tests {
     /// leaves no trace of the hash in the memory it keeps.
     #[test]
     fn verifying_in_kept_memory_agrees_with_the_library() {
-        use argon2::PasswordVerifier;
         let salt = b"rampart-test-salt";
         let cases = [
             (
@@ -377,13 +418,7 @@ mod tests {
                 assert_eq!(library, right, "{stored}");
                 assert_eq!(verify_argon2(password, &parsed), right, "{stored}");
             }
-            MEMORY.with_borrow(|m| {
-                assert!(!m.is_empty());
-                assert!(
-                    m.iter().all(|b| b.as_ref().iter().all(|w| *w == 0)),
-                    "wiped"
-                );
-            });
+            kept_memory_is_wiped();
         }
         // A stored hash with no output, or an unknown algorithm, is not a match.
         let bare = PasswordHash::new("$argon2id$v=19$m=64,t=1,p=1$cmFtcGFydC10ZXN0").unwrap();
@@ -393,6 +428,70 @@ mod tests {
         )
         .unwrap();
         assert!(!verify_argon2(b"right password", &scrypt));
+    }
+
+    fn costs(hash: &PasswordHash) -> (u32, u32, u32) {
+        let p = Params::try_from(hash).unwrap();
+        (p.m_cost(), p.t_cost(), p.p_cost())
+    }
+
+    fn kept_memory_is_wiped() {
+        MEMORY.with_borrow(|m| {
+            assert!(!m.is_empty());
+            assert!(
+                m.iter().all(|b| b.as_ref().iter().all(|w| *w == 0)),
+                "wiped"
+            );
+        });
+    }
+
+    #[test]
+    fn new_hashes_are_what_the_library_makes_and_its_verifier_accepts() {
+        let stored = hash_now(b"Right1Password").unwrap();
+        kept_memory_is_wiped();
+        let parsed = PasswordHash::new(&stored).unwrap();
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+        assert_eq!(parsed.version, Some(0x13));
+        assert_eq!(costs(&parsed), (19 * 1024, 2, 1));
+        assert_eq!(parsed.salt.unwrap().as_ref().len(), 16);
+        assert_eq!(parsed.hash.unwrap().len(), OUTPUT_LEN);
+        assert!(is_current(&parsed));
+        // The library, given the same password and salt, makes the same string.
+        let salt = parsed.salt.unwrap();
+        let library = argon2()
+            .unwrap()
+            .hash_password_with_salt(b"Right1Password", salt.as_ref())
+            .unwrap();
+        assert_eq!(library.to_string(), stored);
+        assert!(
+            Argon2::default()
+                .verify_password(b"Right1Password", &parsed)
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"Right1Passwore", &parsed)
+                .is_err()
+        );
+        // A fresh salt each time.
+        assert_ne!(hash_now(b"Right1Password").unwrap(), stored);
+    }
+
+    #[test]
+    fn the_dummy_costs_a_real_verification_and_matches_nothing() {
+        let dummy = dummy_hash().unwrap();
+        let parsed = PasswordHash::new(&dummy).unwrap();
+        // The production parameters: checking an unknown user costs what checking a user does.
+        assert!(is_current(&parsed));
+        assert_eq!(costs(&parsed), (19 * 1024, 2, 1));
+        assert!(!verify_argon2(b"", &parsed));
+        assert!(!verify_argon2(b"Right1Password", &parsed));
+        kept_memory_is_wiped();
+        assert_ne!(
+            dummy_hash().unwrap(),
+            dummy,
+            "salt and output are drawn afresh"
+        );
     }
 
     #[tokio::test]
