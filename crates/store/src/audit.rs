@@ -10,7 +10,7 @@ use futures_util::TryStreamExt;
 use rampart_core::audit::{AuditEvent, EventFields, GENESIS};
 use rampart_core::{OrgId, WorkspaceId};
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{PgPool, Row};
 
 use crate::conn::{Conn, execute, fetch_all, fetch_optional, id, parse_id};
 use crate::error::corrupt;
@@ -422,25 +422,7 @@ impl Store {
                 Conn::sqlite_read(readers.begin().await.map_err(e)?)
             }
             (Backend::Sqlite { writes, .. }, Mode::Write) => Conn::sqlite_write(writes).await?,
-            (Backend::Postgres(pool), mode) => {
-                let mut tx = match mode {
-                    // One snapshot for every statement: a verify reads the chain and then the
-                    // head, and under READ COMMITTED an append committed in between would show
-                    // a head past the chain's end.
-                    Mode::Read => {
-                        pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                            .await
-                    }
-                    Mode::Write => pool.begin().await,
-                }
-                .map_err(e)?;
-                sqlx::query("SELECT set_config('rampart.org_id', $1, true)")
-                    .bind(org.to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(e)?;
-                Conn::Pg(tx)
-            }
+            (Backend::Postgres { pool, .. }, mode) => pg_ledger(pool, org, mode).await?,
         };
         Ok(LedgerTx { org, conn })
     }
@@ -455,7 +437,10 @@ impl Store {
                 org,
                 conn: Conn::sqlite_read(scans.begin().await.map_err(StoreError::from_sqlx)?),
             }),
-            Backend::Postgres(_) => self.ledger(org, Mode::Read).await,
+            Backend::Postgres { scans, .. } => Ok(LedgerTx {
+                org,
+                conn: pg_ledger(scans, org, Mode::Read).await?,
+            }),
         }
     }
 
@@ -471,6 +456,28 @@ impl Store {
                 .map_err(StoreError::from_sqlx)?)
         )
     }
+}
+
+/// A PostgreSQL transaction on `pool` bound to `org`'s ledger.
+async fn pg_ledger(pool: &PgPool, org: OrgId, mode: Mode) -> Result<Conn, StoreError> {
+    let e = StoreError::from_sqlx;
+    let mut tx = match mode {
+        // One snapshot for every statement: a verify reads the chain and then the head, and
+        // under READ COMMITTED an append committed in between would show a head past the
+        // chain's end.
+        Mode::Read => {
+            pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await
+        }
+        Mode::Write => pool.begin().await,
+    }
+    .map_err(e)?;
+    sqlx::query("SELECT set_config('rampart.org_id', $1, true)")
+        .bind(org.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(e)?;
+    Ok(Conn::Pg(tx))
 }
 
 impl LedgerTx {

@@ -112,7 +112,7 @@ impl Keyring {
     /// The keyring of a PostgreSQL store: its `key_ring` table (migration 0003).
     pub fn in_postgres(store: &Store) -> Result<Self, StoreError> {
         match &*store.0 {
-            Backend::Postgres(pool) => Ok(Self(Pools::Postgres(pool.clone()))),
+            Backend::Postgres { pool, .. } => Ok(Self(Pools::Postgres(pool.clone()))),
             Backend::Sqlite { .. } => Err(StoreError::Keyring(
                 "a SQLite store keeps its keyring in keyring.db; use Keyring::open_sqlite".into(),
             )),

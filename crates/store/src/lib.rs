@@ -47,7 +47,7 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{ConnectOptions, PgPool, SqlitePool};
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,12 @@ enum Backend {
         /// reader rather than sqlx's default of 50 ([`ledger_scan`] says why).
         scans: SqlitePool,
     },
-    Postgres(PgPool),
+    Postgres {
+        pool: PgPool,
+        /// Connections for whole-chain scans ([`Store::chain_reader`]): one statement that
+        /// runs as long as the chain is long, so sqlx's slow-statement warning is off for them.
+        scans: PgPool,
+    },
 }
 
 /// A handle on the database; cheap to clone.
@@ -136,7 +141,8 @@ impl Store {
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(
                 base.read_only(true)
-                    .row_buffer_size(ledger_scan::ROWS_AHEAD),
+                    .row_buffer_size(ledger_scan::ROWS_AHEAD)
+                    .disable_statement_logging(),
             );
         let writes = writer::Writer::start(writer.clone(), settings.acquire_timeout);
         Ok(Self(Arc::new(Backend::Sqlite {
@@ -154,10 +160,15 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(StoreError::unavailable)?;
-        Ok(Self(Arc::new(Backend::Postgres(pool))))
+        // Opened on first use: most processes never scan a chain.
+        let scans = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy_with(options.disable_statement_logging());
+        Ok(Self(Arc::new(Backend::Postgres { pool, scans })))
     }
 
     /// On PostgreSQL, whether the server's autovacuum daemon is on; `None` on SQLite.
@@ -166,7 +177,7 @@ impl Store {
     pub async fn postgres_autovacuum(&self) -> Result<Option<bool>, StoreError> {
         match &*self.0 {
             Backend::Sqlite { .. } => Ok(None),
-            Backend::Postgres(pool) => {
+            Backend::Postgres { pool, .. } => {
                 let on: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
                     .fetch_one(pool)
                     .await
@@ -181,7 +192,7 @@ impl Store {
     pub fn write_stats(&self) -> Option<WriteStats> {
         match &*self.0 {
             Backend::Sqlite { writes, .. } => Some(writes.stats()),
-            Backend::Postgres(_) => None,
+            Backend::Postgres { .. } => None,
         }
     }
 
@@ -189,7 +200,7 @@ impl Store {
     pub fn kind(&self) -> BackendKind {
         match &*self.0 {
             Backend::Sqlite { .. } => BackendKind::Sqlite,
-            Backend::Postgres(_) => BackendKind::Postgres,
+            Backend::Postgres { .. } => BackendKind::Postgres,
         }
     }
 
@@ -197,14 +208,14 @@ impl Store {
     pub async fn migrate(&self) -> Result<usize, StoreError> {
         match &*self.0 {
             Backend::Sqlite { writer, .. } => migrate::sqlite(writer).await,
-            Backend::Postgres(pool) => migrate::postgres(pool, None).await,
+            Backend::Postgres { pool, .. } => migrate::postgres(pool, None).await,
         }
     }
 
     /// On PostgreSQL, refuses to serve as a superuser or a `BYPASSRLS` role: either would skip
     /// every row-level security policy. A no-op on SQLite.
     pub async fn ensure_restricted_role(&self) -> Result<(), StoreError> {
-        if let Backend::Postgres(pool) = &*self.0 {
+        if let Backend::Postgres { pool, .. } = &*self.0 {
             let (name, superuser, bypass): (String, bool, bool) = sqlx::query_as(
                 "SELECT rolname::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user",
             )
@@ -227,7 +238,7 @@ impl Store {
                     .await
                     .map_err(StoreError::unavailable)?;
             }
-            Backend::Postgres(pool) => {
+            Backend::Postgres { pool, .. } => {
                 sqlx::query("SELECT 1")
                     .execute(pool)
                     .await
@@ -250,7 +261,10 @@ impl Store {
                 readers.close().await;
                 writer.close().await;
             }
-            Backend::Postgres(pool) => pool.close().await,
+            Backend::Postgres { pool, scans } => {
+                scans.close().await;
+                pool.close().await;
+            }
         }
     }
 }

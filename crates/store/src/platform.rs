@@ -56,7 +56,7 @@ impl Store {
         Ok(match &*self.0 {
             Backend::Sqlite { writes, .. } if write => Conn::sqlite_write(writes).await?,
             Backend::Sqlite { readers, .. } => Conn::sqlite_read(readers.begin().await.map_err(e)?),
-            Backend::Postgres(pool) => Conn::Pg(pool.begin().await.map_err(e)?),
+            Backend::Postgres { pool, .. } => Conn::Pg(pool.begin().await.map_err(e)?),
         })
     }
 

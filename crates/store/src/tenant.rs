@@ -56,7 +56,7 @@ impl Store {
                 Conn::sqlite_read(readers.begin().await.map_err(StoreError::from_sqlx)?)
             }
             (Backend::Sqlite { writes, .. }, Mode::Write) => Conn::sqlite_write(writes).await?,
-            (Backend::Postgres(pool), mode) => {
+            (Backend::Postgres { pool, .. }, mode) => {
                 // BEGIN and the binding in one round trip (a simple-query batch), since every
                 // request pays for it.
                 let tx = pool
