@@ -130,7 +130,7 @@ fn hash_now(password: &[u8]) -> Result<String, HashError> {
     phc_string(&argon2, &salt, &out)
 }
 
-/// The PHC string of an argon2 hash with this salt and output.
+/// The PHC string of an argon2id v19 hash (what [`argon2`] makes) with this salt and output.
 fn phc_string(argon2: &Argon2<'_>, salt: &[u8], output: &[u8]) -> Result<String, HashError> {
     let hash = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
