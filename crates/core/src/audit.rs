@@ -71,8 +71,9 @@ fn put_digits<const N: usize>(out: &mut [u8], mut value: u32) {
 
 /// Hands `t`'s canonical form to `f`, written on the stack digit by digit (a `strftime`
 /// pattern would be parsed again for every event, and going through `fmt` took about a
-/// twentieth of a ledger verification's CPU) where that is the same text as [`canonical_time`]: four-digit
-/// years, and no leap second (which chrono keeps as a nanosecond count past one second).
+/// twentieth of a ledger verification's CPU) where that is the same text as
+/// [`canonical_time`]: four-digit years, and no leap second (which chrono keeps as a
+/// nanosecond count past one second).
 fn with_canonical_time<R>(t: &DateTime<Utc>, f: impl FnOnce(&str) -> R) -> R {
     let nanos = t.nanosecond();
     let Ok(year) = u32::try_from(t.year()) else {

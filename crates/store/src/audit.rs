@@ -428,9 +428,11 @@ impl Store {
     }
 
     /// Opens a read-only transaction on `org`'s ledger for reading its whole chain
-    /// ([`LedgerTx::scan_after`]), in one snapshot like [`Mode::Read`]. On SQLite its connection
-    /// holds at most three chunks of the chain in memory (one being checked, one waiting, one
-    /// being built); a [`Mode::Read`] connection would let up to 51 pile up.
+    /// ([`LedgerTx::scan_after`]), in one snapshot like [`Mode::Read`], on a small pool of its
+    /// own with sqlx's statement logging off (the scan is one statement as long as the chain).
+    /// On SQLite its connection holds at most three chunks of the chain in memory (one being
+    /// checked, one waiting, one being built); a [`Mode::Read`] connection would let up to 51
+    /// pile up.
     pub async fn chain_reader(&self, org: OrgId) -> Result<LedgerTx, StoreError> {
         match &*self.0 {
             Backend::Sqlite { scans, .. } => Ok(LedgerTx {

@@ -7,8 +7,9 @@
 //! turn, each built on the driver's thread while the one before is checked: the two cores work
 //! side by side. Until 2026-12-06 each chunk was a query of its own, and the query's round trip
 //! (a command to the driver's thread and its answer back, two wake-ups) cost about a sixth
-//! of the command's time (1.17 s against 0.98 s over a million events). The chain readers' connections ([`crate::Store::chain_reader`]) buffer one
-//! row ahead ([`ROWS_AHEAD`]), so at most three chunks are in memory at once.
+//! of the command's time (1.17 s against 0.98 s over a million events). The chain readers'
+//! connections ([`crate::Store::chain_reader`]) buffer one row ahead ([`ROWS_AHEAD`]), so at
+//! most three chunks are in memory at once.
 //! PostgreSQL needs none of this (its rows arrive on the socket this task reads).
 //!
 //! A chunk is every field of every event in turn, each followed by the byte `FF`; an absent

@@ -49,6 +49,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, PgPool, SqlitePool};
 
+/// Connections of the pool that whole-chain scans use (`Store::chain_reader`), on either
+/// backend. Opened on first use: most processes never scan a chain, and those that do (audit
+/// verify, restore's chain check) scan one organization at a time.
+const SCAN_CONNECTIONS: u32 = 2;
+
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
@@ -135,9 +140,8 @@ impl Store {
             .connect_with(base.clone().read_only(true))
             .await
             .map_err(StoreError::unavailable)?;
-        // Opened on first use: most processes never scan a chain.
         let scans = SqlitePoolOptions::new()
-            .max_connections(2)
+            .max_connections(SCAN_CONNECTIONS)
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(
                 base.read_only(true)
@@ -163,9 +167,8 @@ impl Store {
             .connect_with(options.clone())
             .await
             .map_err(StoreError::unavailable)?;
-        // Opened on first use: most processes never scan a chain.
         let scans = PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(SCAN_CONNECTIONS)
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options.disable_statement_logging());
         Ok(Self(Arc::new(Backend::Postgres { pool, scans })))
