@@ -101,12 +101,15 @@ pub struct EventFilter {
 }
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-const COLUMNS: &str = "org_id, seq, workspace_id, at, actor, auth_method, method, path, action, target, args, status, \
+/// An event's columns but its organization's: every query that reads events filters on
+/// `org_id`, so none selects it: one column fewer for PostgreSQL to send and the command to
+/// decode per event (a verify of a million events, 8 runs alternated on 2026-12-06: 1.575 s
+/// wall and 1.57 s of the command's CPU before, 1.54 s and 1.545 s after).
+const LINK_COLUMNS: &str = "seq, workspace_id, at, actor, auth_method, method, path, action, target, args, status, \
      error_code, duration_ms, idempotency_key, request_id, client_ip, prev_hash, hash";
 
-/// Reads a row selected as `{COLUMNS}` in place, by position (the chain check reads millions
-/// of rows), as a [`ScannedLink`] of `$org` (every query that selects them filters on it, so
-/// the `org_id` column is not read back). Expands for either backend's row type. `$get` is
+/// Reads a row selected as `{LINK_COLUMNS}` in place, by position (the chain check reads
+/// millions of rows), as a [`ScannedLink`] of `$org`. Expands for either backend's row type. `$get` is
 /// `try_get`, or `try_get_unchecked` where the query is the chain scan's own, whose columns'
 /// types the same expansion checks everywhere else (a wrong one fails those reads, and the
 /// chain's hashes besides); the checks were about 8 % of a PostgreSQL scan's CPU in `perf`.
@@ -117,30 +120,30 @@ macro_rules! scanned {
     ($r:expr, $org:expr, $get:ident) => {{
         let r = $r;
         let e = StoreError::from_sqlx;
-        let workspace: Option<&str> = r.$get(2).map_err(e)?;
-        let status: i32 = r.$get(11).map_err(e)?;
+        let workspace: Option<&str> = r.$get(1).map_err(e)?;
+        let status: i32 = r.$get(10).map_err(e)?;
         Ok::<ScannedLink<'_>, StoreError>(ScannedLink {
             event: EventFields {
                 org: $org,
-                seq: r.$get(1).map_err(e)?,
+                seq: r.$get(0).map_err(e)?,
                 workspace: workspace.map(parse_id).transpose()?,
-                at: r.$get(3).map_err(e)?,
-                actor: r.$get(4).map_err(e)?,
-                auth_method: r.$get(5).map_err(e)?,
-                method: r.$get(6).map_err(e)?,
-                path: r.$get(7).map_err(e)?,
-                action: r.$get(8).map_err(e)?,
-                target: r.$get(9).map_err(e)?,
-                args: r.$get(10).map_err(e)?,
+                at: r.$get(2).map_err(e)?,
+                actor: r.$get(3).map_err(e)?,
+                auth_method: r.$get(4).map_err(e)?,
+                method: r.$get(5).map_err(e)?,
+                path: r.$get(6).map_err(e)?,
+                action: r.$get(7).map_err(e)?,
+                target: r.$get(8).map_err(e)?,
+                args: r.$get(9).map_err(e)?,
                 status: u16::try_from(status).map_err(|_| corrupt("bad status"))?,
-                error_code: r.$get(12).map_err(e)?,
-                duration_ms: r.$get(13).map_err(e)?,
-                idempotency_key: r.$get(14).map_err(e)?,
-                request_id: r.$get(15).map_err(e)?,
-                client_ip: r.$get(16).map_err(e)?,
+                error_code: r.$get(11).map_err(e)?,
+                duration_ms: r.$get(12).map_err(e)?,
+                idempotency_key: r.$get(13).map_err(e)?,
+                request_id: r.$get(14).map_err(e)?,
+                client_ip: r.$get(15).map_err(e)?,
             },
-            prev_hash: r.$get(17).map_err(e)?,
-            hash: r.$get(18).map_err(e)?,
+            prev_hash: r.$get(16).map_err(e)?,
+            hash: r.$get(17).map_err(e)?,
         })
     }};
 }
@@ -334,7 +337,7 @@ async fn append_with(
     };
     let hash = hex::encode(event.chain_hash(&prev));
     execute!(&mut *c, sqlx::AssertSqlSafe(format!(
-            "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)")),
+            "INSERT INTO audit_events (org_id, {LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)")),
         org.to_string(), seq, event.workspace.map(|w| w.to_string()), event.at, event.actor, event.auth_method,
         event.method, event.path, event.action, event.target, event.args,
         i32::from(event.status), event.error_code, event.duration_ms, event.idempotency_key,
@@ -385,7 +388,7 @@ pub async fn list(
     fetch_all!(
         &mut tx.conn,
         sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM audit_events WHERE org_id = $1 AND workspace_id = $2 \
+            "SELECT {LINK_COLUMNS} FROM audit_events WHERE org_id = $1 AND workspace_id = $2 \
              AND ($3 IS NULL OR actor = $3) AND ($4 IS NULL OR action = $4) AND ($5 IS NULL OR status = $5) \
              AND ($6 IS NULL OR at >= $6) AND ($7 IS NULL OR at < $7) AND seq < $8 \
              ORDER BY seq DESC LIMIT $9"
@@ -514,7 +517,7 @@ impl LedgerTx {
             Conn::Pg(c) => c,
         };
         let sql = format!(
-            "SELECT {COLUMNS} FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq"
+            "SELECT {LINK_COLUMNS} FROM audit_events WHERE org_id = $1 AND seq > $2 ORDER BY seq"
         );
         let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(self.org.to_string())
@@ -537,7 +540,7 @@ impl LedgerTx {
         fetch_all!(
             &mut self.conn,
             sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM audit_events WHERE org_id = $1 AND seq > $2 \
+                "SELECT {LINK_COLUMNS} FROM audit_events WHERE org_id = $1 AND seq > $2 \
                  AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) ORDER BY seq LIMIT $5"
             )),
             [
