@@ -104,7 +104,11 @@ async fn authenticate_key(state: &AppState, presented: &str) -> Result<Authentic
     let hash = token.hash();
     let key = match state.keys().get(&hash) {
         Some(k) => k,
-        None => match state.store().authenticate_api_key(&token).await {
+        // Boxed: the lookup's future is about 9 KB, and held inline it made every request's
+        // guard future that large (admission's 9.9 KB, 1.3 KB boxed), copied as each layer
+        // boxes it, though a cached key never runs it. Measured 2026-12-06: a fifth fewer
+        // instructions per read under callgrind, but no change in CPU per read on the machine.
+        None => match Box::pin(state.store().authenticate_api_key(&token)).await {
             Ok(Some(k)) => {
                 state.keys().insert(hash, k);
                 k
@@ -147,10 +151,13 @@ pub(crate) async fn session_user(
         unauthenticated("sign in, or send an API key as `Authorization: Bearer rk_live_…`")
     })?;
     let now = state.clock().now();
-    let record = match state
-        .store()
-        .session_by_token(&token::hash(token.expose()), now)
-        .await
+    // Boxed for the reason `authenticate_key` gives.
+    let record = match Box::pin(
+        state
+            .store()
+            .session_by_token(&token::hash(token.expose()), now),
+    )
+    .await
     {
         Ok(Some(r)) => r,
         Ok(None) => return Err(unauthenticated("your session has ended; sign in again")),
@@ -214,16 +221,12 @@ async fn authenticate(
             .identity()
             .is_none_or(|identity| !session::csrf_ok(identity, headers, &signed_in.record));
     let user = signed_in.user;
-    let membership = state
-        .store()
-        .membership(user, workspace)
+    let membership = Box::pin(state.store().membership(user, workspace))
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
     let home = match membership {
         Some(m) => Some((m.org, m.workspace)),
-        None => state
-            .store()
-            .user_orgs(user)
+        None => Box::pin(state.store().user_orgs(user))
             .await
             .map_err(|e| ApiError::from(e).into_response())?
             .first()

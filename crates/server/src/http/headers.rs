@@ -7,7 +7,7 @@
 //! in the response's extensions. An HTML response without one gets the JSON policy: nothing runs.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine;
@@ -44,6 +44,11 @@ pub struct EdgeSettings {
     pub server_timing: bool,
 }
 
+// Names checked at compile time rather than on every response (`from_static` outside a
+// constant checks them again on each call).
+const COOP: HeaderName = HeaderName::from_static("cross-origin-opener-policy");
+const CORP: HeaderName = HeaderName::from_static("cross-origin-resource-policy");
+const PERMISSIONS_POLICY: HeaderName = HeaderName::from_static("permissions-policy");
 const JSON_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 const PERMISSIONS: &str = "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()";
 const HSTS: &str = "max-age=31536000; includeSubDomains";
@@ -57,11 +62,11 @@ fn html_csp(nonce: &str, frame_ancestors: &str) -> String {
 }
 
 /// A constant value: built without copying or checking it again per response.
-fn put(headers: &mut HeaderMap, name: header::HeaderName, value: &'static str) {
+fn put(headers: &mut HeaderMap, name: HeaderName, value: &'static str) {
     headers.insert(name, HeaderValue::from_static(value));
 }
 
-fn set(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(name, v);
     }
@@ -93,21 +98,9 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     h.remove(header::SERVER);
     put(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     put(h, header::REFERRER_POLICY, "no-referrer");
-    put(
-        h,
-        header::HeaderName::from_static("cross-origin-opener-policy"),
-        "same-origin",
-    );
-    put(
-        h,
-        header::HeaderName::from_static("cross-origin-resource-policy"),
-        "same-origin",
-    );
-    put(
-        h,
-        header::HeaderName::from_static("permissions-policy"),
-        PERMISSIONS,
-    );
+    put(h, COOP, "same-origin");
+    put(h, CORP, "same-origin");
+    put(h, PERMISSIONS_POLICY, PERMISSIONS);
     if frame_ancestors.is_empty() {
         put(h, header::X_FRAME_OPTIONS, "DENY");
     }

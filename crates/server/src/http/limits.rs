@@ -3,7 +3,7 @@
 //! `Retry-After` and `RateLimit-*` headers; admitted requests carry the same headers, and
 //! `Quota-*` for API keys.
 
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use rampart_core::{ApiKeyId, ErrorCode, Plan};
@@ -32,30 +32,40 @@ struct Quota {
     reset_s: u64,
 }
 
+// Checked once, at compile time: `from_static` outside a constant checks the name again on
+// every call, and every limited response carries up to six of these.
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const QUOTA_LIMIT: HeaderName = HeaderName::from_static("quota-limit");
+const QUOTA_REMAINING: HeaderName = HeaderName::from_static("quota-remaining");
+const QUOTA_RESET: HeaderName = HeaderName::from_static("quota-reset");
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
 impl LimitHeaders {
     /// Adds them to a response.
     pub fn apply(self, response: &mut Response) {
         let headers = response.headers_mut();
         // Room for the edge's security headers as well, so that the map grows once.
         headers.reserve(20);
-        let mut number = |name: &'static str, value: u64| {
-            headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+        let mut number = |name: HeaderName, value: u64| {
+            headers.insert(name, HeaderValue::from(value));
         };
         if let Some(d) = self.rate {
-            number("ratelimit-limit", d.limit.into());
-            number("ratelimit-remaining", d.remaining.into());
-            number("ratelimit-reset", d.reset_ms.div_ceil(1000));
+            number(RATELIMIT_LIMIT, d.limit.into());
+            number(RATELIMIT_REMAINING, d.remaining.into());
+            number(RATELIMIT_RESET, d.reset_ms.div_ceil(1000));
         }
         if let Some(q) = self.quota {
-            number("quota-limit", q.limit);
-            number("quota-remaining", q.remaining);
-            number("quota-reset", q.reset_s);
+            number(QUOTA_LIMIT, q.limit);
+            number(QUOTA_REMAINING, q.remaining);
+            number(QUOTA_RESET, q.reset_s);
         }
         if let Some(s) = self.retry_after_s {
-            number("retry-after", s);
+            number(header::RETRY_AFTER, s);
         }
         if let Some(v) = self.server_timing {
-            headers.insert(HeaderName::from_static("server-timing"), v);
+            headers.insert(SERVER_TIMING, v);
         }
     }
 
