@@ -1395,3 +1395,179 @@ async fn import_contacts_takes_the_good_rows_and_names_the_bad_ones() {
     );
     assert_eq!(verify["results"][0]["ok"], true, "{verify}");
 }
+
+/// `rampart import contacts` on PostgreSQL, where a batch is written while the one before it
+/// is still being written: every batch commits, in file order (the ledger's import events name
+/// ascending line ranges), a repeat of an email from the batch just before is caught as from
+/// earlier in the file and one from an older batch as already stored; and when a batch fails,
+/// every batch before it stays committed and none after it is, though the next one had been
+/// written already.
+#[tokio::test]
+async fn a_postgres_import_commits_batches_in_file_order_and_none_after_a_failure() {
+    let Some(admin_url) = common::postgres_admin_url() else {
+        return;
+    };
+    let (owner_url, app_url, _name) = common::fresh_postgres(&admin_url).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let env = [
+        ("RAMPART_DATABASE_URL", app_url.as_str()),
+        ("RAMPART_DATABASE_OWNER_URL", owner_url.as_str()),
+    ];
+    let org = cli(
+        &data,
+        &env,
+        &[
+            "admin",
+            "create-org",
+            "--name",
+            "Importer",
+            "--owner-email",
+            "o@importer.example.com",
+            "--plan",
+            "growth",
+            "--json",
+        ],
+    );
+    let ws = org["workspace_id"].as_str().unwrap().to_owned();
+    let org_id = org["org_id"].as_str().unwrap().to_owned();
+    // Batches hold 5,000 valid rows; data rows start on line 2.
+    let write_csv = |name: &str, prefix: &str, rows: usize, extra: &[(usize, &str)]| {
+        let mut text = String::from("name,email,phone,us_state,tags\n");
+        for i in 0..rows {
+            text.push_str(&format!("Row {i},{prefix}{i}@example.com,,,\n"));
+            for (after, email) in extra {
+                if *after == i {
+                    text.push_str(&format!("Repeat,{email},,,\n"));
+                }
+            }
+        }
+        let path = tmp.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let import = |file: &Path| {
+        Command::new(BIN)
+            .args([
+                "import",
+                "contacts",
+                "--workspace",
+                &ws,
+                "--file",
+                file.to_str().unwrap(),
+                "--json",
+            ])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RAMPART_DATA_DIR", &data)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let owner = sqlx::PgPool::connect(&owner_url).await.unwrap();
+    let stored = |prefix: &'static str| {
+        let (owner, ws) = (owner.clone(), ws.clone());
+        async move {
+            let mut tx = owner.begin().await.unwrap();
+            sqlx::query("SELECT set_config('rampart.workspace_id', $1, true)")
+                .bind(&ws)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM contacts WHERE email_lower LIKE $1")
+                    .bind(format!("{prefix}%"))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+            n
+        }
+    };
+
+    // Three batches. After row 5,100 (batch 2) a repeat of row 4,000 (batch 1, still being
+    // written while batch 2 is); after row 11,000 (batch 3) a repeat of row 10 (batch 1,
+    // committed by then).
+    let csv = write_csv(
+        "good.csv",
+        "good",
+        12_000,
+        &[
+            (5_100, "good4000@example.com"),
+            (11_000, "good10@example.com"),
+        ],
+    );
+    let out = import(&csv);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["rows"], 12_002, "{summary}");
+    assert_eq!(summary["imported"], 12_000, "{summary}");
+    assert_eq!(summary["rejected"], 2, "{summary}");
+    assert_eq!(summary["batches"], 3, "{summary}");
+    assert!(
+        err.contains("line 5103: email: appears earlier in the file"),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 11004: email: a contact with this email already exists"),
+        "{err}"
+    );
+    assert_eq!(stored("good").await, 12_000);
+
+    let mut tx = owner.begin().await.unwrap();
+    sqlx::query("SELECT set_config('rampart.org_id', $1, true)")
+        .bind(&org_id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let imports: Vec<(String,)> = sqlx::query_as(
+        "SELECT args FROM audit_events WHERE org_id = $1 AND action = 'contact.import' ORDER BY seq",
+    )
+    .bind(&org_id)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let ranges: Vec<(i64, i64, i64)> = imports
+        .iter()
+        .map(|(args,)| {
+            let v: Value = serde_json::from_str(args).unwrap();
+            (
+                v["lines"][0].as_i64().unwrap(),
+                v["lines"][1].as_i64().unwrap(),
+                v["created"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ranges.len(), 3, "{ranges:?}");
+    assert!(
+        ranges.windows(2).all(|w| w[0].1 < w[1].0),
+        "batches committed in file order: {ranges:?}"
+    );
+    assert_eq!(ranges.iter().map(|r| r.2).sum::<i64>(), 12_000);
+
+    // A batch the database refuses: the second of three, by a trigger on one of its rows.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF NEW.email_lower = 'boom@example.com' THEN RAISE EXCEPTION 'refused by the test'; \
+         END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_boom BEFORE INSERT ON contacts FOR EACH ROW \
+         EXECUTE FUNCTION refuse_boom();",
+    )
+    .execute(&owner)
+    .await
+    .unwrap();
+    let csv = write_csv("bad.csv", "bad", 12_000, &[(7_000, "boom@example.com")]);
+    let out = import(&csv);
+    assert!(!out.status.success(), "the import reports the failure");
+    assert_eq!(stored("bad").await, 5_000, "the first batch only");
+    assert_eq!(stored("boom").await, 0);
+
+    let verify = cli(
+        &data,
+        &env,
+        &["audit", "verify", "--org", &org_id, "--json"],
+    );
+    assert_eq!(verify["results"][0]["ok"], true, "{verify}");
+    owner.close().await;
+}

@@ -29,8 +29,9 @@ use rampart_core::{
 };
 use rampart_store::audit::{self, NewEvent};
 use rampart_store::contacts::{self, NewContact, PreparedContact};
-use rampart_store::{Mode, PoolSettings, Store, TenantTx};
+use rampart_store::{BackendKind, Mode, PoolSettings, Store, TenantTx};
 use serde_json::json;
+use tokio::sync::oneshot;
 
 use crate::config::{Database, Settings};
 
@@ -214,7 +215,12 @@ fn read_file(
         read: 0,
         byte: 0,
     };
+    // This batch's emails and the previous batch's: the writer may still be writing the
+    // previous batch when this one's check for emails already taken runs, so a repeat of one
+    // of its rows is caught here; repeats of older batches, committed by then, are caught by
+    // that check.
     let mut in_batch: HashSet<String> = HashSet::with_capacity(BATCH);
+    let mut in_previous: HashSet<String> = HashSet::with_capacity(BATCH);
     let mut record = csv::StringRecord::new();
     loop {
         let more = match reader.read_record(&mut record) {
@@ -234,7 +240,9 @@ fn read_file(
             batch.read += 1;
             let line = record.position().map_or(0, csv::Position::line);
             match parse_row(cols, &record) {
-                Ok((contact, email)) if in_batch.insert(email.clone()) => {
+                Ok((contact, email))
+                    if !in_previous.contains(&email) && in_batch.insert(email.clone()) =>
+                {
                     batch.rows.push(Pending {
                         line,
                         contact: PreparedContact::new(workspace, contact, now)?,
@@ -258,6 +266,7 @@ fn read_file(
                     byte: 0,
                 },
             );
+            std::mem::swap(&mut in_batch, &mut in_previous);
             in_batch.clear();
             now = SystemClock.now();
             if out.blocking_send(full).is_err() {
@@ -300,35 +309,13 @@ pub async fn import(store: &Store, args: &ImportContactsArgs) -> Result<Summary>
 
     let mut summary = Summary::default();
     // In strict mode one transaction holds the whole import.
-    let mut strict_tx: Option<TenantTx> = if args.strict {
-        Some(store.tenant(&grant, Mode::Write).await?)
+    let mut strict_tx: Option<TenantTx> = None;
+    let written = if args.strict {
+        let tx = strict_tx.insert(store.tenant(&grant, Mode::Write).await?);
+        write_strict(tx, &mut batches, &file_name, &mut summary, &bar).await
     } else {
-        None
+        write_in_turn(store, grant, &mut batches, &file_name, &mut summary, &bar).await
     };
-    let written = async {
-        while let Some(parsed) = batches.recv().await {
-            summary.rows += parsed.read;
-            for (line, why) in &parsed.refused {
-                reject(&mut summary, args.strict, *line, why)?;
-            }
-            if !parsed.rows.is_empty() {
-                match strict_tx.as_mut() {
-                    Some(tx) => {
-                        write_batch(tx, parsed.rows, &file_name, &mut summary, true).await?;
-                    }
-                    None => {
-                        let mut tx = store.tenant(&grant, Mode::Write).await?;
-                        write_batch(&mut tx, parsed.rows, &file_name, &mut summary, false).await?;
-                        tx.commit().await?;
-                    }
-                }
-                summary.batches += 1;
-            }
-            bar.set_position(parsed.byte);
-        }
-        Ok::<(), anyhow::Error>(())
-    }
-    .await;
     // On a write error the receiver is dropped here, which stops the reader at its next batch.
     drop(batches);
     let read = reading.await.context("the CSV reader thread failed")?;
@@ -366,40 +353,186 @@ fn reject(summary: &mut Summary, strict: bool, line: u64, why: &str) -> Result<(
     Ok(())
 }
 
+/// Writes every batch into `tx`, the one transaction of a `--strict` import, stopping at the
+/// first bad row.
+async fn write_strict(
+    tx: &mut TenantTx,
+    batches: &mut tokio::sync::mpsc::Receiver<Parsed>,
+    file_name: &str,
+    summary: &mut Summary,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    while let Some(parsed) = batches.recv().await {
+        summary.rows += parsed.read;
+        for (line, why) in &parsed.refused {
+            reject(summary, true, *line, why)?;
+        }
+        if !parsed.rows.is_empty() {
+            let written = write_batch(tx, parsed.rows, file_name, true).await?;
+            tally(summary, &written, true)?;
+        }
+        bar.set_position(parsed.byte);
+    }
+    Ok(())
+}
+
+/// Writes each batch in a transaction of its own, committed in file order. On PostgreSQL a
+/// batch is written while the one before it is still being written (one backend process does a
+/// batch's row-level-security, foreign-key and index work, so two use both cores of a small
+/// machine) and commits only once that one has: an import that fails leaves every batch before
+/// the failure committed and none after it, as when one batch was written at a time. SQLite has
+/// one writer, which a batch holds until it commits, so there one batch is written at a time.
+async fn write_in_turn(
+    store: &Store,
+    grant: TenantGrant,
+    batches: &mut tokio::sync::mpsc::Receiver<Parsed>,
+    file_name: &str,
+    summary: &mut Summary,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    let overlap = store.kind() == BackendKind::Postgres;
+    let mut writing: Option<InFlight> = None;
+    // Resolves when the batch before the next one has committed; dropped unsent if it failed.
+    let mut committed: Option<oneshot::Receiver<()>> = None;
+    while let Some(parsed) = batches.recv().await {
+        let (done, next) = oneshot::channel();
+        let task = tokio::spawn(write_after(
+            store.clone(),
+            grant,
+            parsed.rows,
+            file_name.to_owned(),
+            committed.replace(next),
+            done,
+        ));
+        let batch = InFlight {
+            task,
+            read: parsed.read,
+            refused: parsed.refused,
+            byte: parsed.byte,
+        };
+        if let Some(earlier) = writing.replace(batch) {
+            earlier.finish(summary, bar).await?;
+        }
+        if !overlap && let Some(batch) = writing.take() {
+            batch.finish(summary, bar).await?;
+        }
+    }
+    match writing {
+        Some(batch) => batch.finish(summary, bar).await,
+        None => Ok(()),
+    }
+}
+
+/// A batch being written by its own task, and what the reader found in it.
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<Option<Written>>>,
+    read: u64,
+    refused: Vec<(u64, String)>,
+    byte: u64,
+}
+
+impl InFlight {
+    /// Waits for the batch to commit, then reports its rows.
+    async fn finish(self, summary: &mut Summary, bar: &indicatif::ProgressBar) -> Result<()> {
+        let written = self.task.await.context("a batch's writer failed")??;
+        summary.rows += self.read;
+        for (line, why) in &self.refused {
+            reject(summary, false, *line, why)?;
+        }
+        if let Some(written) = written {
+            tally(summary, &written, false)?;
+        }
+        bar.set_position(self.byte);
+        Ok(())
+    }
+}
+
+/// Writes `rows` (if any) in a transaction of their own and commits it once `after` says the
+/// batch before has committed; rolls back if that batch failed. Returns `None` for no rows.
+async fn write_after(
+    store: Store,
+    grant: TenantGrant,
+    rows: Vec<Pending>,
+    file_name: String,
+    after: Option<oneshot::Receiver<()>>,
+    done: oneshot::Sender<()>,
+) -> Result<Option<Written>> {
+    let mut open = None;
+    let written = if rows.is_empty() {
+        None
+    } else {
+        let mut tx = store.tenant(&grant, Mode::Write).await?;
+        let written = write_batch(&mut tx, rows, &file_name, false).await?;
+        open = Some(tx);
+        Some(written)
+    };
+    if let Some(after) = after {
+        // Returning here drops the transaction, which rolls it back.
+        after
+            .await
+            .map_err(|_| anyhow!("not committed: an earlier batch failed"))?;
+    }
+    if let Some(tx) = open {
+        tx.commit().await?;
+    }
+    // Nobody listens only when no batch follows.
+    let _ = done.send(());
+    Ok(written)
+}
+
+/// What writing one batch did.
+#[derive(Debug, Default)]
+struct Written {
+    /// Lines whose email the workspace already had (not written).
+    taken: Vec<u64>,
+    /// Contacts created.
+    created: u64,
+}
+
+/// Adds a written batch to the summary, reporting its rows whose email was taken.
+fn tally(summary: &mut Summary, written: &Written, strict: bool) -> Result<()> {
+    for line in &written.taken {
+        reject(
+            summary,
+            strict,
+            *line,
+            "email: a contact with this email already exists in the workspace",
+        )?;
+    }
+    summary.imported += written.created;
+    summary.batches += 1;
+    Ok(())
+}
+
 /// Drops rows whose email the workspace already has, inserts the rest and appends the batch's
-/// audit event, all in `tx`.
+/// audit event, all in `tx`. With `strict`, a taken email stops it before anything is written.
 async fn write_batch(
     tx: &mut TenantTx,
     rows: Vec<Pending>,
     file_name: &str,
-    summary: &mut Summary,
     strict: bool,
-) -> Result<()> {
+) -> Result<Written> {
     let (first, last) = (
         rows.first().map_or(0, |p| p.line),
         rows.last().map_or(0, |p| p.line),
     );
     let emails: Vec<String> = rows.iter().map(|p| p.email.clone()).collect();
     let taken = contacts::existing_emails(tx, &emails).await?;
+    let mut written = Written::default();
     let mut keep = Vec::with_capacity(rows.len());
     for p in rows {
         if taken.contains(&p.email) {
-            reject(
-                summary,
-                strict,
-                p.line,
-                "email: a contact with this email already exists in the workspace",
-            )?;
+            written.taken.push(p.line);
         } else {
             keep.push(p.contact);
         }
     }
-    if keep.is_empty() {
-        return Ok(());
+    if keep.is_empty() || (strict && !written.taken.is_empty()) {
+        return Ok(written);
     }
     let now = SystemClock.now();
     let created = contacts::create_many(tx, keep).await?;
-    let count = created.len() as u64;
+    written.created = created.len() as u64;
     let event = NewEvent {
         workspace: Some(tx.workspace()),
         actor: "operator".to_owned(),
@@ -408,7 +541,7 @@ async fn write_batch(
         path: "rampart import contacts".to_owned(),
         action: "contact.import".to_owned(),
         args: redact_args(
-            json!({"file": file_name, "lines": [first, last], "created": count})
+            json!({"file": file_name, "lines": [first, last], "created": written.created})
                 .to_string()
                 .as_bytes(),
         ),
@@ -417,8 +550,7 @@ async fn write_batch(
         ..NewEvent::default()
     };
     audit::append(tx, event, now).await?;
-    summary.imported += count;
-    Ok(())
+    Ok(written)
 }
 
 #[cfg(test)]
