@@ -209,7 +209,14 @@ fn in_kept_memory(
         let result = memory
             .get_mut(..blocks)
             .map_or(Err(argon2::Error::MemoryTooLittle), work);
-        // What is left of the password's hash does not stay in memory between sign-ins.
+        // What is left of the password's hash does not stay in memory between sign-ins, though
+        // the wipe is about 0.8 ms of a 14 ms hash (measured 2026-12-06). What the last pass
+        // leaves is worth more to an attacker than the stored hash: version 0x13 XORs each new
+        // block into the old one, and the addressing can be replayed from the blocks that
+        // remain, so the first pass can be recomputed back to the blocks drawn straight from
+        // the password's pre-hash, against which a guess costs a few BLAKE2b calls, not a
+        // memory-hard hash. After a failed attempt the same holds for what was typed, often a
+        // near miss.
         memory.fill(Block::new());
         result
     })
