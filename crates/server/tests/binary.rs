@@ -1557,6 +1557,42 @@ async fn a_postgres_import_commits_batches_in_file_order_and_none_after_a_failur
     .execute(&owner)
     .await
     .unwrap();
+    // With a pool of one connection the batches take turns rather than wait on each other.
+    let csv = write_csv("one.csv", "one", 12_000, &[]);
+    let out = Command::new(BIN)
+        .args([
+            "import",
+            "contacts",
+            "--workspace",
+            &ws,
+            "--file",
+            csv.to_str().unwrap(),
+            "--json",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RAMPART_DATA_DIR", &data)
+        .env("RAMPART_DATABASE_MAX_CONNECTIONS", "1")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut child = out;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("an import over one connection did not finish in 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success());
+    assert_eq!(stored("one").await, 12_000);
+
     let csv = write_csv("bad.csv", "bad", 12_000, &[(7_000, "boom@example.com")]);
     let out = import(&csv);
     assert!(!out.status.success(), "the import reports the failure");

@@ -395,10 +395,17 @@ async fn write_in_turn(
     // Resolves when the batch before the next one has committed; dropped unsent if it failed.
     let mut committed: Option<oneshot::Receiver<()>> = None;
     while let Some(parsed) = batches.recv().await {
+        // Opened here, in file order: a batch waits for its connection only behind the batches
+        // before it, never behind a later one that would in turn wait for its commit (with a
+        // pool of one connection the batches simply take turns).
+        let tx = if parsed.rows.is_empty() {
+            None
+        } else {
+            Some(store.tenant(&grant, Mode::Write).await?)
+        };
         let (done, next) = oneshot::channel();
         let task = tokio::spawn(write_after(
-            store.clone(),
-            grant,
+            tx,
             parsed.rows,
             file_name.to_owned(),
             committed.replace(next),
@@ -447,24 +454,23 @@ impl InFlight {
     }
 }
 
-/// Writes `rows` (if any) in a transaction of their own and commits it once `after` says the
+/// Writes `rows` in `tx` (`None` when there are none) and commits it once `after` says the
 /// batch before has committed; rolls back if that batch failed. Returns `None` for no rows.
 async fn write_after(
-    store: Store,
-    grant: TenantGrant,
+    tx: Option<TenantTx>,
     rows: Vec<Pending>,
     file_name: String,
     after: Option<oneshot::Receiver<()>>,
     done: oneshot::Sender<()>,
 ) -> Result<Option<Written>> {
     let mut open = None;
-    let written = if rows.is_empty() {
-        None
-    } else {
-        let mut tx = store.tenant(&grant, Mode::Write).await?;
-        let written = write_batch(&mut tx, rows, &file_name, false).await?;
-        open = Some(tx);
-        Some(written)
+    let written = match tx {
+        Some(mut tx) => {
+            let written = write_batch(&mut tx, rows, &file_name, false).await?;
+            open = Some(tx);
+            Some(written)
+        }
+        None => None,
     };
     if let Some(after) = after {
         // Returning here drops the transaction, which rolls it back.
