@@ -1446,8 +1446,9 @@ async fn a_postgres_import_commits_batches_in_file_order_and_none_after_a_failur
         std::fs::write(&path, text).unwrap();
         path
     };
-    let import = |file: &Path| {
-        Command::new(BIN)
+    let import_command = |file: &Path| {
+        let mut command = Command::new(BIN);
+        command
             .args([
                 "import",
                 "contacts",
@@ -1460,10 +1461,10 @@ async fn a_postgres_import_commits_batches_in_file_order_and_none_after_a_failur
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RAMPART_DATA_DIR", &data)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap()
+            .envs(env.iter().copied());
+        command
     };
+    let import = |file: &Path| import_command(file).output().unwrap();
     let owner = sqlx::PgPool::connect(&owner_url).await.unwrap();
     let stored = |prefix: &'static str| {
         let (owner, ws) = (owner.clone(), ws.clone());
@@ -1559,27 +1560,13 @@ async fn a_postgres_import_commits_batches_in_file_order_and_none_after_a_failur
     .unwrap();
     // With a pool of one connection the batches take turns rather than wait on each other.
     let csv = write_csv("one.csv", "one", 12_000, &[]);
-    let out = Command::new(BIN)
-        .args([
-            "import",
-            "contacts",
-            "--workspace",
-            &ws,
-            "--file",
-            csv.to_str().unwrap(),
-            "--json",
-        ])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RAMPART_DATA_DIR", &data)
+    let mut child = import_command(&csv)
         .env("RAMPART_DATABASE_MAX_CONNECTIONS", "1")
-        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut child = out;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
