@@ -31,6 +31,7 @@ both_backends!(
     contacts_keep_their_version_history,
     a_long_chain_verifies_in_one_snapshot_and_tampering_past_the_first_chunk_is_caught,
     edge_values_link_alike_in_the_database_and_in_rust,
+    appends_link_to_the_real_head_after_another_node_or_a_rollback,
 );
 
 fn find<'a>(events: &'a [Value], request_id: &str) -> &'a Value {
@@ -453,6 +454,89 @@ async fn parallel_writers_leave_no_gap_and_no_fork(app: TestApp) {
         .map(|e| e["seq"].as_i64().unwrap())
         .collect();
     assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
+}
+
+/// Two nodes over one database (on SQLite, two writers of one file, as the CLI beside a running
+/// server) appending to one chain in turn, and an append whose transaction rolled back: every
+/// append links onto the chain's real head (no fork, no gap, nothing lost), and a key's stored
+/// response survives for its replay.
+async fn appends_link_to_the_real_head_after_another_node_or_a_rollback(app: TestApp) {
+    let a = app.org("Alpha").await;
+    let other = app.second_node(std::time::Duration::from_secs(30)).await;
+    let path = format!("/v1/workspaces/{}/contacts", a.ws);
+    let mut created = 0;
+    for i in 0..6 {
+        // Two in a row on each node, then the other node: each node's first append of a
+        // pair links onto a head the other node moved.
+        let node = if (i / 2) % 2 == 0 { &app } else { &other };
+        let r = node
+            .post(&path, &a.owner_key, &json!({"name": format!("N{i}")}))
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        created += 1;
+    }
+
+    // An append that rolls back: linked in its transaction, never in the chain.
+    let mut tx = app.store.ledger(a.org, Mode::Write).await.unwrap();
+    tx.append(
+        NewEvent {
+            workspace: Some(a.ws),
+            actor: "operator".into(),
+            method: "CLI".into(),
+            path: "rampart test".into(),
+            action: "test.rolled_back".into(),
+            args: "{}".into(),
+            status: 200,
+            request_id: "req_rolled_back".into(),
+            ..NewEvent::default()
+        },
+        app.clock.now_for_tests(),
+    )
+    .await
+    .unwrap();
+    drop(tx);
+
+    // A create with a key on the node whose last append was rolled back, then on the other
+    // node; then the same requests again, which replay.
+    let mut firsts = Vec::new();
+    for (key, node) in [("after-rollback", &app), ("after-other-node", &other)] {
+        let r = node
+            .req(reqwest::Method::POST, &path, &a.owner_key)
+            .header("idempotency-key", key)
+            .json(&json!({"name": key}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        created += 1;
+        firsts.push(r.json::<Value>().await.unwrap());
+    }
+    for ((key, node), first) in [("after-rollback", &app), ("after-other-node", &other)]
+        .into_iter()
+        .zip(&firsts)
+    {
+        let r = node
+            .req(reqwest::Method::POST, &path, &a.owner_key)
+            .header("idempotency-key", key)
+            .json(&json!({"name": key}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        assert_eq!(r.headers()["idempotent-replayed"], "true");
+        assert_eq!(r.json::<Value>().await.unwrap()["id"], first["id"]);
+    }
+
+    assert_eq!(app.all_contacts(&a).await.len(), created);
+    let ev = events(&app, &a.ws, &a.owner_key).await;
+    let mut seqs: Vec<i64> = ev.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    seqs.sort_unstable();
+    let last = i64::try_from(seqs.len()).unwrap();
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "no gap, no fork");
+    assert!(ev.iter().all(|e| e["request_id"] != "req_rolled_back"));
+    // Eight creates and two replays.
+    assert_eq!(last, 10);
+    assert_eq!(verify(&app, &a).await, Ok(last));
 }
 
 async fn the_events_api_filters_and_paginates(app: TestApp) {
