@@ -336,22 +336,6 @@ mod tests {
         pool
     }
 
-    /// Every request on the writer runs in a savepoint, whose journal SQLite moves to a
-    /// temporary file once it outgrows `SQLITE_STMTJRNL_SPILL`; the workspace's
-    /// `.cargo/config.toml` raises that from 64 KiB, which one audited create outgrew.
-    #[tokio::test]
-    async fn sqlite_keeps_a_savepoints_journal_in_memory_up_to_4_mib() {
-        let dir = tempfile::tempdir().unwrap();
-        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
-            .fetch_all(&pool(&dir).await)
-            .await
-            .unwrap();
-        assert!(
-            options.iter().any(|o| o == "STMTJRNL_SPILL=4194304"),
-            "built without the workspace's LIBSQLITE3_FLAGS: {options:?}"
-        );
-    }
-
     /// A writer whose groups stay open long enough that a slow test machine cannot split one.
     fn one_group_writer(pool: &SqlitePool) -> Writer {
         Writer::start_with(
