@@ -498,30 +498,22 @@ async fn appends_link_to_the_real_head_after_another_node_or_a_rollback(app: Tes
 
     // A create with a key on the node whose last append was rolled back, then on the other
     // node; then the same requests again, which replay.
-    let mut firsts = Vec::new();
-    for (key, node) in [("after-rollback", &app), ("after-other-node", &other)] {
-        let r = node
-            .req(reqwest::Method::POST, &path, &a.owner_key)
+    let keyed = [("after-rollback", &app), ("after-other-node", &other)];
+    let create = |node: &TestApp, key: &str| {
+        node.req(reqwest::Method::POST, &path, &a.owner_key)
             .header("idempotency-key", key)
             .json(&json!({"name": key}))
             .send()
-            .await
-            .unwrap();
+    };
+    let mut firsts = Vec::new();
+    for (key, node) in keyed {
+        let r = create(node, key).await.unwrap();
         assert_eq!(r.status(), 201);
         created += 1;
         firsts.push(r.json::<Value>().await.unwrap());
     }
-    for ((key, node), first) in [("after-rollback", &app), ("after-other-node", &other)]
-        .into_iter()
-        .zip(&firsts)
-    {
-        let r = node
-            .req(reqwest::Method::POST, &path, &a.owner_key)
-            .header("idempotency-key", key)
-            .json(&json!({"name": key}))
-            .send()
-            .await
-            .unwrap();
+    for ((key, node), first) in keyed.into_iter().zip(&firsts) {
+        let r = create(node, key).await.unwrap();
         assert_eq!(r.status(), 201);
         assert_eq!(r.headers()["idempotent-replayed"], "true");
         assert_eq!(r.json::<Value>().await.unwrap()["id"], first["id"]);
