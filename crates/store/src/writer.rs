@@ -504,8 +504,9 @@ mod tests {
 
     /// A request that changes far more than the in-memory threshold spills its savepoint's
     /// journal to disk; it still commits, and a request after it that rolls back the same
-    /// change is restored from that file without touching its neighbours. (A 1 MiB or 4 MiB
-    /// threshold failed here with SQLITE_FULL: see `.cargo/config.toml`.)
+    /// change is restored from that file without touching its neighbours. (Built with a 4 MiB
+    /// threshold, or any multiple of 128 KiB, this fails with SQLITE_FULL: see
+    /// `.cargo/config.toml`.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_savepoint_journal_past_the_memory_threshold_commits_and_rolls_back() {
         let dir = tempfile::tempdir().unwrap();
