@@ -375,6 +375,16 @@ async fn the_ledger_is_append_only_in_the_database(app: TestApp) {
                 .is_err()
         );
     }
+    if app.backend == common::Backend::Sqlite {
+        // An event that does not follow the chain's head (here: a copy of the last one, renumbered
+        // as the next) is refused whole (SQLite's migration 7); PostgreSQL numbers and links every
+        // event itself as it seals it inside COMMIT.
+        let forged = "INSERT INTO audit_events SELECT org_id, seq + 1, workspace_id, at, actor, auth_method, method, \
+             path, action, target, args, status, error_code, duration_ms, idempotency_key, request_id, client_ip, \
+             prev_hash, hash FROM audit_events WHERE seq = 3";
+        let err = app_sql(&app, &org, &ws, forged).await.unwrap_err();
+        assert!(err.contains("does not follow its chain head"), "{err}");
+    }
     // A checkpoint must name a real event.
     let err = app_sql(&app, &org, &ws, "INSERT INTO audit_checkpoints (org_id, seq, hash, created_at) VALUES ((SELECT org_id FROM audit_heads LIMIT 1), 1, 'forged', '2026-01-01T00:00:00Z')").await;
     assert!(err.is_err());

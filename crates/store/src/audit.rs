@@ -12,8 +12,9 @@ use rampart_core::{OrgId, WorkspaceId};
 use serde::Serialize;
 use sqlx::{PgPool, Row};
 
-use crate::conn::{Conn, execute, fetch_all, fetch_optional, id, parse_id};
+use crate::conn::{Conn, SqliteTx, execute, fetch_all, fetch_optional, id, parse_id};
 use crate::error::corrupt;
+use crate::head_hints::Head;
 use crate::idempotency::StoredResponse;
 use crate::{Backend, Mode, Store, StoreError, TenantTx, db_time};
 
@@ -101,12 +102,18 @@ pub struct EventFilter {
 }
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// [`LINK_COLUMNS`] as a literal, for statements built with `concat!`.
+macro_rules! link_columns {
+    () => {
+        "seq, workspace_id, at, actor, auth_method, method, path, action, target, args, status, \
+         error_code, duration_ms, idempotency_key, request_id, client_ip, prev_hash, hash"
+    };
+}
 /// An event's columns but its organization's: every query that reads events filters on
 /// `org_id`, so none selects it: one column fewer for PostgreSQL to send and the command to
 /// decode per event (a verify of a million events, 8 runs alternated on 2026-12-06: 1.575 s
 /// wall and 1.57 s of the command's CPU before, 1.54 s and 1.545 s after).
-const LINK_COLUMNS: &str = "seq, workspace_id, at, actor, auth_method, method, path, action, target, args, status, \
-     error_code, duration_ms, idempotency_key, request_id, client_ip, prev_hash, hash";
+const LINK_COLUMNS: &str = link_columns!();
 
 /// Reads a row selected as `{LINK_COLUMNS}` in place, by position (the chain check reads
 /// millions of rows), as a [`ScannedLink`] of `$org`. Expands for either backend's row type. `$get` is
@@ -165,10 +172,13 @@ fn parse_hash(hex_text: &str) -> Result<[u8; 32], StoreError> {
     Ok(out)
 }
 
+/// A new organization's chain head, at the genesis (`$2`: [`ZERO_HASH`]).
+const CREATE_HEAD: &str = "INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (org_id) DO NOTHING";
+/// An organization's chain head: its last sequence number and hash.
+const READ_HEAD: &str = "SELECT seq, hash FROM audit_heads WHERE org_id = $1";
+
 pub(crate) async fn create_head(c: &mut Conn, org: OrgId) -> Result<(), StoreError> {
-    execute!(c, "INSERT INTO audit_heads (org_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (org_id) DO NOTHING",
-        org.to_string(), ZERO_HASH)
-    .map_err(StoreError::from_sqlx)?;
+    execute!(c, CREATE_HEAD, org.to_string(), ZERO_HASH).map_err(StoreError::from_sqlx)?;
     Ok(())
 }
 
@@ -177,16 +187,11 @@ pub(crate) async fn create_head(c: &mut Conn, org: OrgId) -> Result<(), StoreErr
 /// commits, nothing can move it before then; the head advances with the event's insert (the
 /// `audit_events_advance_head` trigger, migration 6).
 async fn read_head(c: &mut Conn, org: OrgId) -> Result<Option<(i64, String)>, StoreError> {
-    fetch_optional!(
-        c,
-        "SELECT seq, hash FROM audit_heads WHERE org_id = $1",
-        [org.to_string()],
-        |r| Ok((
-            r.try_get::<i64, _>("seq").map_err(StoreError::from_sqlx)?,
-            r.try_get::<String, _>("hash")
-                .map_err(StoreError::from_sqlx)?
-        ))
-    )
+    fetch_optional!(c, READ_HEAD, [org.to_string()], |r| Ok((
+        r.try_get::<i64, _>("seq").map_err(StoreError::from_sqlx)?,
+        r.try_get::<String, _>("hash")
+            .map_err(StoreError::from_sqlx)?
+    )))
 }
 
 /// An unsealed event's row in `audit_pending`, its columns as `$1`–`$16`.
@@ -245,6 +250,34 @@ const COMPLETE_THEN_READ_HEAD: &str = concat!(
     "; SELECT seq, hash FROM audit_heads WHERE org_id = $7"
 );
 
+/// A linked event's insert on SQLite, its organization and [`LINK_COLUMNS`] as `$1`–`$19`.
+macro_rules! insert_event {
+    () => {
+        concat!(
+            "INSERT INTO audit_events (org_id, ",
+            link_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        )
+    };
+}
+const INSERT_EVENT: &str = insert_event!();
+/// [`INSERT_EVENT`], then a key's stored response (`$20`–`$25`): one command on SQLite.
+const INSERT_EVENT_COMPLETING: &str = concat!(
+    insert_event!(),
+    "; ",
+    crate::idempotency::complete_sql!("$20", "$21", "$22", "$23", "$24", "$25")
+);
+
+/// What SQLite answers when an event does not follow its organization's chain head (the
+/// `audit_events_follow_head` trigger, SQLite's migration 7).
+const NOT_FOLLOWING: &str = "audit event does not follow its chain head";
+
+/// Whether SQLite refused an event because it does not follow its chain head.
+fn refused_as_not_following(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.message().contains(NOT_FOLLOWING))
+}
+
 /// Appends `new` to `org`'s chain in the transaction on `c`.
 pub(crate) async fn append_on(
     c: &mut Conn,
@@ -261,8 +294,10 @@ pub(crate) async fn append_on(
 /// On PostgreSQL the event is recorded unsealed (`audit_pending`, with the key's update as a
 /// data-modifying CTE of the same statement) and sealed into the chain by the deferred trigger
 /// of migration 7 while the transaction commits, so the organization's head is locked only for
-/// the commit itself, not from here on. On SQLite the transaction already holds the one writer:
-/// the key's update and the head's read go as one command, and the event is linked here.
+/// the commit itself, not from here on. On SQLite the transaction already holds the one writer,
+/// and the event is linked here: to the head the writer last moved, when it remembers one, in
+/// one command with the key's update ([`crate::head_hints`]); otherwise, or when the database
+/// refuses that link, to the head as read (with the key's update in the same command).
 async fn append_with(
     c: &mut Conn,
     org: OrgId,
@@ -271,8 +306,8 @@ async fn append_with(
     completion: Option<Completion<'_>>,
 ) -> Result<(), StoreError> {
     let at = db_time(at);
-    let head = match (&mut *c, completion) {
-        (Conn::Pg(tx), completion) => {
+    let tx = match c {
+        Conn::Pg(tx) => {
             let sql = match completion {
                 Some(_) => INSERT_PENDING_COMPLETING,
                 None => INSERT_PENDING,
@@ -293,32 +328,11 @@ async fn append_with(
                 .map_err(StoreError::from_sqlx)?;
             return Ok(());
         }
-        (c, None) => read_head(c, org).await?,
-        (Conn::Sqlite(tx), Some(k)) => sqlx::query_as::<_, (i64, String)>(COMPLETE_THEN_READ_HEAD)
-            .bind(i32::from(k.response.status))
-            .bind(k.response.headers.as_str())
-            .bind(k.response.body.as_str())
-            .bind(k.ws)
-            .bind(k.actor)
-            .bind(k.key)
-            .bind(org.to_string())
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(StoreError::from_sqlx)?,
+        Conn::Sqlite(tx) => tx,
     };
-    let head = match head {
-        Some(head) => Some(head),
-        None => {
-            create_head(c, org).await?;
-            read_head(c, org).await?
-        }
-    };
-    let (last, prev_hex) = head.ok_or_else(|| corrupt("no audit head"))?;
-    let seq = last + 1;
-    let prev = parse_hash(&prev_hex)?;
-    let event = AuditEvent {
+    let mut event = AuditEvent {
         org,
-        seq,
+        seq: 0,
         workspace: new.workspace,
         at,
         actor: new.actor,
@@ -335,17 +349,117 @@ async fn append_with(
         request_id: new.request_id,
         client_ip: new.client_ip,
     };
-    let hash = hex::encode(event.chain_hash(&prev));
-    execute!(&mut *c, sqlx::AssertSqlSafe(format!(
-            "INSERT INTO audit_events (org_id, {LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)")),
-        org.to_string(), seq, event.workspace.map(|w| w.to_string()), event.at, event.actor, event.auth_method,
-        event.method, event.path, event.action, event.target, event.args,
-        i32::from(event.status), event.error_code, event.duration_ms, event.idempotency_key,
-        event.request_id, event.client_ip, prev_hex, hash)
-    .map_err(StoreError::from_sqlx)?;
-    // The head takes this sequence number and hash through the `audit_events_advance_head`
-    // trigger (migration 6).
+    let hints = match &*tx {
+        SqliteTx::Write(lease) => Some(lease.heads()),
+        SqliteTx::Read(_) => None,
+    };
+    if let Some(hints) = &hints
+        && let Some(expected) = hints.get(org)
+    {
+        match insert_linked(tx, &mut event, expected, completion.as_ref()).await {
+            Ok(head) => {
+                hints.set(org, head);
+                return Ok(());
+            }
+            // Refused whole (nothing of the command stored): link to the head as read.
+            Err(e) if refused_as_not_following(&e) => hints.forget(org),
+            Err(e) => return Err(StoreError::from_sqlx(e)),
+        }
+    }
+    let stored = match &completion {
+        None => sqlx::query_as::<_, (i64, String)>(READ_HEAD)
+            .bind(org.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?,
+        Some(k) => sqlx::query_as::<_, (i64, String)>(COMPLETE_THEN_READ_HEAD)
+            .bind(i32::from(k.response.status))
+            .bind(k.response.headers.as_str())
+            .bind(k.response.body.as_str())
+            .bind(k.ws.as_str())
+            .bind(k.actor.as_str())
+            .bind(k.key)
+            .bind(org.to_string())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(StoreError::from_sqlx)?,
+    };
+    let (seq, hash_hex) = match stored {
+        Some(head) => head,
+        None => {
+            sqlx::query(CREATE_HEAD)
+                .bind(org.to_string())
+                .bind(ZERO_HASH)
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            (0, ZERO_HASH.to_owned())
+        }
+    };
+    let head = Head {
+        seq,
+        hash: parse_hash(&hash_hex)?,
+    };
+    let head = insert_linked(tx, &mut event, head, None)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+    if let Some(hints) = hints {
+        hints.set(org, head);
+    }
     Ok(())
+}
+
+/// Numbers `event` after `head`, links it to `head`'s hash and inserts it, with the key's
+/// response in the same command when there is one; returns the head the insert moved to. The
+/// head advances with the insert (the `audit_events_advance_head` trigger, migration 6), and
+/// the insert is refused whole unless `head` is the stored one (migration 7).
+async fn insert_linked(
+    tx: &mut SqliteTx,
+    event: &mut AuditEvent,
+    head: Head,
+    completion: Option<&Completion<'_>>,
+) -> Result<Head, sqlx::Error> {
+    event.seq = head.seq + 1;
+    let hash = event.chain_hash(&head.hash);
+    let sql = match completion {
+        Some(_) => INSERT_EVENT_COMPLETING,
+        None => INSERT_EVENT,
+    };
+    let e = &*event;
+    let mut query = sqlx::query(sql)
+        .bind(e.org.to_string())
+        .bind(e.seq)
+        .bind(e.workspace.map(|w| w.to_string()))
+        .bind(e.at)
+        .bind(e.actor.as_str())
+        .bind(e.auth_method.as_deref())
+        .bind(e.method.as_str())
+        .bind(e.path.as_str())
+        .bind(e.action.as_str())
+        .bind(e.target.as_deref())
+        .bind(e.args.as_str())
+        .bind(i32::from(e.status))
+        .bind(e.error_code.as_deref())
+        .bind(e.duration_ms)
+        .bind(e.idempotency_key.as_deref())
+        .bind(e.request_id.as_str())
+        .bind(e.client_ip.as_deref())
+        .bind(hex::encode(head.hash))
+        .bind(hex::encode(hash));
+    if let Some(k) = completion {
+        query = query
+            .bind(i32::from(k.response.status))
+            .bind(k.response.headers.as_str())
+            .bind(k.response.body.as_str())
+            .bind(k.ws.as_str())
+            .bind(k.actor.as_str())
+            .bind(k.key);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(Head {
+        seq: event.seq,
+        hash,
+    })
 }
 
 /// Appends an event to the transaction's organization ledger, in the same transaction as the
@@ -621,5 +735,195 @@ impl LedgerTx {
         )
         .map_err(StoreError::from_sqlx)?;
         Ok(Some(cp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rampart_core::{Email, Plan};
+
+    use super::*;
+    use crate::head_hints::HeadHints;
+    use crate::{PoolSettings, writer};
+
+    fn event(i: usize) -> NewEvent {
+        NewEvent {
+            actor: "operator".into(),
+            method: "CLI".into(),
+            path: "rampart test".into(),
+            action: "test.event".into(),
+            args: format!(r#"{{"i":{i}}}"#),
+            status: 200,
+            request_id: format!("req_{i}"),
+            ..NewEvent::default()
+        }
+    }
+
+    async fn append_one(store: &Store, org: OrgId, i: usize) {
+        let mut ledger = store.ledger(org, Mode::Write).await.unwrap();
+        ledger.append(event(i), Utc::now()).await.unwrap();
+        ledger.commit().await.unwrap();
+    }
+
+    async fn hints(store: &Store) -> std::sync::Arc<HeadHints> {
+        let Backend::Sqlite { writes, .. } = &*store.0 else {
+            panic!("a SQLite store")
+        };
+        let lease: writer::Lease = writes.lease().await.unwrap();
+        lease.heads()
+    }
+
+    /// Every stored event in order, each checked to follow the one before it.
+    async fn chain(store: &Store, org: OrgId) -> Vec<StoredEvent> {
+        let mut ledger = store.ledger(org, Mode::Read).await.unwrap();
+        let events = ledger.events_after(0, None, None, 1000).await.unwrap();
+        let mut prev = GENESIS;
+        for (n, e) in events.iter().enumerate() {
+            assert_eq!(e.event.seq, i64::try_from(n).unwrap() + 1, "no gap");
+            assert_eq!(e.prev_hash, hex::encode(prev), "links to the one before");
+            assert_eq!(e.hash, hex::encode(e.event.chain_hash(&prev)));
+            prev = e.event.chain_hash(&prev);
+        }
+        let head = ledger.head().await.unwrap();
+        assert_eq!(head, (i64::try_from(events.len()).unwrap(), prev));
+        events
+    }
+
+    /// The writer remembers the head it moved, and a wrong memory (another process's append, a
+    /// rollback) costs a refused insert, never a wrong link: the database refuses an event that
+    /// does not follow its head (SQLite's migration 7).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_append_links_to_the_real_head_whatever_the_writer_remembers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("a.db"), PoolSettings::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let email = Email::parse("owner@example.com").unwrap();
+        let org = store
+            .create_org("Alpha", Plan::Free, &email, Utc::now(), None)
+            .await
+            .unwrap()
+            .org_id;
+        let hints = hints(&store).await;
+        assert_eq!(hints.get(org), None);
+
+        append_one(&store, org, 1).await;
+        let stored = chain(&store, org).await;
+        let remembered = hints.get(org).expect("the head it moved");
+        assert_eq!(remembered.seq, 1);
+        assert_eq!(hex::encode(remembered.hash), stored[0].hash);
+
+        // Remembered right: linked without reading the head.
+        append_one(&store, org, 2).await;
+        // Remembered wrong, by hash, by number, and a head from another organization.
+        hints.set(
+            org,
+            Head {
+                seq: 2,
+                hash: [7; 32],
+            },
+        );
+        append_one(&store, org, 3).await;
+        hints.set(
+            org,
+            Head {
+                seq: 9,
+                hash: remembered.hash,
+            },
+        );
+        append_one(&store, org, 4).await;
+        hints.forget(org);
+        append_one(&store, org, 5).await;
+        // An append that rolls back leaves the memory one ahead of the chain.
+        let mut ledger = store.ledger(org, Mode::Write).await.unwrap();
+        ledger.append(event(99), Utc::now()).await.unwrap();
+        drop(ledger);
+        assert_eq!(hints.get(org).map(|h| h.seq), Some(6));
+        append_one(&store, org, 6).await;
+
+        let events = chain(&store, org).await;
+        let args: Vec<&str> = events.iter().map(|e| e.event.args.as_str()).collect();
+        assert_eq!(
+            args,
+            [
+                "{\"i\":1}",
+                "{\"i\":2}",
+                "{\"i\":3}",
+                "{\"i\":4}",
+                "{\"i\":5}",
+                "{\"i\":6}"
+            ]
+        );
+        let head = hints.get(org).unwrap();
+        assert_eq!(
+            (head.seq, hex::encode(head.hash)),
+            (6, events[5].hash.clone())
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite_refuses_an_event_that_does_not_follow_its_head_with_the_text_the_append_expects()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("r.db"), PoolSettings::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let email = Email::parse("owner@example.com").unwrap();
+        let org = store
+            .create_org("Alpha", Plan::Free, &email, Utc::now(), None)
+            .await
+            .unwrap()
+            .org_id;
+        let mut ledger = store.ledger(org, Mode::Write).await.unwrap();
+        let Conn::Sqlite(tx) = &mut ledger.conn else {
+            panic!("a SQLite store")
+        };
+        let mut e = AuditEvent {
+            org,
+            seq: 0,
+            workspace: None,
+            at: db_time(Utc::now()),
+            actor: "operator".into(),
+            auth_method: None,
+            method: "CLI".into(),
+            path: "rampart test".into(),
+            action: "test.forged".into(),
+            target: None,
+            args: "{}".into(),
+            status: 200,
+            error_code: None,
+            duration_ms: 0,
+            idempotency_key: None,
+            request_id: "req_forged".into(),
+            client_ip: None,
+        };
+        for wrong in [
+            Head {
+                seq: 0,
+                hash: [1; 32],
+            },
+            Head {
+                seq: 1,
+                hash: GENESIS,
+            },
+        ] {
+            let refused = insert_linked(tx, &mut e, wrong, None).await.unwrap_err();
+            assert!(refused_as_not_following(&refused), "{refused}");
+        }
+        insert_linked(
+            tx,
+            &mut e,
+            Head {
+                seq: 0,
+                hash: GENESIS,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        ledger.commit().await.unwrap();
+        assert_eq!(chain(&store, org).await.len(), 1);
     }
 }

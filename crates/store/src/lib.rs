@@ -10,6 +10,7 @@
 
 mod conn;
 mod error;
+mod head_hints;
 mod keyring;
 mod ledger_scan;
 mod lifecycle;

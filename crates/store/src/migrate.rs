@@ -1,5 +1,7 @@
-//! Plain-SQL migrations, one folder per backend with identical names, embedded in the binary
-//! and applied in order. Each is recorded with a SHA-256 of its text: a migration edited after
+//! Plain-SQL migrations, one folder per backend, embedded in the binary and applied in order.
+//! Versions 1 to 6 are the same change on both backends, under the same names; from 7 on each
+//! backend numbers its own (PostgreSQL's 7 seals the audit chain inside COMMIT, SQLite's 7 makes
+//! the database refuse an event that does not follow its chain head). Each is recorded with a SHA-256 of its text: a migration edited after
 //! it ran, or a database newer than the binary, stops start-up instead of drifting.
 
 use sha2::{Digest, Sha256};
@@ -38,6 +40,11 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         6,
         "audit_head_once",
         include_str!("../migrations/sqlite/0006_audit_head_once.sql"),
+    ),
+    (
+        7,
+        "audit_follow_head",
+        include_str!("../migrations/sqlite/0007_audit_follow_head.sql"),
     ),
 ];
 

@@ -24,6 +24,7 @@ use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard, mpsc, oneshot, watch};
 
 use crate::StoreError;
+use crate::head_hints::HeadHints;
 
 /// Most requests committed together. It bounds how long the first of them waits for the
 /// commit, and the number of nested savepoints.
@@ -77,7 +78,8 @@ impl Writer {
     fn start_with(pool: SqlitePool, wait: Duration, max_age: Duration) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run(pool, rx, counters.clone(), max_age));
+        let heads = Arc::new(HeadHints::default());
+        tokio::spawn(run(pool, rx, counters.clone(), heads, max_age));
         Self {
             queue,
             counters,
@@ -114,6 +116,7 @@ pub(crate) struct Lease {
     conn: OwnedMappedMutexGuard<Option<PoolConnection<Sqlite>>, SqliteConnection>,
     back: Option<oneshot::Sender<bool>>,
     outcome: watch::Receiver<Outcome>,
+    heads: Arc<HeadHints>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -146,6 +149,12 @@ impl Drop for Lease {
 }
 
 impl Lease {
+    /// The audit chain heads this writer last moved: only a request holding the writer may
+    /// link an event to one (see [`HeadHints`]).
+    pub(crate) fn heads(&self) -> Arc<HeadHints> {
+        self.heads.clone()
+    }
+
     /// Keeps this request's work and waits until the transaction holding it has committed.
     pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
         if let Some(back) = self.back.take() {
@@ -178,6 +187,7 @@ async fn run(
     pool: SqlitePool,
     mut queue: mpsc::UnboundedReceiver<Want>,
     counters: Arc<Counters>,
+    heads: Arc<HeadHints>,
     max_age: Duration,
 ) {
     let slot: Slot = Arc::new(Mutex::new(None));
@@ -193,7 +203,7 @@ async fn run(
             }
         };
         *slot.lock().await = Some(conn);
-        group(&slot, first, &mut queue, &counters, max_age).await;
+        group(&slot, first, &mut queue, &counters, &heads, max_age).await;
     }
 }
 
@@ -214,6 +224,7 @@ async fn group(
     first: Want,
     queue: &mut mpsc::UnboundedReceiver<Want>,
     counters: &Counters,
+    heads: &Arc<HeadHints>,
     max_age: Duration,
 ) {
     let started = Instant::now();
@@ -226,7 +237,7 @@ async fn group(
             None
         } else {
             members += 1;
-            Some(lend(slot, want, &outcome).await)
+            Some(lend(slot, want, &outcome, heads).await)
         };
         let more = members < MAX_MEMBERS && started.elapsed() < max_age;
         next = if more { queue.try_recv().ok() } else { None };
@@ -262,7 +273,12 @@ async fn group(
 }
 
 /// Lends the connection to `want` and waits for it back: `true` when the request kept its work.
-async fn lend(slot: &Slot, want: Want, outcome: &watch::Receiver<Outcome>) -> bool {
+async fn lend(
+    slot: &Slot,
+    want: Want,
+    outcome: &watch::Receiver<Outcome>,
+    heads: &Arc<HeadHints>,
+) -> bool {
     let guard = slot.clone().lock_owned().await;
     let conn = match OwnedMutexGuard::try_map(guard, |c| c.as_mut().map(|c| &mut **c)) {
         Ok(conn) => conn,
@@ -276,6 +292,7 @@ async fn lend(slot: &Slot, want: Want, outcome: &watch::Receiver<Outcome>) -> bo
         conn,
         back: Some(back),
         outcome: outcome.clone(),
+        heads: heads.clone(),
     };
     // A request that gave up meanwhile drops the lease unopened, which answers `false`.
     let _ = want.reply.send(Ok(lease));
