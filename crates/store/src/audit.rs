@@ -16,6 +16,7 @@ use crate::conn::{Conn, SqliteTx, execute, fetch_all, fetch_optional, id, parse_
 use crate::error::corrupt;
 use crate::head_hints::Head;
 use crate::idempotency::StoredResponse;
+use crate::writer::renew_savepoint;
 use crate::{Backend, Mode, Store, StoreError, TenantTx, db_time};
 
 /// What a caller supplies for an event; the ledger adds organization, sequence, time and hashes.
@@ -262,11 +263,21 @@ macro_rules! insert_event {
 }
 const INSERT_EVENT: &str = insert_event!();
 /// [`INSERT_EVENT`], then a key's stored response (`$20`–`$25`): one command on SQLite.
-const INSERT_EVENT_COMPLETING: &str = concat!(
-    insert_event!(),
-    "; ",
-    crate::idempotency::complete_sql!("$20", "$21", "$22", "$23", "$24", "$25")
-);
+macro_rules! insert_event_completing {
+    () => {
+        concat!(
+            insert_event!(),
+            "; ",
+            crate::idempotency::complete_sql!("$20", "$21", "$22", "$23", "$24", "$25")
+        )
+    };
+}
+const INSERT_EVENT_COMPLETING: &str = insert_event_completing!();
+/// The two inserts above as a request's last command on SQLite's writer, ending its savepoint
+/// and opening the next one's ([`crate::writer::renew_savepoint`]).
+const INSERT_EVENT_LAST: &str = concat!(insert_event!(), "; ", renew_savepoint!());
+const INSERT_EVENT_COMPLETING_LAST: &str =
+    concat!(insert_event_completing!(), "; ", renew_savepoint!());
 
 /// What SQLite answers when an event does not follow its organization's chain head (the
 /// `audit_events_follow_head` trigger, SQLite's migration 7).
@@ -285,7 +296,7 @@ pub(crate) async fn append_on(
     new: NewEvent,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    append_with(c, org, new, at, None).await
+    append_with(c, org, new, at, None, false).await
 }
 
 /// Appends `new` to `org`'s chain in the transaction on `c`, storing a key's response first
@@ -297,13 +308,16 @@ pub(crate) async fn append_on(
 /// the commit itself, not from here on. On SQLite the transaction already holds the one writer,
 /// and the event is linked here: to the head the writer last moved, when it remembers one, in
 /// one command with the key's update ([`crate::head_hints`]); otherwise, or when the database
-/// refuses that link, to the head as read (with the key's update in the same command).
+/// refuses that link, to the head as read (with the key's update in the same command). When
+/// the append is the `last` thing its transaction does before it commits, that command on
+/// SQLite's writer also ends the request's savepoint and opens the next request's.
 async fn append_with(
     c: &mut Conn,
     org: OrgId,
     new: NewEvent,
     at: DateTime<Utc>,
     completion: Option<Completion<'_>>,
+    last: bool,
 ) -> Result<(), StoreError> {
     let at = db_time(at);
     let tx = match c {
@@ -356,7 +370,7 @@ async fn append_with(
     if let Some(hints) = &hints
         && let Some(expected) = hints.get(org)
     {
-        match insert_linked(tx, &mut event, expected, completion.as_ref()).await {
+        match insert_linked(tx, &mut event, expected, completion.as_ref(), last).await {
             Ok(head) => {
                 hints.set(org, head);
                 return Ok(());
@@ -400,7 +414,7 @@ async fn append_with(
         seq,
         hash: parse_hash(&hash_hex)?,
     };
-    let head = insert_linked(tx, &mut event, head, None)
+    let head = insert_linked(tx, &mut event, head, None, last)
         .await
         .map_err(StoreError::from_sqlx)?;
     if let Some(hints) = hints {
@@ -412,18 +426,23 @@ async fn append_with(
 /// Numbers `event` after `head`, links it to `head`'s hash and inserts it, with the key's
 /// response in the same command when there is one; returns the head the insert moved to. The
 /// head advances with the insert (the `audit_events_advance_head` trigger, migration 6), and
-/// the insert is refused whole unless `head` is the stored one (migration 7).
+/// the insert is refused whole unless `head` is the stored one (migration 7). As the request's
+/// `last` command it also renews the writer's savepoint (see [`crate::writer`]), only once
+/// everything before it in the command has succeeded.
 async fn insert_linked(
     tx: &mut SqliteTx,
     event: &mut AuditEvent,
     head: Head,
     completion: Option<&Completion<'_>>,
+    last: bool,
 ) -> Result<Head, sqlx::Error> {
     event.seq = head.seq + 1;
     let hash = event.chain_hash(&head.hash);
-    let sql = match completion {
-        Some(_) => INSERT_EVENT_COMPLETING,
-        None => INSERT_EVENT,
+    let sql = match (completion, last) {
+        (Some(_), false) => INSERT_EVENT_COMPLETING,
+        (None, false) => INSERT_EVENT,
+        (Some(_), true) => INSERT_EVENT_COMPLETING_LAST,
+        (None, true) => INSERT_EVENT_LAST,
     };
     let e = &*event;
     let mut query = sqlx::query(sql)
@@ -456,6 +475,9 @@ async fn insert_linked(
             .bind(k.key);
     }
     query.execute(&mut **tx).await?;
+    if last && let SqliteTx::Write(lease) = tx {
+        lease.renewed();
+    }
     Ok(Head {
         seq: event.seq,
         hash,
@@ -465,14 +487,19 @@ async fn insert_linked(
 /// Appends an event to the transaction's organization ledger, in the same transaction as the
 /// change it records: both commit or neither does.
 pub async fn append(tx: &mut TenantTx, new: NewEvent, at: DateTime<Utc>) -> Result<(), StoreError> {
-    append_completing(tx, None, new, at).await
+    let org = tx
+        .org()
+        .ok_or_else(|| corrupt("tenant transaction without an organization"))?;
+    append_with(&mut tx.conn, org, new, at, None, false).await
 }
 
 /// Appends the event of a change that succeeded and, for a request sent with an idempotency
-/// key, stores its response under that key, both in the change's own transaction, with one
-/// round trip fewer than the two apart (see [`append_with`]).
-pub async fn append_completing(
-    tx: &mut TenantTx,
+/// key, stores its response under that key, then commits: the event, the response and the
+/// change are stored together or not at all. It takes the transaction so that nothing can run
+/// in it after the append, which on SQLite's writer is the request's last command and also
+/// hands the writer on to the next request (see [`append_with`]).
+pub async fn commit_with_event(
+    mut tx: TenantTx,
     completed: Option<(&str, &StoredResponse)>,
     new: NewEvent,
     at: DateTime<Utc>,
@@ -486,7 +513,8 @@ pub async fn append_completing(
         key,
         response,
     });
-    append_with(&mut tx.conn, org, new, at, completion).await
+    append_with(&mut tx.conn, org, new, at, completion, true).await?;
+    tx.commit().await
 }
 
 /// A page of this workspace's events, newest first.
@@ -909,7 +937,9 @@ mod tests {
                 hash: GENESIS,
             },
         ] {
-            let refused = insert_linked(tx, &mut e, wrong, None).await.unwrap_err();
+            let refused = insert_linked(tx, &mut e, wrong, None, false)
+                .await
+                .unwrap_err();
             assert!(refused_as_not_following(&refused), "{refused}");
         }
         insert_linked(
@@ -920,6 +950,7 @@ mod tests {
                 hash: GENESIS,
             },
             None,
+            false,
         )
         .await
         .unwrap();

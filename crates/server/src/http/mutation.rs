@@ -387,7 +387,7 @@ async fn run_admitted(
     let tx = slot.take();
 
     match tx {
-        Some(mut tx) if response.status().is_success() => {
+        Some(tx) if response.status().is_success() => {
             let (rparts, rbody) = split_body(response).await;
             if f.target.is_none() {
                 f.target = created_id(&rbody);
@@ -401,16 +401,13 @@ async fn run_admitted(
                 },
             );
             let saved = stored(&rparts, &rbody);
-            let committed = async {
-                // Last before the commit: the key's stored response and the event (one
-                // statement on PostgreSQL). On SQLite the event is linked here, while the
-                // request holds the writer; on PostgreSQL it is sealed into the chain inside
-                // COMMIT, where the organization's head is locked for the commit alone.
-                let completed = idem_key.as_deref().map(|key| (key, &saved));
-                audit::append_completing(&mut tx, completed, event, state.clock().now()).await?;
-                tx.commit().await
-            }
-            .await;
+            // Last before the commit: the key's stored response and the event (one statement
+            // on PostgreSQL, one command on SQLite). On SQLite the event is linked here, while
+            // the request holds the writer; on PostgreSQL it is sealed into the chain inside
+            // COMMIT, where the organization's head is locked for the commit alone.
+            let completed = idem_key.as_deref().map(|key| (key, &saved));
+            let committed =
+                audit::commit_with_event(tx, completed, event, state.clock().now()).await;
             match committed {
                 Ok(()) => Response::from_parts(rparts, Body::from(rbody)),
                 Err(e) => {
