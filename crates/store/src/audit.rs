@@ -774,6 +774,11 @@ mod tests {
     use crate::head_hints::HeadHints;
     use crate::{PoolSettings, writer};
 
+    /// A fixed time: what is recorded when does not matter here.
+    fn at() -> DateTime<Utc> {
+        "2026-12-07T03:00:00Z".parse().unwrap()
+    }
+
     fn event(i: usize) -> NewEvent {
         NewEvent {
             actor: "operator".into(),
@@ -789,7 +794,7 @@ mod tests {
 
     async fn append_one(store: &Store, org: OrgId, i: usize) {
         let mut ledger = store.ledger(org, Mode::Write).await.unwrap();
-        ledger.append(event(i), Utc::now()).await.unwrap();
+        ledger.append(event(i), at()).await.unwrap();
         ledger.commit().await.unwrap();
     }
 
@@ -829,7 +834,7 @@ mod tests {
         store.migrate().await.unwrap();
         let email = Email::parse("owner@example.com").unwrap();
         let org = store
-            .create_org("Alpha", Plan::Free, &email, Utc::now(), None)
+            .create_org("Alpha", Plan::Free, &email, at(), None)
             .await
             .unwrap()
             .org_id;
@@ -865,7 +870,7 @@ mod tests {
         append_one(&store, org, 5).await;
         // An append that rolls back leaves the memory one ahead of the chain.
         let mut ledger = store.ledger(org, Mode::Write).await.unwrap();
-        ledger.append(event(99), Utc::now()).await.unwrap();
+        ledger.append(event(99), at()).await.unwrap();
         drop(ledger);
         assert_eq!(hints.get(org).map(|h| h.seq), Some(6));
         append_one(&store, org, 6).await;
@@ -900,7 +905,7 @@ mod tests {
         store.migrate().await.unwrap();
         let email = Email::parse("owner@example.com").unwrap();
         let org = store
-            .create_org("Alpha", Plan::Free, &email, Utc::now(), None)
+            .create_org("Alpha", Plan::Free, &email, at(), None)
             .await
             .unwrap()
             .org_id;
@@ -912,7 +917,7 @@ mod tests {
             org,
             seq: 0,
             workspace: None,
-            at: db_time(Utc::now()),
+            at: db_time(at()),
             actor: "operator".into(),
             auth_method: None,
             method: "CLI".into(),

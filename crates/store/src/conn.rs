@@ -3,10 +3,11 @@
 //! dialects differ the migration files differ, never the queries. The exceptions, all for
 //! fewer round trips on a write: a contact create is one command of three statements on SQLite
 //! and one statement of data-modifying CTEs on PostgreSQL (`contacts::create`); the audit append
-//! links the event in Rust on SQLite while PostgreSQL seals it inside COMMIT, and a key's stored
-//! response goes with the head's read on SQLite and with the event's insert on PostgreSQL
-//! (`audit::append_with`, migration 7); and on PostgreSQL the idempotency claim takes its
-//! advisory lock in the same statement (`idempotency::claim`). The tests run both paths.
+//! links the event in Rust on SQLite (to the head the writer last moved, which SQLite's migration
+//! 7 checks, in one command with a key's stored response and the hand-over of the writer) while
+//! PostgreSQL seals it inside COMMIT (its migration 7), the key's response going with the event's
+//! insert (`audit::append_with`); and on PostgreSQL the idempotency claim takes its advisory lock
+//! in the same statement (`idempotency::claim`). The tests run both paths.
 
 use sqlx::{Postgres, Sqlite, SqliteConnection, Transaction};
 

@@ -282,7 +282,7 @@ async fn claim(
 
 /// The update that stores a key's response in the change's own transaction, its six
 /// parameters (status, headers, body; workspace, actor, key) numbered as given: it is sent
-/// with the audit event of the same change (`audit::append_completing`), one round trip for
+/// with the audit event of the same change (`audit::commit_with_event`), one round trip for
 /// both.
 macro_rules! complete_sql {
     ($status:literal, $headers:literal, $body:literal, $ws:literal, $actor:literal, $key:literal) => {
