@@ -849,7 +849,7 @@ mod tests {
 
         // Remembered right: linked without reading the head.
         append_one(&store, org, 2).await;
-        // Remembered wrong, by hash, by number, and a head from another organization.
+        // Remembered wrong, by hash and by number, then forgotten.
         hints.set(
             org,
             Head {
