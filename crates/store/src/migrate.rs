@@ -1,8 +1,9 @@
 //! Plain-SQL migrations, one folder per backend, embedded in the binary and applied in order.
 //! Versions 1 to 6 are the same change on both backends, under the same names; from 7 on each
 //! backend numbers its own (PostgreSQL's 7 seals the audit chain inside COMMIT, SQLite's 7 makes
-//! the database refuse an event that does not follow its chain head). Each is recorded with a SHA-256 of its text: a migration edited after
-//! it ran, or a database newer than the binary, stops start-up instead of drifting.
+//! the database refuse an event that does not follow its chain head). Each is recorded with a
+//! SHA-256 of its text: a migration edited after it ran, or a database newer than the binary,
+//! stops start-up instead of drifting.
 
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, SqlitePool};
