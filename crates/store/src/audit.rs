@@ -792,6 +792,21 @@ mod tests {
         }
     }
 
+    /// A migrated SQLite store in `dir` with one organization.
+    async fn store_with_org(dir: &tempfile::TempDir) -> (Store, OrgId) {
+        let store = Store::open_sqlite(&dir.path().join("a.db"), PoolSettings::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let email = Email::parse("owner@example.com").unwrap();
+        let org = store
+            .create_org("Alpha", Plan::Free, &email, at(), None)
+            .await
+            .unwrap()
+            .org_id;
+        (store, org)
+    }
+
     async fn append_one(store: &Store, org: OrgId, i: usize) {
         let mut ledger = store.ledger(org, Mode::Write).await.unwrap();
         ledger.append(event(i), at()).await.unwrap();
@@ -828,16 +843,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_append_links_to_the_real_head_whatever_the_writer_remembers() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("a.db"), PoolSettings::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let email = Email::parse("owner@example.com").unwrap();
-        let org = store
-            .create_org("Alpha", Plan::Free, &email, at(), None)
-            .await
-            .unwrap()
-            .org_id;
+        let (store, org) = store_with_org(&dir).await;
         let hints = hints(&store).await;
         assert_eq!(hints.get(org), None);
 
@@ -899,16 +905,7 @@ mod tests {
     async fn sqlite_refuses_an_event_that_does_not_follow_its_head_with_the_text_the_append_expects()
      {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("r.db"), PoolSettings::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let email = Email::parse("owner@example.com").unwrap();
-        let org = store
-            .create_org("Alpha", Plan::Free, &email, at(), None)
-            .await
-            .unwrap()
-            .org_id;
+        let (store, org) = store_with_org(&dir).await;
         let mut ledger = store.ledger(org, Mode::Write).await.unwrap();
         let Conn::Sqlite(tx) = &mut ledger.conn else {
             panic!("a SQLite store")

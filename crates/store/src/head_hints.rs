@@ -62,50 +62,27 @@ impl HeadHints {
 mod tests {
     use super::*;
 
+    fn head(seq: i64, byte: u8) -> Head {
+        Head {
+            seq,
+            hash: [byte; 32],
+        }
+    }
+
     #[test]
     fn the_memory_is_bounded_and_keeps_the_latest_head() {
         let hints = HeadHints::default();
         let first = OrgId::generate();
-        hints.set(
-            first,
-            Head {
-                seq: 1,
-                hash: [1; 32],
-            },
-        );
-        hints.set(
-            first,
-            Head {
-                seq: 2,
-                hash: [2; 32],
-            },
-        );
-        assert_eq!(
-            hints.get(first),
-            Some(Head {
-                seq: 2,
-                hash: [2; 32]
-            })
-        );
+        hints.set(first, head(1, 1));
+        hints.set(first, head(2, 2));
+        assert_eq!(hints.get(first), Some(head(2, 2)));
         for _ in 0..CAPACITY {
-            hints.set(
-                OrgId::generate(),
-                Head {
-                    seq: 1,
-                    hash: [0; 32],
-                },
-            );
+            hints.set(OrgId::generate(), head(1, 0));
         }
         assert!(hints.map().len() <= CAPACITY);
         assert_eq!(hints.get(first), None, "started over once full");
         let last = OrgId::generate();
-        hints.set(
-            last,
-            Head {
-                seq: 9,
-                hash: [9; 32],
-            },
-        );
+        hints.set(last, head(9, 9));
         hints.forget(last);
         assert_eq!(hints.get(last), None);
     }

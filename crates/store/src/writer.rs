@@ -427,6 +427,24 @@ mod tests {
             .unwrap()
     }
 
+    /// Inserts `v` in the lease's savepoint; with `renew`, as a last command that also hands
+    /// the writer on (and says so to the lease).
+    async fn insert(lease: &mut Lease, v: i64, renew: bool) {
+        let sql = if renew {
+            concat!("INSERT INTO t (v) VALUES ($1); ", renew_savepoint!())
+        } else {
+            "INSERT INTO t (v) VALUES ($1)"
+        };
+        sqlx::query(sql)
+            .bind(v)
+            .execute(&mut **lease)
+            .await
+            .unwrap();
+        if renew {
+            lease.renewed();
+        }
+    }
+
     /// Queues `n` requests while the test holds the pool's one connection, so that the writer
     /// finds them all waiting when it gets the connection and lends it to them in one group.
     async fn queued<F, Fut, T>(pool: &SqlitePool, writer: &Writer, n: i64, each: F) -> Vec<T>
@@ -512,33 +530,17 @@ mod tests {
             match i % 3 {
                 // Renews: the insert and the hand-over in one command.
                 0 => {
-                    sqlx::query(concat!(
-                        "INSERT INTO t (v) VALUES ($1); ",
-                        renew_savepoint!()
-                    ))
-                    .bind(i)
-                    .execute(&mut *lease)
-                    .await
-                    .unwrap();
-                    lease.renewed();
+                    insert(&mut lease, i, true).await;
                     Some(lease.commit().await)
                 }
                 // Right after a renewing request: rolls back alone.
                 1 => {
-                    sqlx::query("INSERT INTO t (v) VALUES ($1)")
-                        .bind(i)
-                        .execute(&mut *lease)
-                        .await
-                        .unwrap();
+                    insert(&mut lease, i, false).await;
                     drop(lease);
                     None
                 }
                 _ => {
-                    sqlx::query("INSERT INTO t (v) VALUES ($1)")
-                        .bind(i)
-                        .execute(&mut *lease)
-                        .await
-                        .unwrap();
+                    insert(&mut lease, i, false).await;
                     Some(lease.commit().await)
                 }
             }
@@ -563,14 +565,8 @@ mod tests {
         let pool = pool(&dir).await;
         let writer = one_group_writer(&pool);
         let results = queued(&pool, &writer, 2, |i, mut lease| async move {
-            let sql = if i == 1 {
-                concat!("INSERT INTO t (v) VALUES ($1); ", renew_savepoint!())
-            } else {
-                "INSERT INTO t (v) VALUES ($1)"
-            };
-            sqlx::query(sql).bind(i).execute(&mut *lease).await.unwrap();
+            insert(&mut lease, i, i == 1).await;
             if i == 1 {
-                lease.renewed();
                 lease.rollback().await
             } else {
                 lease.commit().await
