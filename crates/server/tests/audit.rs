@@ -361,29 +361,70 @@ async fn the_ledger_is_append_only_in_the_database(app: TestApp) {
     let a = app.org("Alpha").await;
     seed_events(&app, &a, 3).await;
     let (org, ws) = (a.org.to_string(), a.ws.to_string());
-    for sql in [
-        "UPDATE audit_events SET status = 200",
-        "DELETE FROM audit_events",
+    let pg = app.backend == common::Backend::Postgres;
+    // On PostgreSQL the application role may not update events at all (migration 8); a delete
+    // reaches the append-only trigger, since retention may delete behind a checkpoint.
+    for (sql, refusal) in [
+        (
+            "UPDATE audit_events SET status = 200",
+            if pg {
+                "permission denied"
+            } else {
+                "append-only"
+            },
+        ),
+        ("DELETE FROM audit_events", "append-only"),
     ] {
-        let err = app_sql(&app, &org, &ws, sql).await;
-        assert!(err.unwrap_err().contains("append-only"), "{sql}");
+        let err = app_sql(&app, &org, &ws, sql).await.unwrap_err();
+        assert!(err.contains(refusal), "{sql}: {err}");
     }
-    if app.backend == common::Backend::Postgres {
-        assert!(
-            app_sql(&app, &org, &ws, "TRUNCATE audit_events")
-                .await
-                .is_err()
-        );
-    }
-    if app.backend == common::Backend::Sqlite {
-        // An event that does not follow the chain's head (here: a copy of the last one, renumbered
-        // as the next) is refused whole (SQLite's migration 7); PostgreSQL numbers and links every
-        // event itself as it seals it inside COMMIT.
-        let forged = "INSERT INTO audit_events SELECT org_id, seq + 1, workspace_id, at, actor, auth_method, method, \
-             path, action, target, args, status, error_code, duration_ms, idempotency_key, request_id, client_ip, \
-             prev_hash, hash FROM audit_events WHERE seq = 3";
-        let err = app_sql(&app, &org, &ws, forged).await.unwrap_err();
-        assert!(err.contains("does not follow its chain head"), "{err}");
+    // An event that does not follow the chain's head (here: a copy of the last one, renumbered as
+    // the next) is refused whole: on SQLite by the follow-head trigger (its migration 7); on
+    // PostgreSQL the application role may not insert events, only record them for the seal,
+    // which numbers and links each one inside COMMIT as the schema's owner.
+    let forged = "INSERT INTO audit_events SELECT org_id, seq + 1, workspace_id, at, actor, auth_method, method, \
+         path, action, target, args, status, error_code, duration_ms, idempotency_key, request_id, client_ip, \
+         prev_hash, hash FROM audit_events WHERE seq = 3";
+    let err = app_sql(&app, &org, &ws, forged).await.unwrap_err();
+    let refusal = if pg {
+        "permission denied for table audit_events"
+    } else {
+        "does not follow its chain head"
+    };
+    assert!(err.contains(refusal), "{err}");
+    if pg {
+        let other = app.org("Beta").await.org.to_string();
+        for (sql, refusal) in [
+            ("TRUNCATE audit_events", "permission denied"),
+            (
+                "UPDATE audit_heads SET seq = seq + 1",
+                "permission denied for table audit_heads",
+            ),
+            (
+                "INSERT INTO audit_heads (org_id, seq, hash) VALUES ('org_x', 0, 'x')",
+                "permission denied for table audit_heads",
+            ),
+            (
+                "DELETE FROM audit_pending",
+                "permission denied for table audit_pending",
+            ),
+            (
+                &format!("SELECT rampart_audit_open_chain('{other}')"),
+                "only for the organization the transaction is bound to",
+            ),
+        ] {
+            let err = app_sql(&app, &org, &ws, sql).await.unwrap_err();
+            assert!(err.contains(refusal), "{sql}: {err}");
+        }
+        // Opening the chain again is harmless: the head stays where the events put it.
+        app_sql(
+            &app,
+            &org,
+            &ws,
+            &format!("SELECT rampart_audit_open_chain('{org}')"),
+        )
+        .await
+        .unwrap();
     }
     // A checkpoint must name a real event.
     let err = app_sql(&app, &org, &ws, "INSERT INTO audit_checkpoints (org_id, seq, hash, created_at) VALUES ((SELECT org_id FROM audit_heads LIMIT 1), 1, 'forged', '2026-01-01T00:00:00Z')").await;
@@ -419,13 +460,20 @@ async fn retention_cuts_only_behind_a_checkpoint(app: TestApp) {
             .unwrap_err()
             .contains("append-only")
     );
-    // Checkpoints themselves are append-only.
-    assert!(
-        app_sql(&app, &org, &ws, "DELETE FROM audit_checkpoints")
-            .await
-            .unwrap_err()
-            .contains("append-only")
-    );
+    // Checkpoints themselves are append-only; on PostgreSQL the application role may not even
+    // try (migration 8), and the owner meets the trigger.
+    let err = app_sql(&app, &org, &ws, "DELETE FROM audit_checkpoints")
+        .await
+        .unwrap_err();
+    let refusal = match app.backend {
+        common::Backend::Postgres => "permission denied for table audit_checkpoints",
+        common::Backend::Sqlite => "append-only",
+    };
+    assert!(err.contains(refusal), "{err}");
+    let err = owner_sql(&app, &org, &ws, &["DELETE FROM audit_checkpoints"])
+        .await
+        .unwrap_err();
+    assert!(err.contains("append-only"), "{err}");
 }
 
 async fn parallel_writers_leave_no_gap_and_no_fork(app: TestApp) {

@@ -178,9 +178,19 @@ const CREATE_HEAD: &str = "INSERT INTO audit_heads (org_id, seq, hash) VALUES ($
 /// An organization's chain head: its last sequence number and hash.
 const READ_HEAD: &str = "SELECT seq, hash FROM audit_heads WHERE org_id = $1";
 
+/// Opens `org`'s chain at the genesis in the transaction on `c`, which is bound to `org`. On
+/// PostgreSQL the application role may not write heads; a function that runs as the schema's
+/// owner opens the chain there (migration 8).
 pub(crate) async fn create_head(c: &mut Conn, org: OrgId) -> Result<(), StoreError> {
-    execute!(c, CREATE_HEAD, org.to_string(), ZERO_HASH).map_err(StoreError::from_sqlx)?;
-    Ok(())
+    match c {
+        Conn::Pg(tx) => sqlx::query("SELECT rampart_audit_open_chain($1)")
+            .bind(org.to_string())
+            .execute(&mut **tx)
+            .await
+            .map(drop),
+        Conn::Sqlite(_) => execute!(c, CREATE_HEAD, org.to_string(), ZERO_HASH).map(drop),
+    }
+    .map_err(StoreError::from_sqlx)
 }
 
 /// Reads `org`'s chain head (its last sequence number and hash); `None` when the organization

@@ -1,9 +1,9 @@
 //! Plain-SQL migrations, one folder per backend, embedded in the binary and applied in order.
 //! Versions 1 to 6 are the same change on both backends, under the same names; from 7 on each
-//! backend numbers its own (PostgreSQL's 7 seals the audit chain inside COMMIT, SQLite's 7 makes
-//! the database refuse an event that does not follow its chain head). Each is recorded with a
-//! SHA-256 of its text: a migration edited after it ran, or a database newer than the binary,
-//! stops start-up instead of drifting.
+//! backend numbers its own (PostgreSQL's 7 seals the audit chain inside COMMIT and its 8 lets
+//! only that seal write the chain; SQLite's 7 makes the database refuse an event that does not
+//! follow its chain head). Each is recorded with a SHA-256 of its text: a migration edited after
+//! it ran, or a database newer than the binary, stops start-up instead of drifting.
 
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, SqlitePool};
@@ -85,6 +85,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         7,
         "audit_seal_at_commit",
         include_str!("../migrations/postgres/0007_audit_seal_at_commit.sql"),
+    ),
+    (
+        8,
+        "audit_sealed_by_owner",
+        include_str!("../migrations/postgres/0008_audit_sealed_by_owner.sql"),
     ),
 ];
 
@@ -202,10 +207,16 @@ pub(crate) async fn postgres(pool: &PgPool, grant_to: Option<&str>) -> Result<us
     }
     if let Some(role) = grant_to {
         let role = checked_role(role)?;
+        // Data privileges on every table, less what only the owner may do: run migrations, and
+        // write the audit chain, which the seal does as the owner (PostgreSQL migration 8).
         let grants = format!(
             "GRANT USAGE ON SCHEMA public TO \"{role}\";
              GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO \"{role}\";
-             REVOKE INSERT, UPDATE, DELETE ON rampart_migrations FROM \"{role}\";"
+             REVOKE INSERT, UPDATE, DELETE ON rampart_migrations FROM \"{role}\";
+             REVOKE INSERT, UPDATE ON audit_events FROM \"{role}\";
+             REVOKE INSERT, UPDATE, DELETE ON audit_heads FROM \"{role}\";
+             REVOKE UPDATE, DELETE ON audit_pending, audit_checkpoints FROM \"{role}\";
+             GRANT EXECUTE ON FUNCTION rampart_audit_open_chain(text) TO \"{role}\";"
         );
         sqlx::raw_sql(sqlx::AssertSqlSafe(grants))
             .execute(&mut *tx)
