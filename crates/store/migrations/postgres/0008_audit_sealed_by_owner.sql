@@ -1,9 +1,12 @@
 -- Only the database writes the chain. Until now the seal (migration 7) ran as the committing
--- role, so the application role held INSERT and UPDATE on audit_events and audit_heads: a
--- connection with its password could insert an event the seal never computed, or move a head,
--- and only `rampart audit verify` would notice afterwards. An event already holding the next
--- sequence number would also make every later seal of that organization fail on the primary
--- key, with no way to remove it (the ledger is append-only).
+-- role, so the application role held INSERT and UPDATE on audit_events and audit_heads, and a
+-- connection with its password could store an event the seal never computed. At the head's
+-- next sequence number such an event became the head (migration 6's trigger), its link wrong
+-- for all anyone knew until `rampart audit verify` ran; further ahead, it waited for the chain
+-- to reach its number and then made that seal, and every later seal of the organization, fail
+-- on the primary key, with no way to remove it (the ledger is append-only). It could also move
+-- a head by hand. What this does not change: the seal links whatever the application records
+-- in audit_pending, as it must, since recording events is the application's job.
 --
 -- Now the seal runs as the role that owns the schema (SECURITY DEFINER), still under row-level
 -- security, which FORCE applies to the owner as well, and `rampart migrate` takes INSERT and
