@@ -62,6 +62,7 @@ pub async fn verify_org(store: &Store, org: OrgId) -> Result<VerifyReport, Verif
     };
     let mut expected = start + 1;
     let mut events = 0u64;
+    let mut scratch = Vec::new();
     tx.scan_after(start, |link| {
         let seq = link.event.seq;
         if seq != expected {
@@ -76,7 +77,7 @@ pub async fn verify_org(store: &Store, org: OrgId) -> Result<VerifyReport, Verif
                 "its previous-hash link does not match the event before it",
             ));
         }
-        let computed = link.event.chain_hash(&prev);
+        let computed = link.event.chain_hash_in(&prev, &mut scratch);
         if !is_hex_of(link.hash, &computed) {
             return Err(broken(seq, "its contents do not match its hash"));
         }
