@@ -25,9 +25,9 @@ pub fn free_loopback_addr() -> Result<SocketAddr> {
 
 /// Rate limits and the daily quota raised so that no benchmark request is refused: the
 /// limiter still runs on every request (its cost is in the figures), it just never says no.
-/// The load spreads over one API key and one loopback address per connection as well,
-/// because a limit is kept in whole milliseconds, so one key or one address cannot pass more
-/// than 1,000 requests per second for long whatever the configured rate.
+/// The load spreads over one API key and one loopback address per connection as well, as
+/// many clients would, so the limiter holds as many keys as it would in production rather
+/// than one hot key.
 /// `RAMPART_SERVER_TIMING` makes Rampart report the time it spent authenticating each request
 /// (`Server-Timing: auth;dur=…`), which the load generator collects.
 pub const SERVE_ENV: [(&str, &str); 5] = [
