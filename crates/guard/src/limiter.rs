@@ -1,7 +1,9 @@
 //! Rate limits and daily quotas, in-process or in Redis.
 //!
 //! In Redis, each check is one atomic Lua script using the server's clock, so nodes with
-//! drifting clocks still share one limit. When Redis cannot be reached, the configured
+//! drifting clocks still share one limit; a key's rate check and its quota count share one
+//! script ([`Limiter::check_and_count`]), so a request pays one round trip for both. That
+//! script touches two keys: one Redis server, not a Redis Cluster, holds the limits. When Redis cannot be reached, the configured
 //! [`RedisFailure`] decides: `Open` lets the request through, `Closed` refuses it; either way
 //! the failure is logged at error level, every time.
 
@@ -35,28 +37,62 @@ pub enum LimiterError {
     BadUrl,
 }
 
-const GCRA_LUA: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local emission = tonumber(ARGV[1])
-local tau = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + emission
-local ahead = new_tat - now
-if ahead > tau then
-  return {0, 0, math.ceil((tat - now) / 1000), math.ceil((ahead - tau) / 1000)}
+/// `gcra(key, emission_us, tau_us)`: one GCRA step on `key` at the server's clock, as
+/// [`gcra::step`] does in-process; returns `{allowed, remaining, reset_ms, retry_after_ms}`.
+macro_rules! lua_gcra {
+    () => {
+        r"
+local function gcra(key, emission, tau)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  emission = tonumber(emission)
+  tau = tonumber(tau)
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + emission
+  local ahead = new_tat - now
+  if ahead > tau then
+    return {0, 0, math.ceil((tat - now) / 1000), math.ceil((ahead - tau) / 1000)}
+  end
+  -- Formatted as an integer: Lua would write a large number in exponent form and lose digits.
+  redis.call('SET', key, string.format('%.0f', new_tat), 'PX', math.ceil(ahead / 1000))
+  return {1, math.floor((tau - ahead) / emission), math.ceil(ahead / 1000), 0}
 end
--- Formatted as an integer: Lua would write a large number in exponent form and lose digits.
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil(ahead / 1000))
-return {1, math.floor((tau - ahead) / emission), math.ceil(ahead / 1000), 0}
-";
+"
+    };
+}
 
-const QUOTA_LUA: &str = r"
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return n
-";
+/// `count(key, ttl_s)`: one more request on a day's counter, which expires `ttl_s` after its
+/// first; returns the count including this one.
+macro_rules! lua_count {
+    () => {
+        r"
+local function count(key, ttl)
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('EXPIRE', key, ttl) end
+  return n
+end
+"
+    };
+}
+
+const GCRA_LUA: &str = concat!(lua_gcra!(), "return gcra(KEYS[1], ARGV[1], ARGV[2])\n");
+
+const QUOTA_LUA: &str = concat!(lua_count!(), "return count(KEYS[1], ARGV[1])\n");
+
+/// The rate step and, when it allows the request, the quota count, in one round trip: the
+/// decision with the count as a fifth element (-1 when refused, and nothing counted).
+const GCRA_QUOTA_LUA: &str = concat!(
+    lua_gcra!(),
+    lua_count!(),
+    "local d = gcra(KEYS[1], ARGV[1], ARGV[2])\n",
+    "if d[1] == 1 then d[5] = count(KEYS[2], ARGV[3]) else d[5] = -1 end\n",
+    "return d\n"
+);
+
+/// How long a day's quota counter lives in Redis: two days, so the day it counts is over
+/// everywhere before it goes.
+const QUOTA_TTL_S: u64 = 2 * 24 * 60 * 60;
 
 enum Backend {
     Local {
@@ -69,6 +105,7 @@ enum Backend {
         failure: RedisFailure,
         gcra: Script,
         quota: Script,
+        gcra_quota: Script,
     },
 }
 
@@ -76,6 +113,26 @@ enum Backend {
 pub struct Limiter(Backend);
 
 const LOCAL_MAX_KEYS: usize = 200_000;
+
+/// A day's quota counter for `subject`.
+fn day_key(subject: &str, day: NaiveDate) -> String {
+    format!("{subject}:{day}")
+}
+
+/// The decision of a GCRA step the Lua script took: `(allowed, remaining, reset_ms,
+/// retry_after_ms)`.
+fn redis_decision(
+    rate: Rate,
+    (allowed, remaining, reset_ms, retry_after_ms): (u8, u64, u64, u64),
+) -> Decision {
+    Decision {
+        allowed: allowed == 1,
+        limit: rate.limit,
+        remaining: u32::try_from(remaining).unwrap_or(u32::MAX).min(rate.limit),
+        reset_ms,
+        retry_after_ms,
+    }
+}
 
 fn now_us() -> u64 {
     SystemTime::now()
@@ -116,6 +173,7 @@ impl Limiter {
             failure,
             gcra: Script::new(GCRA_LUA),
             quota: Script::new(QUOTA_LUA),
+            gcra_quota: Script::new(GCRA_QUOTA_LUA),
         }))
     }
 
@@ -188,13 +246,7 @@ impl Limiter {
                     .invoke_async(&mut conn)
                     .await;
                 match result {
-                    Ok((allowed, remaining, reset_ms, retry_after_ms)) => Ok(Decision {
-                        allowed: allowed == 1,
-                        limit: rate.limit,
-                        remaining: u32::try_from(remaining).unwrap_or(u32::MAX).min(rate.limit),
-                        reset_ms,
-                        retry_after_ms,
-                    }),
+                    Ok(step) => Ok(redis_decision(rate, step)),
                     Err(e) => Self::degraded(*failure, &e, "rate limit", rate.limit),
                 }
             }
@@ -209,7 +261,7 @@ impl Limiter {
         now: DateTime<Utc>,
     ) -> Result<u64, LimiterError> {
         let day: NaiveDate = now.date_naive();
-        let key = format!("{subject}:{day}");
+        let key = day_key(subject, day);
         match &self.0 {
             Backend::Local { counts, .. } => {
                 let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
@@ -231,7 +283,7 @@ impl Limiter {
                 let mut conn = conn.clone();
                 let result: Result<u64, _> = quota
                     .key(format!("{prefix}:quota:{key}"))
-                    .arg(2 * 24 * 60 * 60)
+                    .arg(QUOTA_TTL_S)
                     .invoke_async(&mut conn)
                     .await;
                 match result {
@@ -239,6 +291,57 @@ impl Limiter {
                     Err(e) => Self::degraded(*failure, &e, "daily quota", 0).map(|_| 0),
                 }
             }
+        }
+    }
+
+    /// Checks and consumes one request of `rate` for `key` and, when it is allowed, counts it
+    /// against `subject`'s quota for the UTC day of `now`: [`Self::check`] then
+    /// [`Self::count_today`], with the count `None` when the request is refused (a refused
+    /// request does not count). In Redis both are one script, so one round trip instead of two.
+    pub async fn check_and_count(
+        &self,
+        key: &str,
+        rate: Rate,
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Decision, Option<u64>), LimiterError> {
+        let Backend::Redis {
+            conn,
+            prefix,
+            failure,
+            gcra_quota,
+            ..
+        } = &self.0
+        else {
+            let decision = self.check(key, rate).await?;
+            let counted = if decision.allowed {
+                Some(self.count_today(subject, now).await?)
+            } else {
+                None
+            };
+            return Ok((decision, counted));
+        };
+        let mut conn = conn.clone();
+        let result: Result<(u8, u64, u64, u64, i64), _> = gcra_quota
+            .key(format!("{prefix}:rl:{key}"))
+            .key(format!(
+                "{prefix}:quota:{}",
+                day_key(subject, now.date_naive())
+            ))
+            .arg(rate.emission_us())
+            .arg(rate.tolerance_us())
+            .arg(QUOTA_TTL_S)
+            .invoke_async(&mut conn)
+            .await;
+        match result {
+            Ok((allowed, remaining, reset_ms, retry_after_ms, n)) => Ok((
+                redis_decision(rate, (allowed, remaining, reset_ms, retry_after_ms)),
+                u64::try_from(n).ok(),
+            )),
+            // As the two calls would: the rate check degrades to the policy, and an open
+            // policy counts nothing.
+            Err(e) => Self::degraded(*failure, &e, "rate limit and daily quota", rate.limit)
+                .map(|d| (d, Some(0))),
         }
     }
 }

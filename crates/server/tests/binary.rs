@@ -836,7 +836,8 @@ fn redis_url() -> Option<String> {
 
 /// Two `rampart serve` processes on one PostgreSQL and one Redis share a key's rate limit:
 /// sixteen requests spread over both nodes, against a limit of ten a minute, get exactly ten
-/// answers and six 429s.
+/// answers and six 429s. They share the daily quota too, and a refused request does not count
+/// against it: after the ten answers, twelve allowed a day leave two.
 #[tokio::test]
 async fn two_nodes_share_a_keys_rate_limit_through_redis() {
     let Some(redis) = redis_url() else { return };
@@ -856,6 +857,7 @@ async fn two_nodes_share_a_keys_rate_limit_through_redis() {
         ("RAMPART_REDIS_URL", redis.as_str()),
         ("RAMPART_REDIS_PREFIX", prefix.as_str()),
         ("RAMPART_RATE_LIMITS__API_PER_KEY", "10"),
+        ("RAMPART_QUOTAS__PRO", "12"),
     ];
     let org = cli(
         &tmp.path().join("a"),
@@ -895,6 +897,7 @@ async fn two_nodes_share_a_keys_rate_limit_through_redis() {
     let mut b = start(&tmp.path().join("b"), &env);
     let client = reqwest::Client::new();
     let (mut ok, mut limited) = (0, 0);
+    let mut quota_left = Vec::new();
     for i in 0..16 {
         let node = if i % 2 == 0 { &a } else { &b };
         let r = client
@@ -904,12 +907,39 @@ async fn two_nodes_share_a_keys_rate_limit_through_redis() {
             .await
             .unwrap();
         match r.status().as_u16() {
-            200 => ok += 1,
-            429 => limited += 1,
+            200 => {
+                ok += 1;
+                quota_left.push(r.headers()["quota-remaining"].to_str().unwrap().to_owned());
+            }
+            429 => {
+                limited += 1;
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "RATE_LIMITED", "{body}");
+            }
             other => panic!("unexpected {other}"),
         }
     }
     assert_eq!((ok, limited), (10, 6), "one limit across both nodes");
+    let expected: Vec<String> = (2..12).rev().map(|n| n.to_string()).collect();
+    assert_eq!(quota_left, expected, "one quota across both nodes");
+    // The six refused did not count: the day's counter (or two, across midnight) holds ten.
+    let redis_cli = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-u", redis.as_str()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "redis-cli {args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let counted: u64 = redis_cli(&["--scan", "--pattern", &format!("{prefix}:quota:*")])
+        .lines()
+        .map(|k| redis_cli(&["GET", k]).trim().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(
+        counted, 10,
+        "only answered requests count against the quota"
+    );
     assert!(a.terminate().success() && b.terminate().success());
 }
 
