@@ -3,9 +3,9 @@
 //! In Redis, each check is one atomic Lua script using the server's clock, so nodes with
 //! drifting clocks still share one limit; a key's rate check and its quota count share one
 //! script ([`Limiter::check_and_count`]), so a request pays one round trip for both. That
-//! script touches two keys: one Redis server, not a Redis Cluster, holds the limits. When Redis cannot be reached, the configured
-//! [`RedisFailure`] decides: `Open` lets the request through, `Closed` refuses it; either way
-//! the failure is logged at error level, every time.
+//! script touches two keys: one Redis server, not a Redis Cluster, holds the limits. When
+//! Redis cannot be reached, the configured [`RedisFailure`] decides: `Open` lets the request
+//! through, `Closed` refuses it; either way the failure is logged at error level, every time.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
