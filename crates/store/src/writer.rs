@@ -445,6 +445,17 @@ mod tests {
         }
     }
 
+    /// Checks the outcomes [`queued`] returned: request `i` was dropped (`None`) exactly when
+    /// `i % 3 == dropped`, and every other one committed.
+    fn assert_dropped_every_third(results: &[Option<Result<(), StoreError>>], dropped: usize) {
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                None => assert_eq!(i % 3, dropped, "request {i} was dropped"),
+                Some(r) => assert!(r.is_ok(), "request {i}: {r:?}"),
+            }
+        }
+    }
+
     /// Queues `n` requests while the test holds the pool's one connection, so that the writer
     /// finds them all waiting when it gets the connection and lends it to them in one group.
     async fn queued<F, Fut, T>(pool: &SqlitePool, writer: &Writer, n: i64, each: F) -> Vec<T>
@@ -491,11 +502,7 @@ mod tests {
         let pool = pool(&dir).await;
         let writer = one_group_writer(&pool);
         let results = queued(&pool, &writer, 12, |i, mut lease| async move {
-            sqlx::query("INSERT INTO t (v) VALUES ($1)")
-                .bind(i)
-                .execute(&mut *lease)
-                .await
-                .unwrap();
+            insert(&mut lease, i, false).await;
             if i % 3 == 0 {
                 drop(lease);
                 None
@@ -504,12 +511,7 @@ mod tests {
             }
         })
         .await;
-        for (i, r) in results.iter().enumerate() {
-            match r {
-                None => assert_eq!(i % 3, 0),
-                Some(r) => assert!(r.is_ok(), "request {i}: {r:?}"),
-            }
-        }
+        assert_dropped_every_third(&results, 0);
         assert_eq!(rows(&pool).await, vec![1, 2, 4, 5, 7, 8, 10, 11]);
         let stats = writer.stats();
         assert_eq!(stats.members, 12);
@@ -546,12 +548,7 @@ mod tests {
             }
         })
         .await;
-        for (i, r) in results.iter().enumerate() {
-            match r {
-                None => assert_eq!(i % 3, 1),
-                Some(r) => assert!(r.is_ok(), "request {i}: {r:?}"),
-            }
-        }
+        assert_dropped_every_third(&results, 1);
         assert_eq!(rows(&pool).await, vec![0, 2, 3, 5, 6, 8]);
         assert_eq!(writer.stats().commits, 1, "one group");
     }
