@@ -26,6 +26,7 @@ mod pocketbase;
 mod procs;
 mod report;
 mod seed;
+mod shared;
 mod signin;
 mod stats;
 mod suite;
@@ -52,7 +53,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run every scenario and write the report.
-    All(suite::Options),
+    All(Box<suite::Options>),
     /// The bare axum server (SQLite or PostgreSQL) the security tax is measured against
     /// (started by `all`).
     #[command(hide = true)]
@@ -111,7 +112,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::All(options) => client_runtime(options.client_threads)
-            .and_then(|rt| rt.block_on(run_until_stopped(options))),
+            .and_then(|rt| rt.block_on(run_until_stopped(*options))),
         // The baseline gets tokio's default multi-threaded runtime, exactly as `rampart serve`.
         Command::BaselineServer { db, listen } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()

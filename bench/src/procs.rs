@@ -185,9 +185,15 @@ impl Rampart {
 
     /// `rampart serve` on a free loopback port.
     pub async fn serve(&self, name: &str) -> Result<ServerProc> {
+        self.serve_with(name, &[]).await
+    }
+
+    /// `rampart serve` on a free loopback port, with `env` set on top of the bench's own.
+    pub async fn serve_with(&self, name: &str, env: &[(&str, &str)]) -> Result<ServerProc> {
         let addr = free_loopback_addr()?;
         let mut cmd = self.command(&["serve"]);
         cmd.env("RAMPART_LISTEN", addr.to_string());
+        cmd.envs(env.iter().copied());
         ServerProc::spawn(name, cmd, addr, "/readyz", &self.data_dir.join("serve.log")).await
     }
 }

@@ -30,6 +30,8 @@ pub enum Unit {
     Ratio,
     /// A whole number of things, e.g. "hashes".
     Count(&'static str),
+    /// An average count of things, to two decimals, e.g. "commands".
+    Mean(&'static str),
 }
 
 impl Unit {
@@ -55,6 +57,7 @@ impl Unit {
             Unit::MB => format!("{v:.1} MB"),
             Unit::Ratio => format!("{v:.2}× ({:+.0} %)", (v - 1.0) * 100.0),
             Unit::Count(what) => format!("{} {what}", thousands(v.round() as u64)),
+            Unit::Mean(what) => format!("{v:.2} {what}"),
         }
     }
 }
@@ -414,6 +417,7 @@ mod tests {
         assert_eq!(Unit::Millis.show(1.234), "1.23 ms");
         assert_eq!(Unit::Ratio.show(0.87), "0.87× (-13 %)");
         assert_eq!(Unit::MB.show(12.34), "12.3 MB");
+        assert_eq!(Unit::Mean("commands").show(2.0004), "2.00 commands");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!    PocketBase beside it, all running at once and measured alternately run by run, so drift
 //!    on a shared machine falls on all of them alike and their ratios come from the same run.
 //!    Then scenario 4 on the same servers: sign-ins against the hashing limit, and scenario 1's
-//!    read at half of peak during a sign-in flood.
+//!    read at half of peak during a sign-in flood. With `RAMPART_BENCH_REDIS_URL` set, one more
+//!    `rampart serve` beside them keeps its limits in that Redis, as several nodes would.
 //! 3. List (scenario 3): a database bulk-seeded before `serve` with the big workspace among
 //!    its neighbours.
 //! 4. Audit verify (scenario 5): a ledger bulk-seeded with chained events, then
@@ -39,6 +40,7 @@ use crate::pocketbase;
 use crate::procs::{self, Db, Rampart, ServerProc, Tenant, free_loopback_addr};
 use crate::report::{self, Machine, Report, Row, Section, Target, Unit};
 use crate::seed;
+use crate::shared::{PerRequest, SharedRedis};
 use crate::stats::{Summary, mix, ratios};
 
 /// `rampart-bench all`.
@@ -85,6 +87,11 @@ pub struct Options {
     /// database, a schema-owner role and a restricted application role).
     #[arg(long, env = "RAMPART_BENCH_POSTGRES_URL", hide_env_values = true)]
     pub postgres_url: Option<String>,
+    /// Redis URL: when set, scenarios 1 and 2 also measure a `rampart serve` whose rate limits
+    /// and quotas are shared through this Redis (`RAMPART_REDIS_URL`), as several nodes would
+    /// run; its keys go under a prefix of their own and are deleted afterwards.
+    #[arg(long, env = "RAMPART_BENCH_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
     /// Skip the PocketBase side-by-side.
     #[arg(long)]
     pub no_pocketbase: bool,
@@ -132,6 +139,7 @@ struct Config {
     audit_events: u64,
     import_rows: u64,
     postgres_url: Option<String>,
+    redis_url: Option<String>,
     pocketbase: bool,
     pocketbase_bin: Option<PathBuf>,
     out: PathBuf,
@@ -199,6 +207,7 @@ impl Config {
                 .unwrap_or(if o.quick { 50_000 } else { 1_000_000 })
                 .max(1),
             postgres_url: o.postgres_url.clone().filter(|u| !u.trim().is_empty()),
+            redis_url: o.redis_url.clone().filter(|u| !u.trim().is_empty()),
             pocketbase: !o.no_pocketbase,
             pocketbase_bin: o.pocketbase_bin.clone(),
             out: o.out.clone().unwrap_or_else(|| {
@@ -271,6 +280,8 @@ impl Figures {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Rampart(Backend),
+    /// `rampart serve` with its rate limits and quotas shared through Redis.
+    SharedLimits(Backend),
     /// Rampart's router with the edge controls off (headers, rate limits, quotas).
     NoEdge(Backend),
     /// Rampart's router with the edge controls and the mutation guard off (writes only).
@@ -471,6 +482,8 @@ struct Subject {
     /// Rampart only: the same server written to by connections spread over several
     /// organizations (scenario 2's second load).
     spread: Option<Api>,
+    /// The Redis this server's limits live in, watched during each run.
+    redis: Option<SharedRedis>,
 }
 
 impl Subject {
@@ -484,6 +497,7 @@ impl Subject {
             errors: Vec::new(),
             notes: Vec::new(),
             spread: None,
+            redis: None,
         }
     }
 
@@ -552,6 +566,10 @@ impl Subject {
             .ok_or_else(|| anyhow!("{} is not running", self.label))?;
         let pid = server.pid;
         let cpu_before = server.cpu_seconds().ok();
+        let redis_before = match &self.redis {
+            Some(r) => Some(r.counters().await?),
+            None => None,
+        };
         let others_before = others_busy(server);
         let wall = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
@@ -573,8 +591,17 @@ impl Subject {
         let peak_kib = sampler.await.unwrap_or(0);
         let out = result.with_context(|| format!("{} · {what}", self.label))?;
         let cpu_after = server.cpu_seconds().ok();
-        let other_cores = match (others_before, others_busy(server)) {
-            (Some(b), Some(a)) => Some(((a - b) / wall.elapsed().as_secs_f64()).max(0.0)),
+        let others_after = others_busy(server);
+        let redis = match (&self.redis, redis_before) {
+            (Some(r), Some(before)) => before.per_request(r.counters().await?, out.answered_total),
+            _ => None,
+        };
+        // Redis works for the server under test: its CPU is not another process's load.
+        let redis_secs = redis.as_ref().map_or(0.0, |r| r.cpu_secs);
+        let other_cores = match (others_before, others_after) {
+            (Some(b), Some(a)) => {
+                Some(((a - b - redis_secs) / wall.elapsed().as_secs_f64()).max(0.0))
+            }
             _ => None,
         };
         if let Some(o) = other_cores
@@ -613,6 +640,7 @@ impl Subject {
             out,
             cpu_us,
             peak_mb: (peak_kib > 0).then(|| kib_to_mb(peak_kib)),
+            redis,
         })
     }
 }
@@ -671,6 +699,8 @@ struct Measured {
     out: Outcome,
     cpu_us: Option<f64>,
     peak_mb: Option<f64>,
+    /// What the shared limiter's Redis spent per request, for a server that uses one.
+    redis: Option<PerRequest>,
 }
 
 fn kib_to_mb(kib: u64) -> f64 {
@@ -983,6 +1013,12 @@ async fn small_phase(
     let mut rampart_subject = Subject::new(Kind::Rampart(backend), backend.label(), server, api);
     rampart_subject.spread = Some(spread);
     let mut subjects = vec![rampart_subject];
+    let mut shared_install = None;
+    if let Some(url) = &cfg.redis_url {
+        let (subject, install) = start_shared(cfg, bin, &dir.join("shared"), backend, url).await?;
+        subjects.push(subject);
+        shared_install = Some(install);
+    }
     // Each variant and the baseline is a separate installation (its own database), so that
     // no server's rows slow another's.
     let mut others = Vec::new();
@@ -1046,9 +1082,16 @@ async fn small_phase(
     }
     for s in &mut subjects {
         s.stop().await?;
+        if let Some(redis) = &s.redis {
+            let deleted = redis.delete_keys().await?;
+            progress(format_args!(
+                "{} · deleted its {deleted} keys from Redis",
+                s.label
+            ));
+        }
     }
     install.finish().await?;
-    for other in others {
+    for other in others.into_iter().chain(shared_install) {
         other.finish().await?;
     }
     result?;
@@ -1073,6 +1116,10 @@ async fn scenarios_1_and_2(cfg: &Config, subjects: &mut [Subject]) -> Result<()>
             s.figures.push("read.p99", m.out.latency_ms(0.99));
             s.figures.push("read.cpu_us", m.cpu_us);
             s.figures.push("read.rss_mb", m.peak_mb);
+            if let Some(r) = &m.redis {
+                s.figures.push("read.redis_cpu_us", Some(r.cpu_us));
+                s.figures.push("read.redis_scripts", Some(r.scripts));
+            }
         }
     }
     // Scenario 1: latency at half of the peak, open loop (Rampart only: that is the target).
@@ -1112,6 +1159,10 @@ async fn scenarios_1_and_2(cfg: &Config, subjects: &mut [Subject]) -> Result<()>
             s.figures.push("write.p50", m.out.latency_ms(0.5));
             s.figures.push("write.p99", m.out.latency_ms(0.99));
             s.figures.push("write.cpu_us", m.cpu_us);
+            if let Some(r) = &m.redis {
+                s.figures.push("write.redis_cpu_us", Some(r.cpu_us));
+                s.figures.push("write.redis_scripts", Some(r.scripts));
+            }
             if let Some(spread) = s.spread.clone() {
                 let load = spread.write_load(cfg, format!("spread{run}"))?;
                 let m = s
@@ -1159,6 +1210,40 @@ async fn start_baseline(
         Subject::new(Kind::Baseline(backend), label, server, api),
         install,
     ))
+}
+
+/// `rampart serve` as one of several nodes: its rate limits and quotas in Redis, under a key
+/// prefix of its own, on an installation of its own.
+async fn start_shared(
+    cfg: &Config,
+    bin: &Path,
+    dir: &Path,
+    backend: Backend,
+    url: &str,
+) -> Result<(Subject, Install)> {
+    let prefix = format!(
+        "rampart-bench-{}-{}",
+        std::process::id(),
+        backend.name().to_lowercase()
+    );
+    let redis = SharedRedis::connect(url, prefix).await?;
+    let install = Install::new(cfg, bin, dir, backend).await?;
+    let tenant = install.rampart.provision("Shared", keys_for(cfg)).await?;
+    let label = format!("Rampart + Redis limits · {}", backend.name());
+    let server = install
+        .rampart
+        .serve_with(
+            &label,
+            &[
+                ("RAMPART_REDIS_URL", redis.url()),
+                ("RAMPART_REDIS_PREFIX", redis.prefix()),
+            ],
+        )
+        .await?;
+    let api = Api::rampart(server.addr, &tenant)?;
+    let mut subject = Subject::new(Kind::SharedLimits(backend), label, server, api);
+    subject.redis = Some(redis);
+    Ok((subject, install))
 }
 
 /// The environment variable that hands `baseline-server` and `variant-server` a PostgreSQL URL.
@@ -1840,6 +1925,11 @@ fn method(cfg: &Config) -> Vec<String> {
         "The baseline is `rampart-bench baseline-server`: the same queries and JSON behind a bare axum router over a database `rampart migrate` made, with no edge middleware, authentication, tenancy binding, validation, audit or idempotency, served by the same HTTP server as `rampart serve` (axum-server over hyper) and allocating through the same allocator (mimalloc, the global allocator of both binaries since 2026-12-06). With `axum::serve` instead, the baseline used about 20 µs less CPU per read: that difference is a choice of server library, not a control, so it is kept out of the tax; the allocator likewise (with glibc's, `malloc` and `free` took about 17 µs of Rampart's read against 7 µs of the baseline's; with mimalloc in both, Rampart read about 12 % faster and the baseline about 8 %, so the read ratio moved from about 0.67 to 0.70 in A/B runs).".into(),
         "Client and servers share the machine's cores (and, here, with whatever else ran: see the load average above), so absolute figures are conservative and noisy; the ratios measured in the same run are the robust figures.".into(),
     ]);
+    lines.push(if cfg.redis_url.is_some() {
+        "`Rampart + Redis limits` is `rampart serve` as one of several nodes would run it: the same defaults and limits, on an installation of its own, with `RAMPART_REDIS_URL` set to a Redis on this machine (`RAMPART_BENCH_REDIS_URL`), so that its rate limits and quotas are Lua scripts run in Redis instead of the in-process limiter. Its keys go under a prefix of their own (`RAMPART_REDIS_PREFIX`), checked empty before and deleted after. Redis CPU per request: Redis's `used_cpu_user` + `used_cpu_sys` (`INFO cpu`) over the run ÷ requests answered; Redis round trips per request: the `EVALSHA` and `EVAL` calls Redis counted over the run (`INFO commandstats`; the limiter sends nothing else per request, and the commands a script runs inside Redis are not round trips) ÷ requests answered. Redis's CPU is left out of the other processes' load (see Machine).".to_owned()
+    } else {
+        "The shared limiter (`RAMPART_REDIS_URL`, for several nodes) was not measured in this run: set `RAMPART_BENCH_REDIS_URL` to a Redis to add `Rampart + Redis limits` to scenarios 1 and 2.".to_owned()
+    });
     lines
 }
 
@@ -1887,6 +1977,18 @@ fn sections(
                 ("read.p50", "p50 at peak", Unit::Millis, None),
                 ("read.p99", "p99 at peak", Unit::Millis, None),
                 ("read.cpu_us", "server CPU per request", Unit::Micros, None),
+                (
+                    "read.redis_cpu_us",
+                    "Redis CPU per request",
+                    Unit::Micros,
+                    None,
+                ),
+                (
+                    "read.redis_scripts",
+                    "Redis round trips (scripts run) per request",
+                    Unit::Mean("scripts"),
+                    None,
+                ),
                 ("half.rate", "half of peak: rate held", reqs, None),
                 ("half.p50", "p50 at half of peak", Unit::Millis, None),
                 (
@@ -1939,6 +2041,18 @@ fn sections(
                 ("write.p50", "p50", Unit::Millis, None),
                 ("write.p99", "p99", Unit::Millis, None),
                 ("write.cpu_us", "server CPU per request", Unit::Micros, None),
+                (
+                    "write.redis_cpu_us",
+                    "Redis CPU per request",
+                    Unit::Micros,
+                    None,
+                ),
+                (
+                    "write.redis_scripts",
+                    "Redis round trips (scripts run) per request",
+                    Unit::Mean("scripts"),
+                    None,
+                ),
                 (
                     "write.spread.tput",
                     &format!("throughput ({c} connections over {SPREAD_ORGS} organizations)"),
@@ -2093,7 +2207,7 @@ fn sections(
     tax.notes.push("The tax is split with two more servers measured in the same runs: `Rampart − edge` and `Rampart − edge − guard` are Rampart's own router and store (`rampart-bench variant-server`, the same axum-server HTTP stack as `rampart serve`) with the edge controls (security headers, rate limits, quota) and then also the mutation guard (audit ledger, idempotency) switched off through the benchmark-only `AppState::without_edge_for_benchmarks` and `AppState::without_mutation_guard_for_benchmarks`, which no configuration reaches. Each ratio is one step of the chain Rampart → − edge → − guard → baseline; their product is the whole ratio.".into());
     tax.notes.push("Where the read tax goes (profiled with `perf record --call-graph dwarf` on `rampart serve` during scenario 1): the database work is the same as the baseline's (a read transaction: BEGIN, the contact, its tags, COMMIT, each a round trip to sqlx's SQLite worker thread, which with the thread wake-ups is most of a read's CPU in both servers); the API-key check is about 0.02 ms at p99 (the Server-Timing row of scenario 1); the edge step (security headers with a CSP nonce from the OS random source, two rate-limit checks, the quota count; its row above) has measured anywhere from about 0.85–1.0 in quick runs to 0.76 in a full run with 5 s runs, which is not explained yet. On PostgreSQL a read is 4 round trips in both servers (BEGIN with the workspace binding in one batch, the contact, its tags, COMMIT), so the PostgreSQL read tax is the same layers as on SQLite plus row-level security, which the baseline's superuser connection skips. The rest is spread thinly over the request-id layer, the client-address layer, admission (manifest, limiter, role check, grant), the extractor that opens the tenant-bound transaction and the response headers: no single function of Rampart's own above about 1 % of the samples. Counting heap allocations instead (a `perf` uprobe on glibc's `malloc`, `perf stat -e probe_libc:malloc -p PID` during a peak run, divided by the requests answered) showed where that thin spread came from: a read by id made 235 allocations against the baseline's 90. A third of them were axum cloning boxes: every layer added with `Router::layer` is boxed around every route, a route's whole stack of boxes is cloned per request, and each `from_fn` layer clones the stack below it again. Since 2026-12-02 the outer layers wrap the routed application as one service (a clone there is a reference count) and each route has one guard layer holding its manifest entry; ids are displayed from the stack (each `Display` had made two `String`s), constant header values are `from_static`, the limiter copies a key only when it first sees it, and the CSP nonce is drawn only by the page that uses it (JSON responses no longer read the OS random source). A read then made 157 allocations, and 150 once the rate-limit and quota headers were kept as numbers until the response (the per-IP decision had been formatted and then replaced by the per-key one). In an A/B of the two `rampart` binaries on SQLite (quick runs, 5 runs of 5 s each, the order swapped between two rounds) the read ratio to the baseline went from 0.65 and 0.68 to 0.72 and 0.79 (medians). What is left over the baseline's 90 allocations: the limiter's keys and the rate-limit and quota header values (six numbers formatted per read), the request id and its span, extensions (each a box), and two ids formatted per statement to bind them as text. A profile of 2026-12-06 (`perf record -a` during one peak run of each, still with glibc's allocator in both; server CPU per read 146 µs for Rampart against 99 µs for the baseline) split the difference: the kernel 75 against 62 µs, with the same 18 system calls and 11 context switches per read in both (`perf stat -e raw_syscalls:sys_enter,context-switches -p PID`), so the extra kernel time is the same wake-ups each taking longer, not more of them; `malloc` and `free` 17 against 7 µs (since then both binaries allocate through mimalloc); the rest of user space about 55 against 30 µs, spread over axum's layers, `http` header maps, tokio and Rampart's own admission code, none above about 4 µs. Counting instructions instead (`valgrind --tool=callgrind` on each server, 2,000 reads after a 300-read warm-up, one connection; the count does not depend on what else the machine runs): 189 k instructions per read against the baseline's 106 k, of which copying memory was 39 k against 14 k. Most of that copying was futures: admission held the API-key lookup's 9 KB database future inline though a cached key never runs it, and each layer that boxes the request's future copied all of it. Since 2026-12-06 the rare lookups (a key not in the cache, sessions, memberships) are boxed where they are awaited: 160 k instructions per read, 18 k of them copying. In CPU per read on the machine it changed nothing measurable (107 µs in two quick runs of each binary, against the baseline's 78–81 µs): a copy costs few cycles per instruction counted. What is left over the baseline in that count: response headers (the security headers and the six rate-limit and quota values: inserting into the header map, hashing names, writing them out) about 11 k, SHA-256 of the presented key 7 k (valgrind runs the portable code; the machine's SHA extensions make it far cheaper), formatting and parsing ids about 4 k, and allocation about 4 k.".into());
     tax.notes.push("Where the write tax goes: every statement inside a write transaction is a round trip, to sqlx's worker thread on SQLite (while the single writer is held) and over the socket on PostgreSQL, and on two shared cores each round trip waits to be scheduled, so writes per second fall with the number of statements per request far more than with the work each does. A create with two tags: the baseline runs 5 (BEGIN, the contact, two tags, COMMIT); Rampart on PostgreSQL 5 since 2026-12-06 (BEGIN with the workspace binding; the idempotency claim with its advisory lock taken in the same statement; the contact, its first version and its tags as one statement of data-modifying CTEs; the stored response and the audit event, recorded unsealed, as one statement; COMMIT, which seals the event into the chain), 10 before (the lock, the claim, the contact, the tags, the version, the stored response, the audit head's read and the event each a statement of its own); Rampart on SQLite 3 per request since 2026-12-07 (the claim; one command holding the contact, its tags and its version; one command holding the audit event, the stored response and the hand-over of the writer to the next request, which ends this request's savepoint and opens the next one's), 5 before (its savepoint, the claim, the contact command, the stored response with the head's read, the event) and 6 before 2026-12-06 with BEGIN and COMMIT shared by a group of concurrent writes (group commit, since 2026-12-03: see docs/design-notes.md; on PostgreSQL BEGIN and the workspace binding are one round trip, and the claim first takes an advisory lock on its key without waiting, so that a duplicate in flight is refused at once rather than left holding a connection while it waits on a row lock). Rounds so far: the claim moved into the change's own transaction (on SQLite first; on PostgreSQL on 2026-11-24, where it had committed in a transaction of its own first: server CPU per write 790 → 657 µs in a quick A/B run of the two binaries), expired keys are purged on one claim in 64, the head's hash follows its event by trigger (migration 5), three unread audit indexes went, a create no longer clears the tags of the contact it has just made nor reads the last version number apart from writing the next, on PostgreSQL BEGIN and the workspace binding are one round trip, and the audit head takes one new row version per event instead of two (migration 6). On PostgreSQL every server, the bare baseline included, used to write more slowly in each successive write run (647, 344 and 335 writes/s for the baseline in three 10 s runs, with the database's processes using about 1.7 cores). The cause: this machine's PostgreSQL runs with autovacuum off, so tables that started empty were never analyzed, and each connection kept the plans it had made while they were empty; the foreign-key check of every tag row then tied between the unique `(workspace_id, id)` index and `contacts_by_updated`, took the latter and read the whole workspace per row (`pg_stat_user_indexes`: 459 M index entries read in 57 k scans). The suite now stands in for autovacuum (see Method) and `rampart serve` warns at start-up when it is off; the baseline then held 3,400 to 4,200 writes/s in the three runs of 2026-12-01 instead of halving. What is left of the PostgreSQL guard step (its row above) is partly serial rather than work: every write's event is sealed into its organization's audit chain, whose head row stays locked until the commit's WAL flush ends, so the writes of one organization (all 16 connections here) commit one at a time, and one organization's writes top out near 1 ÷ (seal + flush), however many cores the machine has; writes of different organizations do not wait for each other, and Rampart's rows over 4 organizations in scenario 2 measure what the wait costs. Until 2026-12-06 the head was locked from the append, the last statement before COMMIT, so the lock also spanned the client's round trips for the append and for COMMIT; since migration 7 the append records its event unsealed and a deferred trigger seals it inside COMMIT, so the lock spans the commit alone. Sampling the active backends in `pg_stat_activity` every 20 ms through one quick run of scenario 2 on 2026-12-06 showed the queue move: for the old append (the `− edge` variant, still built from the commit before) 532 samples waiting on the head row's lock against 43 in WAL sync; for the new one 129 waiting on the lock (at COMMIT) against 163 in WAL sync or write. On this machine, whose two cores the load already saturates, writes per second moved within the run-to-run noise (PostgreSQL write ratio to the baseline 0.30 (0.28–0.32) with the old binary and 0.32 (0.27–0.33) with the new, two quick runs back to back); what it removes, client round trips under the lock, is worth more where PostgreSQL sits across a network. With a create's round trips also cut from 10 to 5 (above), a quick run the same day gave 0.38 (0.36–0.42), and the server's CPU per write, as a multiple of the baseline's in the same run, went from 3.1 to 2.6 (sealing inside COMMIT) and then 2.25 (fewer statements). What bounds PostgreSQL writes here now is PostgreSQL's own work per write, not the round trips: its processes used about 1.3 of the two cores in these runs, where the baseline's write (one contact, two tags, no row-level security, no ledger, no idempotency record, no version history) costs it about a third as much. In the full run of 2026-12-06 04:30 Rampart's PostgreSQL writes fell from run to run (one organization 1,046, 783 and 701 writes/s; the `− edge` variant 986, 975 and 706), where `− edge − guard` and the baseline held steady, so something the mutation guard writes slows with use on this server with autovacuum off. Not yet attributed. One candidate was ruled out the same day: `audit_pending` (migration 7) leaves one dead row per event for VACUUM, which the analyze stand-in (Method) does not run; with a stand-in that also vacuumed by autovacuum's dead-row rule (33 tables vacuumed in one `--only small` run) the slowdown stayed (1,116, 910 and 759 writes/s; `− edge` 1,097, 805, 700), and the seal's delete of the pending row uses the table's primary key even in a generic plan. The quick runs before (3 s each) showed it only mildly (1,055, 982, 966), and the old binary not at all (796, 757, 776). In the `--only small` run of 2026-12-06 07:12, with `pg_stat_statements` loaded (`track = all`, so statements inside triggers count too) and every table's and index's counters sampled every 3 s, it did not recur (one organization 866, 810 and 960 writes/s; `− edge` 932, 820, 952), and in the full run of 2026-12-06 08:26 (without `pg_stat_statements`) neither (one organization 783, 735 and 939 writes/s; `− edge` 873, 930 and 622; the baseline 2,120, 2,482 and 1,854), so it is more likely this shared machine than the server. That run's statement profile of Rampart's database (mean time per call over all its writes, each write running each statement once): waiting for and locking the organization's head row in the seal 1.5 ms (2.9 ms in the `− edge` database), the contact with its version and tags 0.25 ms, the stored response with the pending event 0.15 ms, the event's insert into `audit_events` by the seal 0.13 ms, the claim 0.12 ms, the head's update by trigger 0.03 ms, the pending row's delete 0.01 ms, and the foreign-key checks of the tags, the contact and the event about 0.08 ms together; the baseline's contact insert took 0.10 ms and each tag 0.09 ms. So a write's own statements take about 0.8 ms of PostgreSQL time against the baseline's 0.3 ms, and in one organization the wait for the head is longer than all of them: the per-organization ceiling described above, not any one statement, is what 16 connections writing into one organization meet first. That ceiling, measured alone with pgbench on 2026-12-07 (16 clients, each transaction binding one organization and recording one pending event, nothing else, so the seal is all it does): 1,301–1,414 commits/s in three runs, with the seal taking 130–190 µs of PostgreSQL time per event (`pg_stat_user_functions`; the SHA-256 link about 25 µs of it and the event's foreign-key check about 8 µs) and the commit's `fdatasync` about 95 µs (`pg_test_fsync`), so most of each turn is handing the head's lock to the next transaction and getting that backend scheduled on two busy cores; queuing the seals on an advisory lock instead of the head row measured no better (1,061–1,260). Lifting the remaining ceiling needs the chain sealed outside the write's transaction (each write commits its event unsequenced, and a sequencer chains them in batches, one flush for many), which leaves an event unchained for a moment after its change has committed: a change to the ledger's guarantee, not made. On SQLite the writes of all connections share one writer, lent to one request at a time, so a request's hand-offs to sqlx's worker thread are serial for the whole server: during scenario 2 the server uses about one of the two cores, and the figure is bound by that chain of thread wake-ups rather than by work. Group commit (one COMMIT for up to 32 requests; shutdown logs the count, about 16 requests per commit with 16 connections) and the one-command create cut it from 10 hand-offs per request to 6; in A/B runs of the two binaries (wrk, 16 connections) writes per second went from 1,028–1,338 to 1,608–2,038 with group commit alone (and 1,592–1,916 with the one-command create too, in later and slower rounds) against the baseline's 2,200–2,350. What is left: the claim as a hand-off of its own, and the handler's own work done while it holds the writer (the guard opens the write transaction before the handler parses its body). Read the SQLite write ratio with its split: since group commit, Rampart's store without the guard writes faster than the bare baseline (its row above), whose SQLite transactions commit one by one, so the ratio to the baseline can meet 0.75 while the controls still cost what the guard row says (in the run of 2026-12-03, 0.94 to the baseline, with the guard step at 0.39); in that run the baseline also fell from 2,057 writes/s in its first run to about 1,200 in the next two (server CPU per write 417 → about 650 µs), a slowdown not yet attributed (a guess to check: WAL checkpoints, whose fsyncs wait on every file's dirty pages on this disk). The guard's price on SQLite was its three hand-offs (the claim, the stored response with the head's read, the event) on the serial chain. Since 2026-12-07 it is one and a share of another: the writer remembers each organization's chain head as it last moved it and links the event to that head without reading it, in one command with the stored response (the database refuses an event that does not follow the actual head, SQLite's migration 7, and the append then reads the head and links again, so a stale memory costs a round trip, never a wrong link), and that command also ends the request's savepoint and opens the next request's, which the writer had done in a round trip of its own between two requests. A/B of the two `rampart` binaries the same day (`bench/scripts/ab_keyed_creates.py`: 16 keep-alive connections, 4,000 keyed creates per run, three alternated rounds): context switches of the server per write 16.3–17.3 before against 10.6–11.9 after, server CPU per write 518–622 µs against 380–538 µs, writes per second 1,144–1,470 against 1,344–2,210 (the client shares the two cores). It also costs temporary files: a member's savepoint journal that outgrows SQLite's in-memory limit (`SQLITE_STMTJRNL_SPILL`) moves to a file in `/var/tmp`, written a page at a time, and every later member of that group journals there too. Since 2026-12-06 the bundled SQLite is built with a 124 KiB limit instead of 64 KiB (`.cargo/config.toml`; SQLite's unix VFS cannot take more, since one write is capped at 128 KiB and the spill writes a whole chunk of the limit's size in one call: a 4 MiB limit, tried first, made bulk inserts fail with SQLITE_FULL), which cut those writes from 9.2 to 5.2 `pwrite64` calls per write under `strace` and left writes per second within the day's noise; about half the groups still spill, because a keyed create changes a page in each of 18 b-trees (docs/design-notes.md). The 4 MiB limit, which never spilled, had measured about 1,780 → 2,100 writes/s in quick A/B runs.".into());
-    tax.notes.push("Not in these rows: the shared limiter. With `RAMPART_REDIS_URL` set (several nodes sharing one Redis), every rate-limit check and quota count is a Lua script run in Redis, a round trip from the request. Measured by hand on 2026-12-07 (`rampart serve` on SQLite with the limits of this suite, wrk with 16 connections over 16 API keys, reads by id of 201 contacts, 10 s runs after 2 s of warm-up, the binaries alternated): with the in-process limiter 10,800–14,500 reads/s at 113–155 µs of server CPU a read; with Redis, when a read made three round trips (per IP, per key, quota), 6,278–7,779 reads/s (median 7,117 over 7 runs) at 167–210 µs, plus 46–53 µs of Redis's own CPU. Since the same day the per-key check and the quota count are one script (`Limiter::check_and_count`), two round trips a read (counted with Redis's `INFO commandstats`: 3.00 scripts a read before, 2.00 after): 7,252–8,801 reads/s (median 7,750) at 150–184 µs, Redis 36–46 µs. The per-IP check stays a round trip of its own because it runs before authentication, so that a flood of bad keys is refused before it reaches the database. A row for the shared limiter in the suite is still to do.".into());
+    tax.notes.push("The shared limiter, rows `Rampart + Redis limits ÷ Rampart` (when the run has a Redis: see Method): with `RAMPART_REDIS_URL` set (several nodes sharing one Redis), every rate-limit check and quota count is a Lua script run in Redis, a round trip from the request: two per API request, the per-IP check before authentication and then the per-key check and the day's quota count as one script (`Limiter::check_and_count`, since 2026-12-07; three round trips before). The per-IP check stays a round trip of its own because it runs before authentication, so that a flood of bad keys is refused before it reaches the database. Measured by hand the same day before this row existed (`rampart serve` on SQLite with the limits of this suite, wrk with 16 connections over 16 API keys, reads by id of 201 contacts, 10 s runs after 2 s of warm-up, the binaries alternated): with the in-process limiter 10,800–14,500 reads/s at 113–155 µs of server CPU a read; with Redis and three round trips a read (Redis's `INFO commandstats`: 3.00 scripts a read) 6,278–7,779 reads/s (median 7,117 over 7 runs) at 167–210 µs, plus 46–53 µs of Redis's own CPU; with two (2.00 scripts a read) 7,252–8,801 reads/s (median 7,750) at 150–184 µs, Redis 36–46 µs. The limits need one Redis server, not a Cluster: the per-key script touches two keys.".into());
     tax.notes.push("What the tax covers: request ids and the error envelope, the body limit, API-key authentication (SHA-256 lookup behind a per-node cache), the route manifest and role check, the tenant-bound transaction, input validation (email, E.164 phone parsing, tags) and, on writes, whatever the mutation guard records (the audit event and idempotency record, when the probes of scenario 2 show them on). The baseline does none of it.".into());
     out.push(tax);
 
@@ -2457,6 +2571,22 @@ fn tax_rows(tax: &mut Section, small: &[Done], backend: Backend) {
             "write.tput",
             c,
             b,
+        ));
+    }
+    if let Some(shared) = find(Kind::SharedLimits(backend)) {
+        tax.rows.push(split(
+            format!("Rampart + Redis limits ÷ Rampart · {name}"),
+            "reads: limits shared through Redis instead of in-process",
+            "read.tput",
+            shared,
+            r,
+        ));
+        tax.rows.push(split(
+            format!("Rampart + Redis limits ÷ Rampart · {name}"),
+            "writes: limits shared through Redis instead of in-process",
+            "write.tput",
+            shared,
+            r,
         ));
     }
 }
