@@ -7,4 +7,4 @@ pub mod gcra;
 pub mod limiter;
 
 pub use gcra::{Decision, Rate};
-pub use limiter::{Limiter, LimiterError, RedisFailure};
+pub use limiter::{BothChecked, Limiter, LimiterError, RedisFailure};

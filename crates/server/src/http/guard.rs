@@ -19,8 +19,9 @@ use rampart_core::{
     AccessDenied, Actor, AuthMethod, ErrorCode, Membership, OrgId, Principal, TenantGrant,
     WorkspaceId,
 };
-use rampart_crypto::ApiKeyToken;
+use rampart_crypto::{ApiKeyHash, ApiKeyToken};
 use rampart_store::TenantTx;
+use rampart_store::api_keys::AuthenticatedKey;
 use rampart_store::identity::SessionStage;
 
 use super::client::ClientInfo;
@@ -97,6 +98,14 @@ pub(crate) struct Authenticated {
     pub csrf_failed: bool,
 }
 
+/// The request's API key, when this node has it cached: known without the database.
+fn cached_key(state: &AppState, headers: &HeaderMap) -> Option<(ApiKeyHash, AuthenticatedKey)> {
+    let token = ApiKeyToken::parse(bearer(headers)?).ok()?;
+    let hash = token.hash();
+    let key = state.keys().get(&hash)?;
+    Some((hash, key))
+}
+
 /// Resolves the bearer key to a principal and its membership (of the key's own workspace).
 #[tracing::instrument(skip_all)]
 async fn authenticate_key(state: &AppState, presented: &str) -> Result<Authenticated, Response> {
@@ -117,7 +126,12 @@ async fn authenticate_key(state: &AppState, presented: &str) -> Result<Authentic
             Err(e) => return Err(ApiError::from(e).into_response()),
         },
     };
-    if state.keys().due_for_touch(&hash) {
+    Ok(key_authenticated(state, &hash, key))
+}
+
+/// Who a valid key authenticates; records the key's use, at most once a minute per node.
+fn key_authenticated(state: &AppState, hash: &ApiKeyHash, key: AuthenticatedKey) -> Authenticated {
+    if state.keys().due_for_touch(hash) {
         let (store, now) = (state.store().clone(), state.clock().now());
         let (ws, id) = (key.membership.workspace, key.id);
         tokio::spawn(async move {
@@ -130,12 +144,12 @@ async fn authenticate_key(state: &AppState, presented: &str) -> Result<Authentic
         actor: Actor::ApiKey(key.id),
         method: AuthMethod::ApiKey,
     };
-    Ok(Authenticated {
+    Authenticated {
         principal,
         membership: Some(key.membership),
         home: Some((key.membership.org, key.membership.workspace)),
         csrf_failed: false,
-    })
+    }
 }
 
 /// Finds the request's live, fully signed-in session; for a change, also checks CSRF.
@@ -294,31 +308,54 @@ pub(crate) async fn admit(
         caller: None,
     })?;
     let mut limit_headers = LimitHeaders::default();
-    limits::per_ip(
-        state.limiter(),
-        state.limits(),
-        spec.bucket,
-        ip,
-        &mut limit_headers,
-    )
-    .await
-    .map_err(|response| Refusal {
-        response,
-        workspace: Some(workspace),
-        caller: None,
-    })?;
     let authenticating = Instant::now();
-    let authenticated = authenticate(state, headers, workspace, spec.mutates)
-        .await
-        .map_err(|response| Refusal {
-            response,
-            workspace: Some(workspace),
-            caller: None,
-        })?;
+    // With the limiter in Redis every limiter call is a round trip. A key this node has cached
+    // is known without the database, so its per-IP check travels with its per-key check and
+    // quota in one call; any other request meets the per-IP limit first, before it can reach
+    // the database.
+    let known = if state.limiter().is_shared() {
+        cached_key(state, headers).and_then(|(hash, key)| {
+            limits::fusable(state.limits(), spec.bucket, key.membership.plan, ip)
+                .map(|fused| (hash, key, fused))
+        })
+    } else {
+        None
+    };
+    let (authenticated, fused, auth_started) = match known {
+        Some((hash, key, fused)) => (
+            key_authenticated(state, &hash, key),
+            Some((key, fused)),
+            authenticating,
+        ),
+        None => {
+            limits::per_ip(
+                state.limiter(),
+                state.limits(),
+                spec.bucket,
+                ip,
+                &mut limit_headers,
+            )
+            .await
+            .map_err(|response| Refusal {
+                response,
+                workspace: Some(workspace),
+                caller: None,
+            })?;
+            let started = Instant::now();
+            let authenticated = authenticate(state, headers, workspace, spec.mutates)
+                .await
+                .map_err(|response| Refusal {
+                    response,
+                    workspace: Some(workspace),
+                    caller: None,
+                })?;
+            (authenticated, None, started)
+        }
+    };
     if state.edge().server_timing {
         limit_headers.server_timing(&format!(
             "auth;dur={:.3}",
-            authenticating.elapsed().as_secs_f64() * 1000.0
+            auth_started.elapsed().as_secs_f64() * 1000.0
         ));
     }
     let principal = authenticated.principal;
@@ -327,8 +364,35 @@ pub(crate) async fn admit(
         org,
         workspace: ws,
     });
-    if let (Actor::ApiKey(key), Some(membership)) = (principal.actor, authenticated.membership) {
-        let now = state.clock().now();
+    let now = state.clock().now();
+    if let Some((key, fused)) = fused {
+        limits::per_ip_and_key(
+            state.limiter(),
+            fused,
+            spec.bucket,
+            key.id,
+            key.membership.plan,
+            now,
+            &mut limit_headers,
+        )
+        .await
+        .map_err(|refused| match refused {
+            // Refused where the separate per-IP check would have refused it, before knowing
+            // who sent it.
+            limits::Refused::PerIp(response) => Refusal {
+                response,
+                workspace: Some(workspace),
+                caller: None,
+            },
+            limits::Refused::PerKey(response) => Refusal {
+                response,
+                workspace: Some(workspace),
+                caller,
+            },
+        })?;
+    } else if let (Actor::ApiKey(key), Some(membership)) =
+        (principal.actor, authenticated.membership)
+    {
         limits::per_key(
             state.limiter(),
             state.limits(),

@@ -241,6 +241,17 @@ pub async fn per_key(
             .map_err(|_| unavailable())?,
         (None, false) => return Ok(()),
     };
+    quota_state(quota, used, plan, now, headers).map_or(Ok(()), Err)
+}
+
+/// Sets the quota's headers; the refusal when `used` is over `quota`.
+fn quota_state(
+    quota: u64,
+    used: u64,
+    plan: Plan,
+    now: DateTime<Utc>,
+    headers: &mut LimitHeaders,
+) -> Option<Response> {
     let midnight = (now.date_naive() + chrono::Days::new(1))
         .and_hms_opt(0, 0, 0)
         .map(|t| t.and_utc());
@@ -258,7 +269,87 @@ pub async fn per_key(
         )
         .into_response();
         headers.clone().apply(&mut r);
-        return Err(r);
+        return Some(r);
     }
-    Ok(())
+    None
+}
+
+/// Where [`per_ip_and_key`] refused a request.
+pub enum Refused {
+    /// At the per-IP limit: the answer [`per_ip`] would have given before authentication.
+    PerIp(Response),
+    /// At the per-key limit or the quota, as [`per_key`] would have.
+    PerKey(Response),
+}
+
+/// The three limits [`per_ip_and_key`] applies in one limiter call, when the route's bucket
+/// has all three for this request.
+pub struct Fused {
+    ip_key: String,
+    ip_rate: Rate,
+    key_rate: Rate,
+    quota: u64,
+}
+
+/// Whether a request with an API key on `bucket` meets a per-IP limit, a per-key limit and a
+/// counted quota; when it does, what [`per_ip_and_key`] needs.
+pub fn fusable(
+    settings: &LimitSettings,
+    bucket: Bucket,
+    plan: Plan,
+    ip: Option<std::net::IpAddr>,
+) -> Option<Fused> {
+    if settings.disabled_for_benchmarks || bucket == Bucket::Health {
+        return None;
+    }
+    let quota = settings.quota(plan);
+    match (settings.per_ip(bucket), ip, settings.per_key(bucket)) {
+        (Some(ip_rate), Some(ip), Some(key_rate)) if quota != 0 => Some(Fused {
+            ip_key: format!("{}:ip:{ip}", bucket_name(bucket)),
+            ip_rate,
+            key_rate,
+            quota,
+        }),
+        _ => None,
+    }
+}
+
+/// [`per_ip`] then [`per_key`], in one limiter call (one round trip with the limiter in
+/// Redis): the same decisions, headers and refusals, and a refusal consumes nothing after it.
+/// Only for a key already known without the database, since the per-IP limit must still
+/// stand between a flood of requests and the database.
+pub async fn per_ip_and_key(
+    limiter: &Limiter,
+    fused: Fused,
+    bucket: Bucket,
+    key: ApiKeyId,
+    plan: Plan,
+    now: DateTime<Utc>,
+    headers: &mut LimitHeaders,
+) -> Result<(), Refused> {
+    let checked = limiter
+        .check_both_and_count(
+            (&fused.ip_key, fused.ip_rate),
+            (
+                &format!("{}:key:{key}", bucket_name(bucket)),
+                fused.key_rate,
+            ),
+            &format!("key:{key}"),
+            now,
+        )
+        .await
+        .map_err(|_| Refused::PerIp(unavailable()))?;
+    if let Some(response) = refusal(&checked.first, headers) {
+        return Err(Refused::PerIp(response));
+    }
+    let Some(second) = checked.second else {
+        return Err(Refused::PerIp(unavailable()));
+    };
+    if let Some(response) = refusal(&second, headers) {
+        return Err(Refused::PerKey(response));
+    }
+    match quota_state(fused.quota, checked.count.unwrap_or(0), plan, now, headers) {
+        Some(response) => Err(Refused::PerKey(response)),
+        None => Ok(()),
+    }
 }
