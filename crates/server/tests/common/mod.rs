@@ -119,6 +119,39 @@ fn with_user_and_db(admin_url: &str, user: &str, db: &str) -> String {
 }
 
 /// A fresh PostgreSQL database, migrated by the owner role; returns (owner url, app url, name).
+/// Every test database's name starts with this, followed by a ULID.
+const TEST_DB_PREFIX: &str = "rampart_t_";
+
+/// A test database outlives its test: dropping it would need an async `Drop`, and
+/// `rampart serve` tests hold it from another process. So that they do not pile up on a
+/// developer's server (64 per run of the suite), each test binary's first PostgreSQL test drops
+/// the test databases made over an hour ago, a time read from the ULID in the name: no run of
+/// the suite takes that long, so none of them belongs to a test still running.
+async fn drop_stale_databases(pool: &sqlx::PgPool) {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE starts_with(datname, $1)")
+            .bind(TEST_DB_PREFIX)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    let cutoff = std::time::SystemTime::now() - Duration::from_secs(60 * 60);
+    for name in names {
+        let made = name
+            .strip_prefix(TEST_DB_PREFIX)
+            .and_then(|id| ulid::Ulid::from_string(&id.to_ascii_uppercase()).ok())
+            .map(|id| id.datetime());
+        if made.is_some_and(|t| t < cutoff) {
+            // Another binary's sweep may have dropped it first.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+            )))
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+    }
+}
+
 pub async fn fresh_postgres(admin_url: &str) -> (String, String, String) {
     let pool = admin_pool(admin_url).await;
     ROLES
@@ -130,10 +163,11 @@ pub async fn fresh_postgres(admin_url: &str) -> (String, String, String) {
                 );
                 sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
             }
+            drop_stale_databases(&pool).await;
         })
         .await;
     let name = format!(
-        "rampart_t_{}",
+        "{TEST_DB_PREFIX}{}",
         ulid::Ulid::new().to_string().to_ascii_lowercase()
     );
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
