@@ -819,28 +819,15 @@ async fn audit_cli_verifies_exports_and_names_the_first_bad_event() {
     }
 }
 
-fn redis_url() -> Option<String> {
-    match std::env::var("RAMPART_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-                panic!(
-                    "CI is set but RAMPART_TEST_REDIS_URL is not: the Redis tests must not skip in CI"
-                );
-            }
-            eprintln!("SKIPPED (Redis): set RAMPART_TEST_REDIS_URL to run this test");
-            None
-        }
-    }
-}
-
 /// Two `rampart serve` processes on one PostgreSQL and one Redis share a key's rate limit:
 /// sixteen requests spread over both nodes, against a limit of ten a minute, get exactly ten
 /// answers and six 429s. They share the daily quota too, and a refused request does not count
 /// against it: after the ten answers, twelve allowed a day leave two.
 #[tokio::test]
 async fn two_nodes_share_a_keys_rate_limit_through_redis() {
-    let Some(redis) = redis_url() else { return };
+    let Some(redis) = common::redis_url() else {
+        return;
+    };
     let Some(admin_url) = common::postgres_admin_url() else {
         return;
     };
@@ -940,10 +927,7 @@ async fn two_nodes_share_a_keys_rate_limit_through_redis() {
         counted, 10,
         "only answered requests count against the quota"
     );
-    // The day's counter would otherwise stay in the shared Redis for two days.
-    for k in redis_cli(&["--scan", "--pattern", &format!("{prefix}:*")]).lines() {
-        redis_cli(&["DEL", k]);
-    }
+    common::delete_redis_keys(&redis, &prefix).await;
     assert!(a.terminate().success() && b.terminate().success());
 }
 
@@ -951,7 +935,7 @@ async fn two_nodes_share_a_keys_rate_limit_through_redis() {
 /// both say so loudly in the log.
 #[tokio::test]
 async fn redis_failure_is_an_explicit_choice() {
-    if redis_url().is_none() {
+    if common::redis_url().is_none() {
         return;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")

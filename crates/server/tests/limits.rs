@@ -22,7 +22,6 @@ use rampart::config::{QuotaSettings, RateLimitSettings};
 use rampart::http::limits::LimitSettings;
 use rampart_core::{Plan, Role};
 use rampart_guard::{Limiter, RedisFailure};
-use redis::AsyncCommands;
 use serde_json::json;
 
 /// Where a test's limits live.
@@ -38,20 +37,10 @@ enum Limits {
 impl Limits {
     /// The shared limiter, unless there is no Redis to test against (outside CI).
     fn redis() -> Option<Self> {
-        match std::env::var("RAMPART_TEST_REDIS_URL") {
-            Ok(url) if !url.is_empty() => Some(Self::Redis {
-                url,
-                prefix: format!("rampart-test-{}", ulid::Ulid::new()),
-            }),
-            _ => {
-                assert!(
-                    !std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false"),
-                    "CI is set but RAMPART_TEST_REDIS_URL is not: the Redis tests must not skip in CI"
-                );
-                eprintln!("SKIPPED (Redis): set RAMPART_TEST_REDIS_URL to run this test");
-                None
-            }
-        }
+        common::redis_url().map(|url| Self::Redis {
+            url,
+            prefix: format!("rampart-test-{}", ulid::Ulid::new()),
+        })
     }
 
     async fn limiter(&self) -> Limiter {
@@ -90,25 +79,10 @@ impl Limits {
         .unwrap()
     }
 
-    /// Deletes the test's keys from Redis: its quota counters would stay for two days.
+    /// Deletes the test's keys from Redis.
     async fn clean_up(self) {
-        let Self::Redis { url, prefix } = self else {
-            return;
-        };
-        let client = redis::Client::open(url).unwrap();
-        let mut con = client.get_multiplexed_async_connection().await.unwrap();
-        let mut keys: Vec<String> = Vec::new();
-        {
-            let mut iter = con
-                .scan_match::<_, String>(format!("{prefix}:*"))
-                .await
-                .unwrap();
-            while let Some(k) = iter.next_item().await {
-                keys.push(k.unwrap());
-            }
-        }
-        if !keys.is_empty() {
-            let _: u64 = con.del(keys).await.unwrap();
+        if let Self::Redis { url, prefix } = self {
+            common::delete_redis_keys(&url, &prefix).await;
         }
     }
 }

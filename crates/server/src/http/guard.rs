@@ -307,6 +307,11 @@ pub(crate) async fn admit(
         workspace: None,
         caller: None,
     })?;
+    let refused = |response: Response, caller: Option<Caller>| Refusal {
+        response,
+        workspace: Some(workspace),
+        caller,
+    };
     let mut limit_headers = LimitHeaders::default();
     let authenticating = Instant::now();
     // With the limiter in Redis every limiter call is a round trip. A key this node has cached
@@ -336,19 +341,11 @@ pub(crate) async fn admit(
                 &mut limit_headers,
             )
             .await
-            .map_err(|response| Refusal {
-                response,
-                workspace: Some(workspace),
-                caller: None,
-            })?;
+            .map_err(|response| refused(response, None))?;
             let started = Instant::now();
             let authenticated = authenticate(state, headers, workspace, spec.mutates)
                 .await
-                .map_err(|response| Refusal {
-                    response,
-                    workspace: Some(workspace),
-                    caller: None,
-                })?;
+                .map_err(|response| refused(response, None))?;
             (authenticated, None, started)
         }
     };
@@ -376,19 +373,11 @@ pub(crate) async fn admit(
             &mut limit_headers,
         )
         .await
-        .map_err(|refused| match refused {
+        .map_err(|at| match at {
             // Refused where the separate per-IP check would have refused it, before knowing
             // who sent it.
-            limits::Refused::PerIp(response) => Refusal {
-                response,
-                workspace: Some(workspace),
-                caller: None,
-            },
-            limits::Refused::PerKey(response) => Refusal {
-                response,
-                workspace: Some(workspace),
-                caller,
-            },
+            limits::Refused::PerIp(response) => refused(response, None),
+            limits::Refused::PerKey(response) => refused(response, caller),
         })?;
     } else if let (Actor::ApiKey(key), Some(membership)) =
         (principal.actor, authenticated.membership)
@@ -403,20 +392,12 @@ pub(crate) async fn admit(
             &mut limit_headers,
         )
         .await
-        .map_err(|response| Refusal {
-            response,
-            workspace: Some(workspace),
-            caller,
-        })?;
+        .map_err(|response| refused(response, caller))?;
     }
     let refuse = |e: ApiError| {
         let mut response = e.into_response();
         limit_headers.clone().apply(&mut response);
-        Refusal {
-            response,
-            workspace: Some(workspace),
-            caller,
-        }
+        refused(response, caller)
     };
     if authenticated.csrf_failed {
         return Err(refuse(csrf_refusal()));

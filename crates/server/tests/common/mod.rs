@@ -97,6 +97,44 @@ pub fn postgres_admin_url() -> Option<String> {
     }
 }
 
+/// The Redis the shared-limit tests use (`RAMPART_TEST_REDIS_URL`); `None`, after saying so,
+/// when there is none, except in CI, where a Redis test must not skip.
+pub fn redis_url() -> Option<String> {
+    match std::env::var("RAMPART_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+                panic!(
+                    "CI is set but RAMPART_TEST_REDIS_URL is not: the Redis tests must not skip in CI"
+                );
+            }
+            eprintln!("SKIPPED (Redis): set RAMPART_TEST_REDIS_URL to run this test");
+            None
+        }
+    }
+}
+
+/// Deletes every key under `prefix` from the Redis at `url`: a test's quota counters would
+/// otherwise stay in the shared Redis for two days.
+pub async fn delete_redis_keys(url: &str, prefix: &str) {
+    use redis::AsyncCommands;
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = Vec::new();
+    {
+        let mut iter = con
+            .scan_match::<_, String>(format!("{prefix}:*"))
+            .await
+            .unwrap();
+        while let Some(k) = iter.next_item().await {
+            keys.push(k.unwrap());
+        }
+    }
+    if !keys.is_empty() {
+        let _: u64 = con.del(keys).await.unwrap();
+    }
+}
+
 static ROLES: OnceCell<()> = OnceCell::const_new();
 
 async fn admin_pool(admin_url: &str) -> sqlx::PgPool {
