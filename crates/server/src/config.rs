@@ -40,8 +40,10 @@ pub struct Settings {
     /// rewraps data keys; empty means none.
     pub master_key_previous_file: PathBuf,
     /// Base64 master key; takes precedence over the file when set.
+    /// Held redacted from the moment it is read: `Settings` derives `Debug`, and a plaintext
+    /// master key in a debug print of the configuration would be in a log.
     #[serde(skip_serializing)]
-    pub master_key: Option<String>,
+    pub master_key: Option<Secret<String>>,
     /// Where mail goes: `file:DIR`, `smtp://…` or `smtps://…`; empty means `file:data_dir/mail`.
     pub mail_transport: String,
     /// `text` or `json` log lines.
@@ -99,6 +101,13 @@ pub struct RateLimitSettings {
     pub chat_per_key: u32,
     /// Heartbeat routes, per API key.
     pub heartbeat_per_key: u32,
+    /// Length of the IPv6 network a per-IP limit counts as one client (`/64`: one subscriber).
+    pub ipv6_prefix: u8,
+    /// The same for the sign-in bucket (`/56`: what many providers hand one subscriber).
+    pub sign_in_ipv6_prefix: u8,
+    /// Ledger records of requests refused before their sender was known, per workspace
+    /// (`0`: no cap). Past it such refusals are logged, not recorded.
+    pub anonymous_refusals_per_workspace: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -111,6 +120,9 @@ impl Default for RateLimitSettings {
             public_form_per_email: 5,
             chat_per_key: 600,
             heartbeat_per_key: 240,
+            ipv6_prefix: 64,
+            sign_in_ipv6_prefix: 56,
+            anonymous_refusals_per_workspace: 60,
         }
     }
 }
@@ -304,13 +316,20 @@ impl Settings {
 
     /// The inline master key, if configured, in a redacting wrapper.
     pub fn master_key_inline(&self) -> Option<Secret<String>> {
-        self.master_key.clone().map(Secret::new)
+        self.master_key.clone()
     }
 
-    /// The public base URL (defaults to `http://` + the listen address).
+    /// The public base URL: as configured, else the listen address, over https when `serve`
+    /// has a certificate (so HSTS, `Secure` and the `__Host-` cookie follow the TLS listener
+    /// even when no public URL is set).
     pub fn public_url(&self) -> String {
         if self.public_url.is_empty() {
-            format!("http://{}", self.listen)
+            let scheme = if self.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", self.listen)
         } else {
             self.public_url.clone()
         }
@@ -358,6 +377,11 @@ mod tests {
             PathBuf::from("/srv/rampart/master.key")
         );
         assert_eq!(s.public_url(), "http://127.0.0.1:9999");
+        let with_tls = Settings {
+            tls_cert: Some("/etc/rampart/cert.pem".into()),
+            ..s.clone()
+        };
+        assert_eq!(with_tls.public_url(), "https://127.0.0.1:9999");
         assert_eq!(s.key_cache_ttl_secs, 10);
 
         std::fs::write(&file, "log_format = \"xml\"\n").unwrap();
@@ -376,6 +400,22 @@ mod tests {
         let refused = Settings::load(Some(&file)).unwrap_err().to_string();
         assert!(refused.contains("auth.hash_nice"), "{refused}");
         assert_eq!(Settings::default().auth.hash_nice, 10);
+    }
+
+    #[test]
+    fn a_debug_print_of_the_settings_never_shows_the_master_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rampart.toml");
+        let key = "c2VjcmV0LW1hc3Rlci1rZXktbWF0ZXJpYWwtMzItYnl0ZXM=";
+        std::fs::write(&file, format!("master_key = \"{key}\"\n")).unwrap();
+        let s = Settings::load(Some(&file)).unwrap();
+        assert_eq!(
+            s.master_key_inline().map(|k| k.expose().clone()).as_deref(),
+            Some(key)
+        );
+        let printed = format!("{s:?} {s:#?}");
+        assert!(!printed.contains(key), "{printed}");
+        assert!(printed.contains("[redacted]"), "{printed}");
     }
 
     #[test]

@@ -539,7 +539,9 @@ async fn serve(settings: Settings) -> Result<()> {
 
 /// Starts the plain-HTTP listener that only redirects to https.
 async fn spawn_https_redirect(addr: SocketAddr, settings: &Settings, tls_port: u16) -> Result<()> {
-    let router = rampart::redirect::router(&settings.public_url(), tls_port);
+    // Only a public URL the operator set fixes the redirect's origin; the default one is a
+    // guess from the listen address, and the request's own host name is the better guess.
+    let router = rampart::redirect::router(&settings.public_url, tls_port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;

@@ -1142,12 +1142,25 @@ async fn tls_is_built_in_and_plain_http_only_redirects() {
     ]);
     assert!(!old.status.success(), "TLS 1.1 is refused");
     let plain_port = plain_addr.rsplit(':').next().unwrap();
-    let out = curl(&[&format!("http://localhost:{plain_port}/v1/workspaces?x=1")]);
+    let out = curl(&[&format!("http://localhost:{plain_port}/auth/reset?x=1")]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("301 0 https://localhost:{port}/v1/workspaces?x=1"),
-        "a 301 to the same host over https"
+        format!("301 0 https://localhost:{port}/auth/reset?x=1"),
+        "a page: a 301 to the same host over https"
     );
+    // An API call is refused, not redirected: its key has already crossed in the clear.
+    for extra in [
+        vec![format!("http://localhost:{plain_port}/v1/workspaces?x=1")],
+        vec![
+            "-H".to_owned(),
+            "Authorization: Bearer rk_live_x".to_owned(),
+            format!("http://localhost:{plain_port}/"),
+        ],
+    ] {
+        let args: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let out = curl(&args);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "403 0 ", "{extra:?}");
+    }
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")

@@ -718,8 +718,9 @@ pub fn test_identity(dir: &std::path::Path, settings: AuthSettings) -> Identity 
     Identity::new(settings, hasher, mailer, "http://rampart.test")
 }
 
-/// Every row of `tables`, as text, read as the schema owner (no row-level security): what a
-/// stolen copy of the database would show.
+/// Every row of `tables`, as text, read past row-level security (SQLite: the file; PostgreSQL:
+/// as the superuser, since the schema's owner is subject to `FORCE ROW LEVEL SECURITY` too):
+/// what a stolen copy of the database would show.
 pub async fn dump_tables(app: &TestApp, tables: &[&str]) -> String {
     let mut out = String::new();
     for table in tables {
@@ -750,8 +751,13 @@ pub async fn dump_tables(app: &TestApp, tables: &[&str]) -> String {
                 }
                 pool.close().await;
             }
-            Db::Postgres { owner_url, .. } => {
-                let pool = sqlx::PgPool::connect(owner_url).await.unwrap();
+            Db::Postgres {
+                admin_url, name, ..
+            } => {
+                let opts: sqlx::postgres::PgConnectOptions = admin_url.parse().unwrap();
+                let pool = sqlx::PgPool::connect_with(opts.database(name))
+                    .await
+                    .unwrap();
                 let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT t::text FROM {table} t"
                 )))
