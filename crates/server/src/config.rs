@@ -30,6 +30,9 @@ pub struct Settings {
     pub database_url: String,
     /// PostgreSQL URL of the role that owns the schema, used for migrations only.
     pub database_owner_url: String,
+    /// Whether a PostgreSQL URL's `sslmode=prefer` or `require` is raised to `verify-full`:
+    /// those modes encrypt but accept any certificate. `false` keeps libpq's meaning.
+    pub database_tls_verify: bool,
     /// Database connections (PostgreSQL) or SQLite readers.
     pub database_max_connections: u32,
     /// The externally visible base URL (links in mail, cookie security).
@@ -178,6 +181,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: String::new(),
             database_owner_url: String::new(),
+            database_tls_verify: true,
             database_max_connections: 8,
             public_url: String::new(),
             master_key_file: PathBuf::new(),
@@ -279,7 +283,7 @@ impl Settings {
             return Ok(Database::Sqlite(self.data_dir.join("rampart.db")));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(Database::Postgres(url.to_owned()));
+            return verified_postgres_url(url, self.database_tls_verify).map(Database::Postgres);
         }
         if let Some(path) = url.strip_prefix("sqlite://") {
             return Ok(Database::Sqlite(PathBuf::from(path)));
@@ -287,6 +291,16 @@ impl Settings {
         Err(ConfigError::Invalid(
             "database_url must start with sqlite:// or postgres://".into(),
         ))
+    }
+
+    /// The schema owner's PostgreSQL URL, under the same TLS policy as [`Self::database`];
+    /// `None` when none is configured.
+    pub fn database_owner(&self) -> Result<Option<String>, ConfigError> {
+        let url = self.database_owner_url.trim();
+        if url.is_empty() {
+            return Ok(None);
+        }
+        verified_postgres_url(url, self.database_tls_verify).map(Some)
     }
 
     /// The trusted proxy networks, parsed.
@@ -342,6 +356,66 @@ impl Settings {
         } else {
             self.mail_transport.clone()
         }
+    }
+}
+
+/// `url` with an explicit `sslmode` of `prefer` or `require` raised to `verify-full` when
+/// `verify` is set: both encrypt but accept any certificate, so whoever sits between the server
+/// and its database could pose as the database. `verify-full` checks the chain (against
+/// `sslrootcert` or the system's roots) and the host name. Other modes are left as written:
+/// `disable` and `allow` ask for no TLS, and without `sslmode` libpq's default (`prefer`)
+/// applies, which `serve` warns about for a database that is not on this machine.
+pub fn verified_postgres_url(url: &str, verify: bool) -> Result<String, ConfigError> {
+    let mut parsed = url::Url::parse(url)
+        .map_err(|_| ConfigError::Invalid("database URL: not a valid URL".into()))?;
+    let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+    let weak = pairs
+        .iter()
+        .any(|(k, v)| k == "sslmode" && (v == "prefer" || v == "require"));
+    if !(verify && weak) {
+        return Ok(url.to_owned());
+    }
+    parsed
+        .query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs.iter().map(|(k, v)| {
+            if k == "sslmode" {
+                (k.as_str(), "verify-full")
+            } else {
+                (k.as_str(), v.as_str())
+            }
+        }));
+    Ok(parsed.to_string())
+}
+
+/// Why a PostgreSQL link is open to interception, for a start-up warning: it names a host that
+/// is not this machine and does not verify the server's certificate. `None` when it does, or
+/// when it goes through a local socket or the loopback interface.
+pub fn unverified_postgres_link(url: &str) -> Option<&'static str> {
+    let parsed = url::Url::parse(url).ok()?;
+    let param = |name: &str| {
+        parsed
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let host = param("host")
+        .or_else(|| parsed.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let local = host.is_empty()
+        || host.starts_with('/')
+        || host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match param("sslmode").as_deref() {
+        _ if local => None,
+        Some("verify-full" | "verify-ca") => None,
+        Some("disable" | "allow") => Some("TLS is off (sslmode=disable or allow)"),
+        _ => Some(
+            "the server's certificate is not verified (no sslmode, or prefer/require with database_tls_verify = false)",
+        ),
     }
 }
 
@@ -416,6 +490,58 @@ mod tests {
         let printed = format!("{s:?} {s:#?}");
         assert!(!printed.contains(key), "{printed}");
         assert!(printed.contains("[redacted]"), "{printed}");
+    }
+
+    #[test]
+    fn postgres_tls_is_verified_unless_told_otherwise() {
+        let raised = verified_postgres_url(
+            "postgres://app@db.example:5432/r?sslmode=require&application_name=x",
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            raised,
+            "postgres://app@db.example:5432/r?sslmode=verify-full&application_name=x"
+        );
+        assert_eq!(
+            verified_postgres_url("postgres://app@db/r?sslmode=prefer", true).unwrap(),
+            "postgres://app@db/r?sslmode=verify-full"
+        );
+        for kept in [
+            "postgres://app@db/r?sslmode=verify-ca&sslrootcert=/ca.pem",
+            "postgres://app@db/r?sslmode=disable",
+            "postgres://app@db/r",
+        ] {
+            assert_eq!(verified_postgres_url(kept, true).unwrap(), kept);
+        }
+        assert_eq!(
+            verified_postgres_url("postgres://app@db/r?sslmode=require", false).unwrap(),
+            "postgres://app@db/r?sslmode=require"
+        );
+        let s = Settings {
+            database_url: "postgres://app@db/r?sslmode=require".into(),
+            database_owner_url: "postgres://owner@db/r?sslmode=require".into(),
+            ..Settings::default()
+        };
+        assert_eq!(
+            s.database().unwrap(),
+            Database::Postgres("postgres://app@db/r?sslmode=verify-full".into())
+        );
+        assert_eq!(
+            s.database_owner().unwrap().as_deref(),
+            Some("postgres://owner@db/r?sslmode=verify-full")
+        );
+
+        assert!(unverified_postgres_link("postgres://app@db.example/r").is_some());
+        assert!(unverified_postgres_link("postgres://app@db.example/r?sslmode=require").is_some());
+        assert!(unverified_postgres_link("postgres://app@db.example/r?sslmode=disable").is_some());
+        assert!(
+            unverified_postgres_link("postgres://app@db.example/r?sslmode=verify-full").is_none()
+        );
+        assert!(unverified_postgres_link("postgres://app@127.0.0.1/r").is_none());
+        assert!(unverified_postgres_link("postgres://app@[::1]/r").is_none());
+        assert!(unverified_postgres_link("postgres://app@localhost/r").is_none());
+        assert!(unverified_postgres_link("postgres:///r?host=/var/run/postgresql").is_none());
     }
 
     #[test]

@@ -338,30 +338,37 @@ async fn migrate(settings: &Settings) -> Result<usize> {
             store.close().await;
             Ok(n)
         }
-        Database::Postgres(url) => {
-            if settings.database_owner_url.is_empty() {
+        Database::Postgres(url) => match settings.database_owner()? {
+            None => {
                 let store = Store::connect_postgres(&url, pool_settings(settings)).await?;
                 let n = store.migrate().await?;
                 store.close().await;
                 Ok(n)
-            } else {
-                let app_role = postgres_user(&url);
-                let owner_role = postgres_user(&settings.database_owner_url);
-                let grant_to = app_role.filter(|r| Some(r) != owner_role.as_ref());
-                Ok(rampart_store::migrate_postgres_as_owner(
-                    &settings.database_owner_url,
-                    grant_to.as_deref(),
-                )
-                .await?)
             }
-        }
+            Some(owner_url) => {
+                let app_role = postgres_user(&url);
+                let owner_role = postgres_user(&owner_url);
+                let grant_to = app_role.filter(|r| Some(r) != owner_role.as_ref());
+                Ok(
+                    rampart_store::migrate_postgres_as_owner(&owner_url, grant_to.as_deref())
+                        .await?,
+                )
+            }
+        },
     }
 }
 
 async fn open(settings: &Settings) -> Result<Store> {
     Ok(match settings.database()? {
         Database::Sqlite(path) => Store::open_sqlite(&path, pool_settings(settings)).await?,
-        Database::Postgres(url) => Store::connect_postgres(&url, pool_settings(settings)).await?,
+        Database::Postgres(url) => {
+            if let Some(why) = rampart::config::unverified_postgres_link(&url) {
+                tracing::warn!(
+                    "the link to PostgreSQL can be intercepted: {why}; add sslmode=verify-full (and sslrootcert=PATH for a private CA) to the database URL"
+                );
+            }
+            Store::connect_postgres(&url, pool_settings(settings)).await?
+        }
     })
 }
 
