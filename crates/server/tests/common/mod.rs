@@ -26,6 +26,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 pub mod people;
+pub mod readme;
 
 pub const OWNER_ROLE: &str = "rampart_test_owner";
 
