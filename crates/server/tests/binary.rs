@@ -419,18 +419,31 @@ async fn sigterm_drains_in_flight_requests() {
         .to_owned();
     let mut server = start(&data, &[]);
 
-    // A request in flight: headers and half the body sent when SIGTERM arrives.
+    // A request in flight: headers and half the body sent when SIGTERM arrives. It asks the
+    // server to say when it reads the body (`Expect: 100-continue`), so the test knows the
+    // request has reached the app before it sends the signal (a fixed sleep could signal a
+    // loaded server before it had even parsed the headers).
+    use std::io::BufRead;
     let body = br#"{"name":"Drained","email":"drained@example.com"}"#;
     let mut sock = std::net::TcpStream::connect(&server.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     write!(
         sock,
-        "POST /v1/workspaces/{ws}/contacts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /v1/workspaces/{ws}/contacts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .unwrap();
+    sock.flush().unwrap();
+    let mut reader = BufReader::new(sock.try_clone().unwrap());
+    let mut interim = String::new();
+    reader.read_line(&mut interim).unwrap();
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    let mut blank = String::new();
+    reader.read_line(&mut blank).unwrap();
+    assert_eq!(blank, "\r\n");
     sock.write_all(&body[..10]).unwrap();
     sock.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     let pid = server.child.id().to_string();
     assert!(
         Command::new("kill")
@@ -439,11 +452,21 @@ async fn sigterm_drains_in_flight_requests() {
             .unwrap()
             .success()
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // The rest of the body goes once the server says it is shutting down (not after a sleep
+    // that, under load, could end before the signal was even handled).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.log_text().contains("draining in-flight requests") {
+        assert!(
+            Instant::now() < deadline,
+            "no shutdown: {}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The request in flight completes although the server is shutting down.
     sock.write_all(&body[10..]).unwrap();
     let mut response = String::new();
-    BufReader::new(&sock).read_to_string(&mut response).unwrap();
+    reader.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
     let status = server.terminate_wait();
     assert!(status.success(), "clean exit after draining");
@@ -582,41 +605,72 @@ async fn a_request_cut_off_midway_leaves_no_partial_write() {
 /// On PostgreSQL, `rampart serve` warns at start-up exactly when the server's autovacuum is off
 /// (without it no table is analyzed, and plans made on empty tables stay in use), and says
 /// what to do about it.
+///
+/// Autovacuum is a server-wide setting (it cannot be set per database or role, and switching
+/// it off for a shared test server would touch every other database), so each database here
+/// makes the check see the value under test: the check reads `current_setting('autovacuum')`,
+/// and the application role's search path in this database puts a schema whose
+/// `current_setting(text)` answers for `autovacuum` (and defers to PostgreSQL's for anything
+/// else) before `pg_catalog`.
 #[tokio::test]
 async fn serve_warns_when_postgres_autovacuum_is_off() {
     let Some(admin_url) = common::postgres_admin_url() else {
         return;
     };
-    let (owner_url, app_url, _name) = common::fresh_postgres(&admin_url).await;
-    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
-    let (setting,): (String,) = sqlx::query_as("SHOW autovacuum")
-        .fetch_one(&admin)
+    for autovacuum in ["off", "on"] {
+        let (owner_url, app_url, name) = common::fresh_postgres(&admin_url).await;
+        let opts: sqlx::postgres::PgConnectOptions = admin_url.parse().unwrap();
+        let admin = sqlx::PgPool::connect_with(opts.database(&name))
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA autovacuum_seen_as; \
+             GRANT USAGE ON SCHEMA autovacuum_seen_as TO PUBLIC; \
+             CREATE FUNCTION autovacuum_seen_as.current_setting(text) RETURNS text \
+               LANGUAGE sql STABLE AS $f$ SELECT CASE WHEN $1 = 'autovacuum' THEN '{autovacuum}' \
+               ELSE pg_catalog.current_setting($1) END $f$; \
+             ALTER ROLE {app} IN DATABASE {name} \
+               SET search_path = autovacuum_seen_as, \"$user\", public, pg_catalog",
+            app = common::APP_ROLE
+        )))
+        .execute(&admin)
         .await
         .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let env = [
-        ("RAMPART_DATABASE_URL", app_url.as_str()),
-        ("RAMPART_DATABASE_OWNER_URL", owner_url.as_str()),
-    ];
-    let server = start(&data, &env);
-    let warnings: Vec<Value> = server
-        .log_text()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["level"] == "WARN")
-        .filter(|v| {
-            v["fields"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("autovacuum is off"))
-        })
-        .collect();
-    if setting == "off" {
-        assert_eq!(warnings.len(), 1, "one warning: {}", server.log_text());
-        let message = warnings[0]["fields"]["message"].as_str().unwrap();
-        assert!(message.contains("run ANALYZE regularly"), "{message}");
-    } else {
-        assert!(warnings.is_empty(), "no warning with autovacuum {setting}");
+        // The application role now reads the value under test.
+        let app = sqlx::PgPool::connect(&app_url).await.unwrap();
+        let (seen,): (String,) = sqlx::query_as("SELECT current_setting('autovacuum')")
+            .fetch_one(&app)
+            .await
+            .unwrap();
+        assert_eq!(seen, autovacuum);
+        app.close().await;
+        admin.close().await;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let env = [
+            ("RAMPART_DATABASE_URL", app_url.as_str()),
+            ("RAMPART_DATABASE_OWNER_URL", owner_url.as_str()),
+        ];
+        let server = start(&data, &env);
+        let warnings: Vec<Value> = server
+            .log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["level"] == "WARN")
+            .filter(|v| {
+                v["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("autovacuum is off"))
+            })
+            .collect();
+        if autovacuum == "off" {
+            assert_eq!(warnings.len(), 1, "one warning: {}", server.log_text());
+            let message = warnings[0]["fields"]["message"].as_str().unwrap();
+            assert!(message.contains("run ANALYZE regularly"), "{message}");
+        } else {
+            assert!(warnings.is_empty(), "no warning with autovacuum on");
+        }
     }
 }
 
@@ -1130,17 +1184,54 @@ async fn tls_is_built_in_and_plain_http_only_redirects() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
-    let old = curl(&[
-        "--tlsv1.1",
-        "--tls-max",
-        "1.1",
-        "--cacert",
-        cacert,
-        "--resolve",
-        &resolve,
-        &url,
-    ]);
-    assert!(!old.status.success(), "TLS 1.1 is refused");
+    // TLS 1.1 and 1.0 are refused by the server, not by the client: curl's OpenSSL will not
+    // even offer them at its default security level, so the peer here is `openssl s_client`
+    // told to offer only that version with every cipher allowed (`@SECLEVEL=0`). The server
+    // must answer the hello with an alert (rustls sends `handshake_failure`, 40: nothing in
+    // the hello is acceptable; `protocol_version`, 70, would do too); the same client, offering only
+    // TLS 1.2, completes the handshake (so the alert is the server's choice, not a client
+    // that cannot connect at all).
+    let s_client = |version: &str| {
+        let out = Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                "-servername",
+                "localhost",
+                version,
+                "-cipher",
+                "DEFAULT:@SECLEVEL=0",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl (the command-line tool) must be installed");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let modern = s_client("-tls1_2");
+    assert!(
+        modern.contains("Protocol  : TLSv1.2") || modern.contains("New, TLSv1.2"),
+        "the peer speaks TLS 1.2 with the server: {modern}"
+    );
+    for old in ["-tls1_1", "-tls1"] {
+        let refused = s_client(old);
+        assert!(
+            refused.contains("SSL alert number 40") || refused.contains("SSL alert number 70"),
+            "{old}: the server refuses the hello with an alert: {refused}"
+        );
+        assert!(
+            refused.contains("Cipher is (NONE)"),
+            "{old}: no session: {refused}"
+        );
+        assert!(
+            !refused.contains("no protocols available"),
+            "{old}: the client did offer it: {refused}"
+        );
+    }
     let plain_port = plain_addr.rsplit(':').next().unwrap();
     let out = curl(&[&format!("http://localhost:{plain_port}/v1/workspaces?x=1")]);
     assert_eq!(
