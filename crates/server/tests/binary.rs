@@ -1703,3 +1703,80 @@ async fn a_postgres_import_commits_batches_in_file_order_and_none_after_a_failur
     assert_eq!(verify["results"][0]["ok"], true, "{verify}");
     owner.close().await;
 }
+
+/// README: configuration is layered defaults < TOML file (`--config`) < `RAMPART_*`
+/// environment < command-line flags. Through the real binary: the address it serves on (set
+/// in all three places, each to its own loopback address) and the public URL (TOML and
+/// environment) come from the highest layer that sets them.
+#[tokio::test]
+async fn configuration_layers_toml_then_environment_then_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let toml = tmp.path().join("rampart.toml");
+    std::fs::write(
+        &toml,
+        "listen = \"127.0.0.2:0\"\npublic_url = \"https://toml.example\"\nlog_format = \"json\"\n",
+    )
+    .unwrap();
+    let serving = |n: usize, env: &[(&str, &str)], flags: &[&str]| -> Value {
+        let data = tmp.path().join(format!("data-{n}"));
+        let log = tmp.path().join(format!("serve-{n}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&toml)
+            .arg("serve")
+            .args(flags)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RAMPART_DATA_DIR", &data)
+            .envs(env.iter().copied())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(v) = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| v["fields"]["message"] == "rampart is serving")
+            {
+                let _ = child.kill();
+                let _ = child.wait();
+                return v["fields"].clone();
+            }
+            if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("server {n} did not start: {text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let ip = |fields: &Value| {
+        fields["listen"]
+            .as_str()
+            .unwrap()
+            .rsplit_once(':')
+            .unwrap()
+            .0
+            .to_owned()
+    };
+    let env = [
+        ("RAMPART_LISTEN", "127.0.0.3:0"),
+        ("RAMPART_PUBLIC_URL", "https://env.example"),
+    ];
+
+    let toml_only = serving(1, &[], &[]);
+    assert_eq!(ip(&toml_only), "127.0.0.2", "{toml_only}");
+    assert_eq!(toml_only["public_url"], "https://toml.example");
+
+    let with_env = serving(2, &env, &[]);
+    assert_eq!(ip(&with_env), "127.0.0.3", "{with_env}");
+    assert_eq!(with_env["public_url"], "https://env.example");
+
+    let with_flag = serving(3, &env, &["--listen", "127.0.0.4:0"]);
+    assert_eq!(ip(&with_flag), "127.0.0.4", "{with_flag}");
+    assert_eq!(with_flag["public_url"], "https://env.example");
+}
