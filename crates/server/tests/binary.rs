@@ -1780,3 +1780,99 @@ async fn configuration_layers_toml_then_environment_then_flags() {
     assert_eq!(ip(&with_flag), "127.0.0.4", "{with_flag}");
     assert_eq!(with_flag["public_url"], "https://env.example");
 }
+
+/// README: HSTS "whenever the public URL is https", and the session cookie `Secure` with the
+/// `__Host-` prefix then. Through the real binary, whose start-up derives both from
+/// `RAMPART_PUBLIC_URL` (the header tests set the edge settings directly): an https public
+/// URL gives `Strict-Transport-Security` on every response and a `__Host-rampart_session`
+/// cookie that is `Secure`, host-only (no `Domain`) and `Path=/`; an http one gives neither.
+#[tokio::test]
+async fn an_https_public_url_turns_on_hsts_and_host_prefixed_secure_cookies() {
+    for (public_url, https) in [
+        ("https://rampart.example.com", true),
+        ("http://rampart.example.com", false),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let env = [("RAMPART_PUBLIC_URL", public_url)];
+        cli(
+            &data,
+            &env,
+            &[
+                "admin",
+                "create-org",
+                "--name",
+                "Cookies",
+                "--owner-email",
+                "c@example.com",
+                "--json",
+            ],
+        );
+        let hash_file = tmp.path().join("hash.txt");
+        std::fs::write(&hash_file, bcrypt::hash("Cookie-Jar-Pass-1", 6).unwrap()).unwrap();
+        cli(
+            &data,
+            &env,
+            &[
+                "admin",
+                "import-password-hash",
+                "--email",
+                "c@example.com",
+                "--hash-file",
+                hash_file.to_str().unwrap(),
+                "--confirmed",
+                "--json",
+            ],
+        );
+        let server = start(&data, &env);
+        let client = reqwest::Client::new();
+        let health = client.get(server.url("/healthz")).send().await.unwrap();
+        let hsts = health
+            .headers()
+            .get("strict-transport-security")
+            .map(|v| v.to_str().unwrap().to_owned());
+        if https {
+            assert_eq!(
+                hsts.as_deref(),
+                Some("max-age=31536000; includeSubDomains"),
+                "{public_url}"
+            );
+        } else {
+            assert_eq!(hsts, None, "{public_url}");
+        }
+        let r = client
+            .post(server.url("/v1/auth/signin"))
+            .json(&json!({"email": "c@example.com", "password": "Cookie-Jar-Pass-1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{public_url}");
+        let cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|c| c.contains("rampart_session="))
+            .unwrap();
+        let attributes: Vec<String> = cookie
+            .split(';')
+            .skip(1)
+            .map(|a| a.trim().to_ascii_lowercase())
+            .collect();
+        assert_eq!(
+            cookie.starts_with("__Host-rampart_session="),
+            https,
+            "{public_url}: {cookie}"
+        );
+        assert_eq!(
+            attributes.iter().any(|a| a == "secure"),
+            https,
+            "{public_url}: {cookie}"
+        );
+        assert!(attributes.iter().any(|a| a == "path=/"), "{cookie}");
+        assert!(
+            !attributes.iter().any(|a| a.starts_with("domain")),
+            "{cookie}"
+        );
+    }
+}
