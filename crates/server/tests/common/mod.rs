@@ -26,6 +26,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 pub mod people;
+pub mod readme;
 
 pub const OWNER_ROLE: &str = "rampart_test_owner";
 
@@ -70,6 +71,8 @@ pub struct TestApp {
     pub db: Db,
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
+    /// The state the app serves (its key cache, its clock).
+    pub state: AppState,
 }
 
 /// An organization with its first workspace and an owner key.
@@ -330,7 +333,7 @@ impl TestApp {
             AppState::new(store.clone(), vault.clone(), Arc::new(clock.clone()), ttl)
                 .with_identity(test_identity(dir.path(), AuthSettings::default())),
         );
-        let app = rampart::app::build(state);
+        let app = rampart::app::build(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -354,6 +357,7 @@ impl TestApp {
             db,
             dir,
             addr,
+            state,
         }
     }
 
@@ -773,4 +777,56 @@ pub async fn dump_tables(app: &TestApp, tables: &[&str]) -> String {
         }
     }
     out
+}
+
+/// Every row of every table of the test database as text, read past row-level security (a
+/// superuser on PostgreSQL, whose tenant tables force their policies even on their owner; the
+/// file on SQLite): what a stolen copy of the whole database would show.
+pub async fn dump_everything(app: &TestApp) -> String {
+    match &app.db {
+        Db::Sqlite(path) => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+            let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+            dump_tables(app, &names).await
+        }
+        Db::Postgres {
+            admin_url, name, ..
+        } => {
+            let opts: sqlx::postgres::PgConnectOptions = admin_url.parse().unwrap();
+            let pool = sqlx::PgPool::connect_with(opts.database(name))
+                .await
+                .unwrap();
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables \
+                 WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            let mut out = String::new();
+            for table in tables {
+                let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT t::text FROM {table} t"
+                )))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                for r in rows {
+                    out.push_str(&r);
+                    out.push('\n');
+                }
+            }
+            pool.close().await;
+            out
+        }
+    }
 }
