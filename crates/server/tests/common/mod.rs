@@ -812,21 +812,9 @@ pub async fn dump_everything(app: &TestApp) -> String {
             .fetch_all(&pool)
             .await
             .unwrap();
-            let mut out = String::new();
-            for table in tables {
-                let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT t::text FROM {table} t"
-                )))
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-                for r in rows {
-                    out.push_str(&r);
-                    out.push('\n');
-                }
-            }
             pool.close().await;
-            out
+            let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+            dump_tables(app, &names).await
         }
     }
 }
