@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use axum_server::tls_rustls::RustlsConfig;
 use clap::{Args, Parser, Subcommand};
 use rampart::config::{Database, Settings, postgres_user};
+use rampart::conn::{self, Caps, Edge, Timeouts};
 use rampart::http::client::OverTls;
 use rampart::http::headers::EdgeSettings;
 use rampart::http::limits::LimitSettings;
@@ -474,12 +474,13 @@ async fn serve(settings: Settings) -> Result<()> {
         (None, None) => None,
         _ => bail!("--tls-cert and --tls-key go together"),
     };
+    let caps = connection_caps(&settings)?;
     let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("binding {}", settings.listen))?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     if let Some(addr) = settings.http_redirect_listen {
-        spawn_https_redirect(addr, &settings, local.port()).await?;
+        spawn_https_redirect(addr, &settings, local.port(), caps.clone())?;
     }
     tracing::info!(listen = %local, tls = tls.is_some(), database = ?store.kind(), public_url = %settings.public_url(), "rampart is serving");
 
@@ -492,23 +493,16 @@ async fn serve(settings: Settings) -> Result<()> {
         let _ = stopping_tx.send(true);
         signal_handle.graceful_shutdown(Some(grace));
     });
-    let server = async {
-        match tls {
-            Some(config) => {
-                let app = app.layer(axum::Extension(OverTls));
-                axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(config))?
-                    .handle(handle)
-                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-                    .await
-            }
-            None => {
-                axum_server::from_tcp(listener)?
-                    .handle(handle)
-                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-                    .await
-            }
-        }
+    let app = match tls {
+        Some(_) => app.layer(axum::Extension(OverTls)),
+        None => app,
     };
+    let edge = Edge {
+        caps,
+        timeouts: Timeouts::from_settings(&settings.http),
+        tls,
+    };
+    let server = conn::serve(listener, app, edge, handle);
     tokio::select! {
         result = server => result.context("server")?,
         () = async {
@@ -537,15 +531,66 @@ async fn serve(settings: Settings) -> Result<()> {
     Ok(())
 }
 
-/// Starts the plain-HTTP listener that only redirects to https.
-async fn spawn_https_redirect(addr: SocketAddr, settings: &Settings, tls_port: u16) -> Result<()> {
+/// The connection caps: the configured ones, or derived from the open-file limit (raised to
+/// its hard limit first) less a reserve for everything else the process opens.
+fn connection_caps(settings: &Settings) -> Result<Arc<Caps>> {
+    let open_files = conn::fds::raise_open_file_limit();
+    let limit = open_files.and_then(|o| o.now);
+    let fits =
+        conn::fds::max_connections(limit, conn::fds::reserve(settings.database_max_connections));
+    let total = match settings.http.max_connections {
+        0 => fits,
+        n if n > fits => {
+            tracing::warn!(
+                configured = n,
+                open_file_limit = limit,
+                using = fits,
+                "http.max_connections is more than the open-file limit leaves room for; raise the limit (ulimit -n, LimitNOFILE) to allow more"
+            );
+            fits
+        }
+        n => n,
+    };
+    let per_ip = match settings.http.max_connections_per_ip {
+        0 => conn::caps::DEFAULT_PER_IP.min((total / 4).max(1)),
+        n => n,
+    };
+    if total < 64 {
+        tracing::warn!(
+            open_file_limit = limit,
+            max_connections = total,
+            "the open-file limit leaves room for very few connections; raise it (ulimit -n, LimitNOFILE)"
+        );
+    }
+    let caps = Caps::new(total, per_ip, settings.trusted_proxy_nets()?);
+    tracing::info!(
+        max_connections = caps.total(),
+        max_connections_per_ip = caps.per_ip(),
+        open_file_limit = limit,
+        open_file_limit_at_start = open_files.and_then(|o| o.before),
+        "connection limits"
+    );
+    Ok(caps)
+}
+
+/// Starts the plain-HTTP listener that only redirects to https, behind the same connection
+/// caps and timeouts as the main listener.
+fn spawn_https_redirect(
+    addr: SocketAddr,
+    settings: &Settings,
+    tls_port: u16,
+    caps: Arc<Caps>,
+) -> Result<()> {
     let router = rampart::redirect::router(&settings.public_url(), tls_port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     tracing::info!(listen = %listener.local_addr()?, "plain-HTTP listener redirects to https");
+    let edge = Edge {
+        caps,
+        timeouts: Timeouts::from_settings(&settings.http),
+        tls: None,
+    };
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let _ = conn::serve(listener, router, edge, axum_server::Handle::new()).await;
     });
     Ok(())
 }
