@@ -265,3 +265,38 @@ pub async fn serve(
         None => server.acceptor(acceptor).serve(make).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    #[test]
+    fn the_http_section_sets_the_timeouts_and_refuses_a_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rampart.toml");
+        std::fs::write(
+            &file,
+            "[http]\nheader_read_timeout_secs = 3\nbody_min_rate_bytes_per_sec = 4096\nmax_connections_per_ip = 16\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&file)).unwrap();
+        let t = Timeouts::from_settings(&settings.http);
+        assert_eq!(t.header_read, Duration::from_secs(3));
+        assert_eq!(t.body_min_rate, 4096);
+        assert_eq!(t.keep_alive, Duration::from_secs(60), "the default");
+        assert_eq!(settings.http.max_connections_per_ip, 16);
+        assert_eq!(Timeouts::default().header_read, Duration::from_secs(10));
+
+        for bad in [
+            "keep_alive_timeout_secs = 0",
+            "send_timeout_secs = 3601",
+            "body_min_rate_bytes_per_sec = 0",
+        ] {
+            std::fs::write(&file, format!("[http]\n{bad}\n")).unwrap();
+            let refused = Settings::load(Some(&file)).unwrap_err().to_string();
+            let name = bad.split(' ').next().unwrap();
+            assert!(refused.contains(&format!("http.{name}")), "{refused}");
+        }
+    }
+}
