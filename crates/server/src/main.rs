@@ -474,7 +474,11 @@ async fn serve(settings: Settings) -> Result<()> {
         (None, None) => None,
         _ => bail!("--tls-cert and --tls-key go together"),
     };
-    let caps = connection_caps(&settings)?;
+    let caps = conn::caps_at_start(
+        &settings.http,
+        settings.database_max_connections,
+        settings.trusted_proxy_nets()?,
+    );
     let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("binding {}", settings.listen))?;
     listener.set_nonblocking(true)?;
@@ -529,48 +533,6 @@ async fn serve(settings: Settings) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The connection caps: the configured ones, or derived from the open-file limit (raised to
-/// its hard limit first) less a reserve for everything else the process opens.
-fn connection_caps(settings: &Settings) -> Result<Arc<Caps>> {
-    let open_files = conn::fds::raise_open_file_limit();
-    let limit = open_files.and_then(|o| o.now);
-    let fits =
-        conn::fds::max_connections(limit, conn::fds::reserve(settings.database_max_connections));
-    let total = match settings.http.max_connections {
-        0 => fits,
-        n if n > fits => {
-            tracing::warn!(
-                configured = n,
-                open_file_limit = limit,
-                using = fits,
-                "http.max_connections is more than the open-file limit leaves room for; raise the limit (ulimit -n, LimitNOFILE) to allow more"
-            );
-            fits
-        }
-        n => n,
-    };
-    let per_ip = match settings.http.max_connections_per_ip {
-        0 => conn::caps::DEFAULT_PER_IP.min((total / 4).max(1)),
-        n => n,
-    };
-    if total < 64 {
-        tracing::warn!(
-            open_file_limit = limit,
-            max_connections = total,
-            "the open-file limit leaves room for very few connections; raise it (ulimit -n, LimitNOFILE)"
-        );
-    }
-    let caps = Caps::new(total, per_ip, settings.trusted_proxy_nets()?);
-    tracing::info!(
-        max_connections = caps.total(),
-        max_connections_per_ip = caps.per_ip(),
-        open_file_limit = limit,
-        open_file_limit_at_start = open_files.and_then(|o| o.before),
-        "connection limits"
-    );
-    Ok(caps)
 }
 
 /// Starts the plain-HTTP listener that only redirects to https, behind the same connection

@@ -180,6 +180,65 @@ impl ConnState {
     }
 }
 
+/// The caps `[http]` asks for under an open-file limit: `(total, per address, lowered)`.
+/// A total of 0 is derived from the limit ([`fds::max_connections`]); a configured total above
+/// what the limit leaves room for is lowered to it (`lowered` is then true). A per-address cap
+/// of 0 is [`caps::DEFAULT_PER_IP`], or a quarter of the total when that is smaller, so that one
+/// address can never take every connection.
+pub fn plan_caps(
+    http: &HttpSettings,
+    open_file_limit: Option<u64>,
+    database_max_connections: u32,
+) -> (u64, u64, bool) {
+    let fits = fds::max_connections(open_file_limit, fds::reserve(database_max_connections));
+    let (total, lowered) = match http.max_connections {
+        0 => (fits, false),
+        n if n > fits => (fits, true),
+        n => (n, false),
+    };
+    let per_ip = match http.max_connections_per_ip {
+        0 => caps::DEFAULT_PER_IP.min((total / 4).max(1)),
+        n => n,
+    };
+    (total, per_ip, lowered)
+}
+
+/// Raises the open-file limit and sets up the caps for `serve`, saying in the log what it
+/// chose and warning when the limit holds connections back.
+pub fn caps_at_start(
+    http: &HttpSettings,
+    database_max_connections: u32,
+    trusted_proxies: Vec<ipnet::IpNet>,
+) -> Arc<Caps> {
+    let open_files = fds::raise_open_file_limit();
+    let limit = open_files.and_then(|o| o.now);
+    let (total, per_ip, lowered) = plan_caps(http, limit, database_max_connections);
+    if lowered {
+        tracing::warn!(
+            configured = http.max_connections,
+            open_file_limit = limit,
+            using = total,
+            "http.max_connections is more than the open-file limit leaves room for; raise the limit (ulimit -n, LimitNOFILE) to allow more"
+        );
+    }
+    if total < 64 {
+        tracing::warn!(
+            open_file_limit = limit,
+            max_connections = total,
+            "the open-file limit leaves room for very few connections; raise it (ulimit -n, LimitNOFILE)"
+        );
+    }
+    let caps = Caps::new(total, per_ip, trusted_proxies);
+    tracing::info!(
+        max_connections = caps.total(),
+        max_connections_per_ip = caps.per_ip(),
+        open_file_limit = limit,
+        open_file_limit_at_start = open_files.and_then(|o| o.before),
+        "connection limits"
+    );
+    caps
+}
+
 /// Admits a connection under the caps and wraps its stream and service in the timers; composes
 /// under axum-server's TLS acceptor, so the timers see the raw bytes, handshake included.
 #[derive(Clone)]
@@ -270,6 +329,20 @@ pub async fn serve(
 mod tests {
     use super::*;
     use crate::config::Settings;
+
+    #[test]
+    fn caps_derive_from_the_open_file_limit_and_one_address_gets_a_quarter_at_most() {
+        let mut http = HttpSettings::default();
+        // 1,024 descriptors less 96 reserved (8 database connections).
+        assert_eq!(plan_caps(&http, Some(1024), 8), (928, 232, false));
+        assert_eq!(plan_caps(&http, Some(20_000), 8), (19_904, 256, false));
+        assert_eq!(plan_caps(&http, None, 8), (fds::CEILING, 256, false));
+        http.max_connections = 5000;
+        assert_eq!(plan_caps(&http, Some(1024), 8), (928, 232, true), "lowered");
+        assert_eq!(plan_caps(&http, Some(20_000), 8), (5000, 256, false));
+        http.max_connections_per_ip = 10;
+        assert_eq!(plan_caps(&http, Some(20_000), 8).1, 10);
+    }
 
     #[test]
     fn the_http_section_sets_the_timeouts_and_refuses_a_zero() {

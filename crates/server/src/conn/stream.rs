@@ -3,6 +3,10 @@
 //! fails once it has made no progress for the send timeout, and a connection closed after a
 //! refused body first reads what the client still sends for a moment, so that the client gets
 //! to read the response. The connection's slot under the caps is held until this is dropped.
+//!
+//! Not hyper's own `header_read_timeout`: in hyper 1.12 its timer starts as soon as a
+//! connection goes idle (`proto/h1/conn.rs`, `State::idle` asks for the next head to be read
+//! under it), so it bounds the kept-alive wait too, and the two could not differ.
 
 use std::io;
 use std::pin::Pin;
