@@ -320,8 +320,13 @@ mod tests {
         Fed(rx)
     }
 
+    /// Reads the whole body; a fail-safe far past every deadline here turns a missing timeout
+    /// into a failure instead of a hang.
     async fn read(body: TimedBody<Fed>) -> Result<usize, BodyTimedOut> {
-        match body.collect().await {
+        let collected = tokio::time::timeout(Duration::from_secs(30), body.collect())
+            .await
+            .expect("the body was never cut off");
+        match collected {
             Ok(b) => Ok(b.to_bytes().len()),
             Err(e) => Err(*e.downcast_ref::<BodyTimedOut>().unwrap()),
         }
@@ -378,7 +383,11 @@ mod tests {
 
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tx.send(Bytes::from_static(b"{")).await.unwrap();
-        let response = service.call(Request::new(Fed(rx))).await.unwrap();
+        let response =
+            tokio::time::timeout(Duration::from_secs(30), service.call(Request::new(Fed(rx))))
+                .await
+                .expect("the body was never cut off")
+                .unwrap();
         assert_eq!(response.status(), 408);
         assert_eq!(response.headers()[header::CONNECTION], "close");
         assert!(conn.lingers());

@@ -207,6 +207,13 @@ mod tests {
         }
     }
 
+    /// A fail-safe far past every deadline here: a missing timeout fails instead of hanging.
+    async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(30), f)
+            .await
+            .expect("never timed out")
+    }
+
     fn stream(
         io: tokio::io::DuplexStream,
     ) -> (TimedStream<tokio::io::DuplexStream>, Arc<ConnState>) {
@@ -229,12 +236,15 @@ mod tests {
         let mut buf = [0u8; 64];
         let mut got = 0;
         // Bytes trickling in do not move the headers' deadline.
-        let err = loop {
-            match timed.read(&mut buf).await {
-                Ok(n) => got += n,
-                Err(e) => break e,
+        let err = within(async {
+            loop {
+                match timed.read(&mut buf).await {
+                    Ok(n) => got += n,
+                    Err(e) => break e,
+                }
             }
-        };
+        })
+        .await;
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(err.to_string().contains("headers"), "{err}");
         assert!(got >= 2, "bytes kept coming until the deadline ({got})");
@@ -272,7 +282,7 @@ mod tests {
         assert_eq!(timed.read(&mut buf).await.unwrap(), 1);
         let _client = next.await.unwrap();
         // Its first byte started the header deadline.
-        let err = timed.read(&mut buf).await.unwrap_err();
+        let err = within(timed.read(&mut buf)).await.unwrap_err();
         assert!(err.to_string().contains("headers"), "{err}");
         assert!(started.elapsed() >= Duration::from_millis(300));
 
@@ -280,7 +290,7 @@ mod tests {
         let (mut timed, conn) = stream(server);
         conn.request_started();
         conn.response_done();
-        let err = timed.read(&mut buf).await.unwrap_err();
+        let err = within(timed.read(&mut buf)).await.unwrap_err();
         assert!(err.to_string().contains("idle"), "{err}");
     }
 
@@ -288,7 +298,7 @@ mod tests {
     async fn a_response_the_client_does_not_read_times_out() {
         let (client, server) = tokio::io::duplex(64);
         let (mut timed, _conn) = stream(server);
-        let err = timed.write_all(&[b'x'; 4096]).await.unwrap_err();
+        let err = within(timed.write_all(&[b'x'; 4096])).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         drop(client);
     }
