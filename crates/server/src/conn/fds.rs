@@ -98,11 +98,22 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn the_soft_limit_is_raised_to_the_hard_one() {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let limit = getrlimit(Resource::Nofile);
+        let hard = limit.maximum.unwrap_or(1 << 20);
+        // Lowered first, as a service manager's default of 1,024 would be.
+        let low = (hard / 2).max(64);
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(low),
+                maximum: limit.maximum,
+            },
+        )
+        .unwrap();
         let limits = raise_open_file_limit().unwrap();
-        let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
-        if let Some(hard) = hard {
-            assert_eq!(limits.now, Some(hard));
-        }
-        assert!(limits.now >= limits.before);
+        assert_eq!(limits.before, Some(low));
+        assert_eq!(limits.now, Some(hard));
+        assert_eq!(getrlimit(Resource::Nofile).current, Some(hard));
     }
 }
