@@ -84,6 +84,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<String>,
     /// Sign-in, sessions, lockout, passwords and mail (`[auth]`, `RAMPART_AUTH__*`).
     pub auth: crate::auth::AuthSettings,
+    /// Connection timeouts and caps (`[http]`, `RAMPART_HTTP__*`).
+    pub http: HttpSettings,
 }
 
 /// Requests per minute, per bucket and subject.
@@ -205,7 +207,73 @@ impl Default for Settings {
             http_redirect_listen: None,
             trusted_proxies: Vec::new(),
             auth: crate::auth::AuthSettings::default(),
+            http: HttpSettings::default(),
         }
+    }
+}
+
+/// How long a connection may take over each part of its life, and how many may be open: the
+/// edge's defence against idle and trickling clients (see [`crate::conn`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// Seconds from a connection's start, or from the first byte of a later request, to the end
+    /// of the request's headers.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request.
+    pub keep_alive_timeout_secs: u64,
+    /// Seconds the request body may go without a byte while the server waits for it.
+    pub body_idle_timeout_secs: u64,
+    /// Bytes per second the request body must average once the grace period is over.
+    pub body_min_rate_bytes_per_sec: u64,
+    /// Seconds at the start of a body before the minimum rate applies.
+    pub body_min_rate_grace_secs: u64,
+    /// Seconds a response may wait for the client to read any of it.
+    pub send_timeout_secs: u64,
+    /// Connections open at once, in total; 0 derives it from the open-file limit.
+    pub max_connections: u64,
+    /// Connections open at once from one client address (an IPv6 /64); 0 means 256, or a
+    /// quarter of the total when that is smaller. Trusted proxies are exempt.
+    pub max_connections_per_ip: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 10,
+            keep_alive_timeout_secs: 60,
+            body_idle_timeout_secs: 10,
+            body_min_rate_bytes_per_sec: 1024,
+            body_min_rate_grace_secs: 10,
+            send_timeout_secs: 30,
+            max_connections: 0,
+            max_connections_per_ip: 0,
+        }
+    }
+}
+
+impl HttpSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("keep_alive_timeout_secs", self.keep_alive_timeout_secs),
+            ("body_idle_timeout_secs", self.body_idle_timeout_secs),
+            ("body_min_rate_grace_secs", self.body_min_rate_grace_secs),
+            ("send_timeout_secs", self.send_timeout_secs),
+        ] {
+            // An hour is far beyond any sane value and keeps deadline arithmetic small.
+            if !(1..=3600).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "http.{name} must be between 1 and 3600"
+                )));
+            }
+        }
+        if self.body_min_rate_bytes_per_sec == 0 {
+            return Err(ConfigError::Invalid(
+                "http.body_min_rate_bytes_per_sec must be at least 1".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -272,6 +340,7 @@ impl Settings {
                 "database_max_connections must be at least 1".into(),
             ));
         }
+        self.http.validate()?;
         self.database()?;
         Ok(())
     }

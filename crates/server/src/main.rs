@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use axum_server::tls_rustls::RustlsConfig;
 use clap::{Args, Parser, Subcommand};
 use rampart::config::{Database, Settings, postgres_user};
+use rampart::conn::{self, Caps, Edge, Timeouts};
 use rampart::http::client::OverTls;
 use rampart::http::headers::EdgeSettings;
 use rampart::http::limits::LimitSettings;
@@ -481,12 +481,17 @@ async fn serve(settings: Settings) -> Result<()> {
         (None, None) => None,
         _ => bail!("--tls-cert and --tls-key go together"),
     };
+    let caps = conn::caps_at_start(
+        &settings.http,
+        settings.database_max_connections,
+        settings.trusted_proxy_nets()?,
+    );
     let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("binding {}", settings.listen))?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     if let Some(addr) = settings.http_redirect_listen {
-        spawn_https_redirect(addr, &settings, local.port()).await?;
+        spawn_https_redirect(addr, &settings, local.port(), caps.clone())?;
     }
     tracing::info!(listen = %local, tls = tls.is_some(), database = ?store.kind(), public_url = %settings.public_url(), "rampart is serving");
 
@@ -499,23 +504,16 @@ async fn serve(settings: Settings) -> Result<()> {
         let _ = stopping_tx.send(true);
         signal_handle.graceful_shutdown(Some(grace));
     });
-    let server = async {
-        match tls {
-            Some(config) => {
-                let app = app.layer(axum::Extension(OverTls));
-                axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(config))?
-                    .handle(handle)
-                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-                    .await
-            }
-            None => {
-                axum_server::from_tcp(listener)?
-                    .handle(handle)
-                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-                    .await
-            }
-        }
+    let app = match tls {
+        Some(_) => app.layer(axum::Extension(OverTls)),
+        None => app,
     };
+    let edge = Edge {
+        caps,
+        timeouts: Timeouts::from_settings(&settings.http),
+        tls,
+    };
+    let server = conn::serve(listener, app, edge, handle);
     tokio::select! {
         result = server => result.context("server")?,
         () = async {
@@ -544,17 +542,26 @@ async fn serve(settings: Settings) -> Result<()> {
     Ok(())
 }
 
-/// Starts the plain-HTTP listener that only redirects to https.
-async fn spawn_https_redirect(addr: SocketAddr, settings: &Settings, tls_port: u16) -> Result<()> {
+/// Starts the plain-HTTP listener that only redirects to https, behind the same connection
+/// caps and timeouts as the main listener.
+fn spawn_https_redirect(
+    addr: SocketAddr,
+    settings: &Settings,
+    tls_port: u16,
+    caps: Arc<Caps>,
+) -> Result<()> {
     // Only a public URL the operator set fixes the redirect's origin; the default one is a
     // guess from the listen address, and the request's own host name is the better guess.
     let router = rampart::redirect::router(&settings.public_url, tls_port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     tracing::info!(listen = %listener.local_addr()?, "plain-HTTP listener redirects to https");
+    let edge = Edge {
+        caps,
+        timeouts: Timeouts::from_settings(&settings.http),
+        tls: None,
+    };
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let _ = conn::serve(listener, router, edge, axum_server::Handle::new()).await;
     });
     Ok(())
 }

@@ -51,6 +51,12 @@ pub async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
             if s.is::<LengthLimitError>() {
                 return too_large(limit);
             }
+            // The connection edge cut a stalled or trickled body: the same 408 the client gets
+            // (`crate::conn` answers it whatever the handler made of the read), so the ledger
+            // records what happened.
+            if let Some(why) = s.downcast_ref::<crate::conn::BodyTimedOut>() {
+                return ApiError::new(ErrorCode::RequestTimeout, why.to_string());
+            }
             source = s.source();
         }
         ApiError::bad_request("could not read the request body")

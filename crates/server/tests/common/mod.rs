@@ -25,6 +25,7 @@ use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
+pub mod binary;
 pub mod people;
 pub mod readme;
 
