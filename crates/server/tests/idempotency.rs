@@ -379,7 +379,16 @@ async fn every_mutating_tenant_route_replays_a_retry(app: TestApp) {
             "{} {path}",
             spec.method
         );
-        assert_eq!(again.bytes().await.unwrap(), body, "{} {path}", spec.method);
+        let replayed = again.bytes().await.unwrap();
+        if spec.action == "api_key.create" {
+            // The one secret-bearing answer: replayed with the key redacted, the rest alike.
+            let mut want: Value = serde_json::from_slice(&body).unwrap();
+            want["key"] = rampart::http::mutation::NOT_SHOWN_AGAIN.into();
+            let got: Value = serde_json::from_slice(&replayed).unwrap();
+            assert_eq!(got, want, "{} {path}", spec.method);
+        } else {
+            assert_eq!(replayed, body, "{} {path}", spec.method);
+        }
         assert_eq!(
             app.all_contacts(&org).await.len(),
             contacts,
