@@ -26,6 +26,8 @@ pub enum ErrorCode {
     Conflict,
     /// An idempotency key is still being processed.
     IdempotencyKeyInUse,
+    /// The request body arrived too slowly (a stall, or below the minimum rate).
+    RequestTimeout,
     /// The body is larger than the limit.
     PayloadTooLarge,
     /// The body is not JSON.
@@ -53,6 +55,7 @@ impl ErrorCode {
             ErrorCode::Forbidden | ErrorCode::PlanUpgradeRequired => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::Conflict | ErrorCode::IdempotencyKeyInUse => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -75,6 +78,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::Invalid => "INVALID",
@@ -97,6 +101,7 @@ mod tests {
             ErrorCode::NotFound,
             ErrorCode::PlanUpgradeRequired,
             ErrorCode::IdempotencyKeyReused,
+            ErrorCode::RequestTimeout,
         ] {
             let json = serde_json::to_string(&code).unwrap_or_default();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
