@@ -25,7 +25,9 @@ pub struct AuditEvent {
     pub seq: i64,
     /// The workspace the request acted in or from.
     pub workspace: Option<WorkspaceId>,
-    /// When it was recorded (UTC, microseconds).
+    /// When it was recorded (UTC, microseconds); serialized in the canonical form, the text the
+    /// link was computed over, so that an exported event verifies on its own.
+    #[serde(serialize_with = "serialize_canonical_time")]
     pub at: DateTime<Utc>,
     /// `key_…`, `usr_…`, `operator` or `anonymous`.
     pub actor: String,
@@ -58,6 +60,14 @@ pub struct AuditEvent {
 /// The canonical form of a time: RFC 3339, UTC, exactly six fractional digits, `Z`.
 pub fn canonical_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Writes `t` as [`canonical_time`] does (chrono's own form drops trailing zero digits).
+fn serialize_canonical_time<S: serde::Serializer>(
+    t: &DateTime<Utc>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    with_canonical_time(t, |text| s.serialize_str(text))
 }
 
 /// Writes `value` as `N` decimal digits, zero-padded, into the first `N` bytes of `out`.
@@ -380,6 +390,64 @@ mod tests {
         let text = String::from_utf8_lossy(&e.canonical_bytes()).into_owned();
         assert!(text.contains("9223372036854775807"));
         assert!(text.contains("ws_01jdv0000000000000000000aa"));
+    }
+
+    /// Found by the `audit_export` fuzz target: chrono writes a time with as few fractional
+    /// digits as it needs (none, 3, 6 or 9), so an event recorded on a whole millisecond was
+    /// exported as `…:00.500Z` while its link was computed over `…:00.500000Z`, and the
+    /// independent verifier of docs/audit-chain.md, which hashes the exported text, failed.
+    #[test]
+    fn the_exported_time_is_the_canonical_time_so_an_export_verifies() {
+        const FIELDS: [&str; 17] = [
+            "org",
+            "seq",
+            "workspace",
+            "at",
+            "actor",
+            "auth_method",
+            "method",
+            "path",
+            "action",
+            "target",
+            "args",
+            "status",
+            "error_code",
+            "duration_ms",
+            "idempotency_key",
+            "request_id",
+            "client_ip",
+        ];
+        for text in [
+            "2026-11-23T10:00:00Z",
+            "2026-11-23T10:00:00.5Z",
+            "2026-11-23T10:00:00.123Z",
+            "2026-11-23T10:00:00.123456Z",
+            "0001-01-01T00:00:00Z",
+        ] {
+            let mut e = event();
+            e.at = DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc);
+            let json = serde_json::to_value(&e).unwrap();
+            assert_eq!(json["at"], canonical_time(&e.at), "{text}");
+            // The verifier's side: the exported JSON alone.
+            let mut hashed = Sha256::new();
+            hashed.update(GENESIS);
+            let mut field = |v: &serde_json::Value| match v {
+                serde_json::Value::Null => hashed.update([0xff; 4]),
+                v => {
+                    let s = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                    hashed.update((s.len() as u32).to_be_bytes());
+                    hashed.update(s.as_bytes());
+                }
+            };
+            field(&serde_json::Value::from(CANONICAL_VERSION));
+            for name in FIELDS {
+                field(&json[name]);
+            }
+            let verified: [u8; 32] = hashed.finalize().into();
+            assert_eq!(verified, e.chain_hash(&GENESIS), "{text}");
+        }
     }
 
     fn hex_of(b: &[u8]) -> String {

@@ -43,6 +43,9 @@ impl Email {
     }
 }
 
+/// The most digits an E.164 number has, country code included.
+const E164_MAX_DIGITS: usize = 15;
+
 /// A phone number, validated by libphonenumber's metadata and stored as E.164 (`+14155552671`).
 /// Numbers without a country code are read as US numbers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,9 +64,13 @@ impl Phone {
         if !phonenumber::is_valid(&number) {
             return Err(FieldError("must be a valid phone number"));
         }
-        Ok(Self(
-            number.format().mode(phonenumber::Mode::E164).to_string(),
-        ))
+        let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+        // libphonenumber's metadata accepts some national numbers (German ones) long enough to
+        // make 16 or 17 digits in all; E.164 allows 15.
+        if e164.len() > 1 + E164_MAX_DIGITS {
+            return Err(FieldError("must be a valid phone number"));
+        }
+        Ok(Self(e164))
     }
 
     /// Loads libphonenumber's metadata and compiles its North American patterns now, so that
@@ -209,6 +216,24 @@ mod tests {
         }
         for bad in ["", "12", "+1 000 000 0000", "call me", "+999 1234567"] {
             assert!(Phone::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Found by the `phone` fuzz target: libphonenumber's German metadata takes national numbers
+    /// long enough that the whole number has 16 or 17 digits, more than E.164 allows (15).
+    #[test]
+    fn numbers_longer_than_e164_allows_are_refused() {
+        assert_eq!(
+            Phone::parse("+49 30 1120 33301 12").map(|p| p.as_str().to_owned()),
+            Ok("+493011203330112".to_owned()),
+            "15 digits are E.164"
+        );
+        for long in [
+            "+4930112033301121",
+            "+49321121111211111",
+            "+493b11b1111b1111",
+        ] {
+            assert!(Phone::parse(long).is_err(), "{long}");
         }
     }
 

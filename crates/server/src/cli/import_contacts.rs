@@ -148,6 +148,35 @@ fn parse_row(cols: &Columns, record: &csv::StringRecord) -> Result<(NewContact, 
     ))
 }
 
+/// How an import reads its file: a header row, and rows that may have fewer or more cells.
+fn csv_reader() -> csv::ReaderBuilder {
+    let mut builder = csv::ReaderBuilder::new();
+    builder.has_headers(true).flexible(true);
+    builder
+}
+
+/// Reads and validates CSV `data` as an import does, without a database: the header, then for
+/// each data row the normalized email of the contact it would create (prepared for
+/// `workspace` as the import prepares it), or why it is refused. A header an import would
+/// refuse is an error. Never panics, whatever the bytes (the fuzz target `csv_rows` checks).
+pub fn validate_csv(data: &[u8], workspace: WorkspaceId) -> Result<Vec<Result<String, String>>> {
+    let mut reader = csv_reader().from_reader(data);
+    let cols = Columns::from_header(reader.headers().context("reading the CSV header")?)?;
+    let now = SystemClock.now();
+    let mut out = Vec::new();
+    for record in reader.records() {
+        out.push(match record {
+            Err(e) => Err(format!("unreadable row: {e}")),
+            Ok(record) => parse_row(&cols, &record).and_then(|(contact, email)| {
+                PreparedContact::new(workspace, contact, now)
+                    .map(|_| email)
+                    .map_err(|e| format!("cannot prepare the row: {e}"))
+            }),
+        });
+    }
+    Ok(out)
+}
+
 /// One validated row waiting for its batch.
 struct Pending {
     line: u64,
@@ -291,10 +320,7 @@ pub async fn import(store: &Store, args: &ImportContactsArgs) -> Result<Summary>
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("opening {}", args.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(std::io::BufReader::with_capacity(1 << 20, file));
+    let mut reader = csv_reader().from_reader(std::io::BufReader::with_capacity(1 << 20, file));
     let cols = Columns::from_header(reader.headers().context("reading the CSV header")?)?;
     let bar = super::progress(size, "importing contacts");
     let file_name = args

@@ -48,22 +48,7 @@ pub async fn list(mut ctx: Ctx, QueryParams(q): QueryParams<ListQuery>) -> ApiRe
             format!("must be between 1 and {MAX_LIMIT}"),
         ));
     }
-    let before_seq = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            URL_SAFE_NO_PAD
-                .decode(c)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| s.parse::<i64>().ok())
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid cursor: pass back `next_cursor` exactly as received",
-                    )
-                })
-        })
-        .transpose()?;
+    let before_seq = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = EventFilter {
         actor: q.actor,
         action: q.action,
@@ -75,12 +60,28 @@ pub async fn list(mut ctx: Ctx, QueryParams(q): QueryParams<ListQuery>) -> ApiRe
     let mut page = audit::list(ctx.tx(), &filter, limit + 1).await?;
     let next = if page.len() > limit as usize {
         page.truncate(limit as usize);
-        page.last()
-            .map(|e| URL_SAFE_NO_PAD.encode(e.event.seq.to_string()))
+        page.last().map(|e| encode_cursor(e.event.seq))
     } else {
         None
     };
     Ok(Json(
         json!({"data": page.iter().map(view).collect::<Vec<_>>(), "next_cursor": next}),
     ))
+}
+
+/// The `next_cursor` for a page ending at sequence number `seq`; [`decode_cursor`] reads it back.
+pub fn encode_cursor(seq: i64) -> String {
+    URL_SAFE_NO_PAD.encode(seq.to_string())
+}
+
+/// Reads a cursor made by [`encode_cursor`]; anything else is a 400, never a panic.
+pub fn decode_cursor(raw: &str) -> ApiResult<i64> {
+    URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid cursor: pass back `next_cursor` exactly as received")
+        })
 }

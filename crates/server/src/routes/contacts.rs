@@ -231,11 +231,13 @@ pub async fn versions(mut ctx: Ctx, PathId(id): PathId<ContactId>) -> ApiResult<
     Ok(Json(json!({"data": history, "next_cursor": null})))
 }
 
-fn encode_cursor(after: ContactId) -> String {
+/// The `next_cursor` for a page ending at `after`; [`decode_cursor`] reads it back.
+pub fn encode_cursor(after: ContactId) -> String {
     URL_SAFE_NO_PAD.encode(after.to_string())
 }
 
-fn decode_cursor(raw: &str) -> ApiResult<ContactId> {
+/// Reads a cursor made by [`encode_cursor`]; anything else is a 400, never a panic.
+pub fn decode_cursor(raw: &str) -> ApiResult<ContactId> {
     URL_SAFE_NO_PAD
         .decode(raw)
         .ok()
