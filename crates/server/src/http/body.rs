@@ -42,6 +42,19 @@ pub fn limit(req: Request, limit: usize) -> Result<Request, ApiError> {
     Ok(req.map(|body| Body::new(Limited::new(body, limit))))
 }
 
+/// The request with its whole body read within `limit` (or refused), for routes whose handler
+/// may not read it: a GET list, or a handler that ignores its body, must still refuse an
+/// oversized body sent without a declared length. A body known to be empty is not touched.
+pub async fn buffered(req: Request, limit: usize) -> Result<Request, ApiError> {
+    let req = self::limit(req, limit)?;
+    if http_body::Body::size_hint(req.body()).exact() == Some(0) {
+        return Ok(req);
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = read(body, limit).await?;
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
 /// Reads a body within `limit` (the route's, which [`limit`] may already enforce), classifying
 /// failures for the envelope: over the limit is a 413, a connection that broke off is a 400.
 pub async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {

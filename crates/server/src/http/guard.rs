@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, RawPathParams, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -222,7 +223,7 @@ fn csrf_refusal() -> ApiError {
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
-    workspace: WorkspaceId,
+    workspace: Option<WorkspaceId>,
     mutates: bool,
 ) -> Result<Authenticated, Response> {
     if headers.contains_key(header::AUTHORIZATION) {
@@ -239,9 +240,12 @@ async fn authenticate(
             .identity()
             .is_none_or(|identity| !session::csrf_ok(identity, headers, &signed_in.record));
     let user = signed_in.user;
-    let membership = Box::pin(state.store().membership(user, workspace))
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
+    let membership = match workspace {
+        Some(ws) => Box::pin(state.store().membership(user, ws))
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?,
+        None => None,
+    };
     let home = match membership {
         Some(m) => Some((m.org, m.workspace)),
         None => Box::pin(state.store().user_orgs(user))
@@ -266,10 +270,21 @@ async fn authenticate(
 pub(crate) struct PathIds {
     pub ws: Option<String>,
     pub id: Option<String>,
+    /// A segment did not decode to UTF-8 (`%FF`), so none could be read.
+    pub undecodable: bool,
 }
 
 impl PathIds {
-    fn of(params: &RawPathParams) -> Self {
+    /// The matched path's segments. A segment that does not percent-decode to UTF-8 is not an
+    /// error here: the guard still finds out who sent the request, so that its refusal can be
+    /// recorded like any other, instead of axum answering before the guard runs.
+    async fn of(parts: &mut Parts) -> Self {
+        let Ok(params) = RawPathParams::from_request_parts(parts, &()).await else {
+            return Self {
+                undecodable: true,
+                ..Self::default()
+            };
+        };
         let get = |name: &str| {
             params
                 .iter()
@@ -279,11 +294,20 @@ impl PathIds {
         Self {
             ws: get("ws"),
             id: get("id"),
+            undecodable: false,
         }
+    }
+
+    /// The refusal of a path none of whose segments could be read.
+    fn undecodable_error() -> ApiError {
+        ApiError::bad_request("a path segment is not valid percent-encoded UTF-8")
     }
 }
 
 fn path_workspace(ids: &PathIds) -> Result<WorkspaceId, ApiError> {
+    if ids.undecodable {
+        return Err(PathIds::undecodable_error());
+    }
     let raw = ids.ws.as_deref().ok_or_else(ApiError::internal)?;
     raw.parse::<WorkspaceId>()
         .map_err(|e| ApiError::bad_request(format!("invalid workspace id in path: {e}")))
@@ -306,11 +330,48 @@ pub(crate) async fn admit(
     headers: &HeaderMap,
     ip: Option<IpAddr>,
 ) -> Result<(TenantGrant, LimitHeaders), Refusal> {
-    let workspace = path_workspace(ids).map_err(|e| Refusal {
-        response: e.into_response(),
-        workspace: None,
-        caller: None,
-    })?;
+    let workspace = match path_workspace(ids) {
+        Ok(ws) => ws,
+        Err(e) => {
+            // No workspace to act in: a change is still recorded, in the caller's own ledger
+            // when they can be told (as an attempt on another organization is), after the
+            // per-IP limit has had its say.
+            let mut limit_headers = LimitHeaders::default();
+            let caller = if !spec.mutates {
+                None
+            } else if let Err(response) = limits::per_ip(
+                state.limiter(),
+                state.limits(),
+                spec.bucket,
+                ip,
+                &mut limit_headers,
+            )
+            .await
+            {
+                return Err(Refusal {
+                    response,
+                    workspace: None,
+                    caller: None,
+                });
+            } else {
+                authenticate(state, headers, None, false)
+                    .await
+                    .ok()
+                    .and_then(|a| {
+                        a.home.map(|(org, ws)| Caller {
+                            principal: a.principal,
+                            org,
+                            workspace: ws,
+                        })
+                    })
+            };
+            return Err(Refusal {
+                response: e.into_response(),
+                workspace: None,
+                caller,
+            });
+        }
+    };
     let refused = |response: Response, caller: Option<Caller>| Refusal {
         response,
         workspace: Some(workspace),
@@ -347,7 +408,7 @@ pub(crate) async fn admit(
             .await
             .map_err(|response| refused(response, None))?;
             let started = Instant::now();
-            let authenticated = authenticate(state, headers, workspace, spec.mutates)
+            let authenticated = authenticate(state, headers, Some(workspace), spec.mutates)
                 .await
                 .map_err(|response| refused(response, None))?;
             (authenticated, None, started)
@@ -445,6 +506,7 @@ pub(crate) fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
 async fn user_route(
     state: &AppState,
     spec: &'static RouteSpec,
+    undecodable_path: bool,
     req: Request,
     next: Next,
 ) -> Response {
@@ -453,7 +515,10 @@ async fn user_route(
         Err(refusal) => return refusal,
     };
     if !spec.mutates {
-        let mut req = match body::limit(req, spec.body_limit()) {
+        if undecodable_path {
+            return PathIds::undecodable_error().into_response();
+        }
+        let mut req = match body::buffered(req, spec.body_limit()).await {
             Ok(req) => req,
             Err(e) => return e.into_response(),
         };
@@ -469,13 +534,15 @@ async fn user_route(
         .is_some_and(|identity| session::csrf_ok(identity, &parts.headers, &signed_in.record));
     // The whole body is read here, within the limit, so that a route whose handler ignores
     // its body still refuses an oversized one.
-    let admitted = if csrf_ok {
+    let admitted = if !csrf_ok {
+        Err(csrf_refusal())
+    } else if undecodable_path {
+        Err(PathIds::undecodable_error())
+    } else {
         match body::limit(Request::from_parts(parts.clone(), body), spec.body_limit()) {
             Ok(limited) => body::read(limited.into_body(), spec.body_limit()).await,
             Err(e) => Err(e),
         }
-    } else {
-        Err(csrf_refusal())
     };
     let (response, args) = match admitted {
         Ok(bytes) => {
@@ -527,16 +594,20 @@ fn failed_read(spec: &RouteSpec, caller: Option<Principal>, response: &Response)
 /// The guard itself; see the module documentation.
 pub async fn guard(
     State(Guarded { state, spec }): State<Guarded>,
-    params: RawPathParams,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let ids = PathIds::of(&params);
+    let (mut parts, body) = req.into_parts();
+    let ids = PathIds::of(&mut parts).await;
+    let mut req = Request::from_parts(parts, body);
     req.extensions_mut().insert(BodyLimit(spec.body_limit()));
     let mut response = match spec.scope {
         Scope::Public => 'public: {
-            let req = match body::limit(req, spec.body_limit()) {
+            if ids.undecodable {
+                break 'public PathIds::undecodable_error().into_response();
+            }
+            let req = match body::buffered(req, spec.body_limit()).await {
                 Ok(req) => req,
                 Err(e) => break 'public e.into_response(),
             };
@@ -572,7 +643,7 @@ pub async fn guard(
             )
             .await
             {
-                Ok(()) => user_route(&state, spec, req, next).await,
+                Ok(()) => user_route(&state, spec, ids.undecodable, req, next).await,
                 Err(refusal) => refusal,
             };
             limit_headers.apply(&mut response);
@@ -608,7 +679,7 @@ pub async fn guard(
                 refusal.response
             }
             Ok((grant, limit_headers)) => 'admitted: {
-                let mut req = match body::limit(req, spec.body_limit()) {
+                let mut req = match body::buffered(req, spec.body_limit()).await {
                     Ok(req) => req,
                     Err(e) => break 'admitted e.into_response(),
                 };
