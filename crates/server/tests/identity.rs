@@ -62,7 +62,8 @@ both_backends_with!(generous;
     members_invite_accept_change_and_remove,
     imported_bcrypt_hashes_sign_in_and_are_rehashed,
     disabling_an_account_ends_its_sessions,
-    totp_with_backup_codes_replay_protection_and_rotation
+    totp_with_backup_codes_replay_protection_and_rotation,
+    pre_hijacked_accounts_are_cleared_by_every_other_proof,
 );
 
 const PW: &str = "Correct-Horse-42";
@@ -1807,4 +1808,178 @@ async fn totp_with_backup_codes_replay_protection_and_rotation(app: TestApp) {
             "{want} recorded"
         );
     }
+}
+
+/// What a pre-hijacker sets on an address they do not own (finding 1 of issue 32).
+const ATTACKER_PW: &str = "Attacker-Pass-31";
+
+async fn attacker_signs_up(app: &TestApp, email: &str) {
+    let (status, body) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/signup",
+            Some(&json!({
+                "email": email, "password": ATTACKER_PW, "name": "Mallory", "org_name": "Evil Org"
+            })),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+}
+
+async fn signin_status(app: &TestApp, email: &str, password: &str) -> (u16, Value) {
+    app.browse(
+        &mut Browser::default(),
+        Method::POST,
+        "/v1/auth/signin",
+        Some(&json!({"email": email, "password": password})),
+    )
+    .await
+}
+
+/// An attacker signs up someone else's address and leaves it unconfirmed. When the owner of
+/// the address later proves it any other way (an invitation, a magic link, a reset, or a sign-up
+/// of their own), the attacker's password must not survive.
+async fn pre_hijacked_accounts_are_cleared_by_every_other_proof(app: TestApp) {
+    let (mut boss, ws) = app.person("boss@corp.example", PW).await;
+
+    // 1. The victim is invited and accepts: the password they choose is the one that works.
+    let victim = "invited@corp.example";
+    attacker_signs_up(&app, victim).await;
+    let (status, inv) = app
+        .browse(
+            &mut boss,
+            Method::POST,
+            &format!("/v1/workspaces/{ws}/invitations"),
+            Some(&json!({"email": victim, "role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{inv}");
+    let token = app.link_token(victim, "/auth/invitation");
+    let (status, err) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/invitations/accept",
+            Some(&json!({"token": token})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["field"].as_str()),
+        (422, Some("password")),
+        "an address never confirmed must choose a password: {err}"
+    );
+    let (status, joined) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/invitations/accept",
+            Some(&json!({"token": token, "name": "Victor Tim", "password": "Victim-Pass-77"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}");
+    assert_eq!(joined["new_account"], true, "{joined}");
+    assert_eq!(
+        signin_status(&app, victim, ATTACKER_PW).await.0,
+        401,
+        "the attacker's password died with the invitation"
+    );
+    let (status, body) = signin_status(&app, victim, "Victim-Pass-77").await;
+    assert_eq!(status, 200, "the invitee's chosen password works: {body}");
+    assert_eq!(body["user"]["name"], "Victor Tim");
+
+    // 2. A magic link proves the mailbox: it signs in, and the attacker's password is gone.
+    let victim = "magic@corp.example";
+    attacker_signs_up(&app, victim).await;
+    let before = app.mail_count(victim);
+    app.browse(
+        &mut Browser::default(),
+        Method::POST,
+        "/v1/auth/magic-link",
+        Some(&json!({"email": victim})),
+    )
+    .await;
+    let token = app.await_link(victim, "/auth/magic", before).await;
+    let (status, body) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/magic-link/consume",
+            Some(&json!({"token": token})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("signed_in")),
+        "{body}"
+    );
+    assert_eq!(signin_status(&app, victim, ATTACKER_PW).await.0, 401);
+
+    // 3. A password reset: only the new password works.
+    let victim = "reset@corp.example";
+    attacker_signs_up(&app, victim).await;
+    let before = app.mail_count(victim);
+    app.browse(
+        &mut Browser::default(),
+        Method::POST,
+        "/v1/auth/password/reset",
+        Some(&json!({"email": victim})),
+    )
+    .await;
+    let token = app.await_link(victim, "/auth/reset", before).await;
+    let (status, body) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/password/reset/complete",
+            Some(&json!({"token": token, "password": "Victim-Reset-88"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(signin_status(&app, victim, ATTACKER_PW).await.0, 401);
+    assert_eq!(signin_status(&app, victim, "Victim-Reset-88").await.0, 200);
+
+    // 4. The victim signs up too: their sign-up replaces the unconfirmed one, whose link dies.
+    let victim = "twice@corp.example";
+    attacker_signs_up(&app, victim).await;
+    let first = app.link_token(victim, "/auth/confirm");
+    let before = app.mail_count(victim);
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/signup",
+            Some(&json!({
+                "email": victim, "password": "Victim-Own-99", "name": "Real Owner", "org_name": "Real Org"
+            })),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let second = app.await_link(victim, "/auth/confirm", before).await;
+    assert_ne!(first, second);
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/confirm",
+            Some(&json!({"token": first})),
+        )
+        .await;
+    assert_eq!(
+        status, 422,
+        "the first sign-up's link no longer confirms anything"
+    );
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/confirm",
+            Some(&json!({"token": second})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(signin_status(&app, victim, ATTACKER_PW).await.0, 401);
+    let (status, body) = signin_status(&app, victim, "Victim-Own-99").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["name"], "Real Owner");
 }

@@ -269,6 +269,25 @@ pub async fn signup(
                 mail_token(&state, &identity, &u, TokenPurpose::Confirm).await?;
             }
         }
+        SignupOutcome::Replaced(user) => {
+            // A new link for this sign-up; it supersedes the earlier one, which was mailed for a
+            // password this sign-up has replaced.
+            if let Some(u) = state.store().user_auth(user).await? {
+                mail_token(&state, &identity, &u, TokenPurpose::Confirm).await?;
+            }
+            record(
+                &state,
+                user,
+                facts.event(
+                    Some(user),
+                    "auth.signup",
+                    202,
+                    None,
+                    &json!({"outcome": "replaced_unconfirmed"}),
+                ),
+            )
+            .await;
+        }
         SignupOutcome::Existing(user) => match state.store().user_auth(user).await? {
             Some(u) if u.email_confirmed_at.is_none() => {
                 mail_token(&state, &identity, &u, TokenPurpose::Confirm).await?;
@@ -952,11 +971,16 @@ pub async fn complete_reset(
         .consume_auth_token(TokenPurpose::Reset, &token::hash(body.token.expose()), now)
         .await?
         .ok_or_else(bad_link)?;
+    // The link proves the mailbox. An address never confirmed loses what its sign-up set
+    // (second factor included) before the new password is set: whoever signed up may not own it.
+    state
+        .store()
+        .confirm_by_other_proof(user, Some(&hash), now)
+        .await?;
     let ended = state
         .store()
         .set_password(user, &hash, None, "password_reset", now)
         .await?;
-    state.store().confirm_email(user, now).await?;
     record(
         &state,
         user,
@@ -1030,7 +1054,17 @@ pub async fn consume_magic_link(
         .await;
         return Err(failed());
     }
-    state.store().confirm_email(user, now).await?;
+    // The link proves the mailbox. An address never confirmed loses what its sign-up set
+    // (password, second factor, sessions): whoever signed up may not own it.
+    let u = if state
+        .store()
+        .confirm_by_other_proof(user, None, now)
+        .await?
+    {
+        state.store().user_auth(user).await?.ok_or_else(bad_link)?
+    } else {
+        u
+    };
     finish_first_factor(&state, &identity, &u, &facts, "magic_link").await
 }
 
@@ -1213,7 +1247,9 @@ pub struct AcceptBody {
 }
 
 /// `POST /v1/auth/invitations/accept`: joins the workspace; a new address also chooses a
-/// password (the link proves the address, so it counts as confirmed).
+/// password (the link proves the address, so it counts as confirmed). So does an address whose
+/// sign-up was never confirmed: that sign-up's password, second factor and sessions are
+/// cleared, since whoever made it may not own the address.
 pub async fn accept_invitation(
     State(state): State<AppState>,
     facts: RequestFacts,
@@ -1257,7 +1293,7 @@ pub async fn accept_invitation(
         .map_err(|e| match e {
             rampart_store::StoreError::NotFound(_) => ApiError::invalid(
                 "password",
-                "this invitation is for a new account: choose a password",
+                "choose a password: this invitation sets up the account",
             ),
             other => other.into(),
         })?

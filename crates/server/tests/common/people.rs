@@ -87,6 +87,48 @@ impl TestApp {
             .collect()
     }
 
+    /// How many messages went to `to` so far.
+    pub fn mail_count(&self, to: &str) -> usize {
+        self.mails_to(to).len()
+    }
+
+    /// Waits (up to 10 s) until more than `before` messages went to `to`, and returns them
+    /// all: mail is sent after the answer, so a test waits for it instead of sleeping.
+    pub async fn await_mail(&self, to: &str, before: usize) -> Vec<Mail> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mails = self.mails_to(to);
+            if mails.len() > before {
+                return mails;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no new mail to {to} (still {before})"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The token of the link to `path` in the first message to `to` after the first `before`.
+    pub async fn await_link(&self, to: &str, path: &str, before: usize) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mails = self.mails_to(to);
+            if let Some(t) = mails
+                .iter()
+                .skip(before)
+                .find_map(|m| token_in(&m.body, path))
+            {
+                return t;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {path} link mailed to {to} after the first {before}: {mails:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// The token of the newest link to `path` mailed to `to`.
     pub fn link_token(&self, to: &str, path: &str) -> String {
         self.mails_to(to)

@@ -247,7 +247,8 @@ pub async fn invitations(
 pub struct Accepted {
     /// The user who joined (created if new).
     pub user: UserId,
-    /// Whether the user was created by this acceptance.
+    /// Whether this acceptance set the account's password: a new address, or one whose earlier
+    /// sign-up was never confirmed (and was cleared).
     pub new_user: bool,
     /// The organization.
     pub org: OrgId,
@@ -306,15 +307,28 @@ impl Store {
         )?;
         let (user, new_user) = match existing {
             Some(u) => {
-                // The token proves the address: confirm it if it was not yet.
-                execute!(
+                // The token proves the address. If it was never confirmed, whoever signed up with
+                // it may not own it: their password, second factor and sessions are cleared, and
+                // the password the invitee chooses is the one that counts.
+                let confirmed: bool = fetch_optional!(
                     &mut *c,
-                    "UPDATE users SET email_confirmed_at = COALESCE(email_confirmed_at, $2) WHERE id = $1",
-                    u.to_string(),
-                    now
-                )
-                .map_err(StoreError::from_sqlx)?;
-                (u, false)
+                    "SELECT email_confirmed_at IS NOT NULL AS confirmed FROM users WHERE id = $1",
+                    [u.to_string()],
+                    |r| r
+                        .try_get::<bool, _>("confirmed")
+                        .map_err(StoreError::from_sqlx)
+                )?
+                .unwrap_or(false);
+                if confirmed {
+                    (u, false)
+                } else {
+                    let Some(hash) = new_password_hash else {
+                        return Err(StoreError::NotFound("password for the new account"));
+                    };
+                    super::users::replace_unconfirmed(&mut *c, u, Some(hash), name, Some(now), now)
+                        .await?;
+                    (u, true)
+                }
             }
             None => {
                 let Some(hash) = new_password_hash else {

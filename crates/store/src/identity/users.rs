@@ -52,8 +52,49 @@ pub enum SignupOutcome {
         /// Its first workspace.
         workspace: WorkspaceId,
     },
-    /// The email already belongs to a user; nothing was changed.
+    /// The email already belongs to a confirmed user; nothing was changed.
     Existing(UserId),
+    /// The email belonged to a user who never confirmed it: that sign-up was replaced by this
+    /// one (password, name), its second factor and sessions cleared. Whoever signed up first
+    /// may not have owned the address, so only a link mailed for this sign-up confirms it.
+    Replaced(UserId),
+}
+
+/// Clears what an unconfirmed sign-up may have set (its password, becoming `password_hash`,
+/// second factor, backup codes, sessions and failure counters), marks the address confirmed
+/// when `confirm` is given, and optionally renames the user. Only while the address is
+/// unconfirmed; true when it was (and so was cleared).
+pub(crate) async fn replace_unconfirmed(
+    c: &mut crate::conn::Conn,
+    user: UserId,
+    password_hash: Option<&str>,
+    name: Option<&str>,
+    confirm: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let n = execute!(
+        &mut *c,
+        "UPDATE users SET password_hash = $2, name = COALESCE($3, name), email_confirmed_at = $4, \
+         totp_secret = NULL, totp_pending_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL, \
+         failed_signins = 0, locked_until = NULL \
+         WHERE id = $1 AND email_confirmed_at IS NULL",
+        user.to_string(),
+        password_hash,
+        name,
+        confirm.map(db_time)
+    )
+    .map_err(StoreError::from_sqlx)?;
+    if n == 0 {
+        return Ok(false);
+    }
+    execute!(
+        &mut *c,
+        "DELETE FROM backup_codes WHERE user_id = $1",
+        user.to_string()
+    )
+    .map_err(StoreError::from_sqlx)?;
+    super::sessions::end_all_on(c, user, None, "address_claimed", db_time(now)).await?;
+    Ok(true)
 }
 
 const USER_COLUMNS: &str = "id, email, name, password_hash, email_confirmed_at, disabled_at, \
@@ -104,6 +145,11 @@ impl Store {
             |r| id(r.try_get("id").map_err(StoreError::from_sqlx)?)
         )?;
         if let Some(user) = existing {
+            if replace_unconfirmed(&mut c, user, Some(password_hash), Some(name), None, now).await?
+            {
+                c.commit().await?;
+                return Ok(SignupOutcome::Replaced(user));
+            }
             return Ok(SignupOutcome::Existing(user));
         }
         let user = UserId::generate();
@@ -265,6 +311,24 @@ impl Store {
         let ended = super::sessions::end_all_on(&mut c, user, keep, reason, now).await?;
         c.commit().await?;
         Ok(ended)
+    }
+
+    /// The address is proven by something other than its sign-up's own link (a magic link, a
+    /// password reset, an invitation): if it was never confirmed, whatever the sign-up set is
+    /// cleared first (its password, replaced by `password_hash`; second factor; sessions), since
+    /// whoever signed up may not own the address. Then it is marked confirmed. True when an
+    /// unconfirmed sign-up was cleared.
+    pub async fn confirm_by_other_proof(
+        &self,
+        user: UserId,
+        password_hash: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.platform(true).await?;
+        let cleared =
+            replace_unconfirmed(&mut c, user, password_hash, None, Some(now), now).await?;
+        c.commit().await?;
+        Ok(cleared)
     }
 
     /// Marks the user's email confirmed (idempotent).
