@@ -211,6 +211,10 @@ enum Admin {
     },
     /// Delete an organization now: destroy its data key (crypto-erasure) and its rows.
     DeleteOrg(ops::org::DeleteOrg),
+    /// Turn a person's two-factor authentication off (secret and backup codes deleted), end
+    /// every session and mail them; audited in each of their organizations.
+    #[command(name = "reset-2fa")]
+    ResetTwoFactor(ops::identity::ResetTwoFactor),
 }
 
 #[derive(Subcommand)]
@@ -739,7 +743,7 @@ async fn open_with_vault(settings: &Settings) -> Result<(Store, Vault)> {
 async fn admin(settings: &Settings, cmd: Admin) -> Result<()> {
     let (store, vault) = open_with_vault(settings).await?;
     let now = SystemClock.now();
-    let result = admin_on(&store, &vault, now, cmd).await;
+    let result = admin_on(settings, &store, &vault, now, cmd).await;
     vault.keyring().close().await;
     store.close().await;
     result
@@ -783,12 +787,31 @@ async fn keys_command(settings: &Settings, cmd: KeysOrImport) -> Result<()> {
 }
 
 async fn admin_on(
+    settings: &Settings,
     store: &Store,
     vault: &Vault,
     now: chrono::DateTime<chrono::Utc>,
     cmd: Admin,
 ) -> Result<()> {
     match cmd {
+        Admin::ResetTwoFactor(args) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let mailer = rampart::auth::mail::Mailer::from_url(
+                &settings.mail_transport(),
+                &settings.auth.mail_from,
+            )
+            .context("mail_transport")?;
+            let event = operator_event("admin reset-2fa", "user.reset_2fa", json!({}));
+            let done = ops::identity::reset_two_factor(store, &mailer, &args, now, event).await?;
+            emit(
+                args.json,
+                done.clone(),
+                format!(
+                    "two-factor authentication is off for {}; {} session(s) ended",
+                    args.email, done["sessions_ended"]
+                ),
+            );
+        }
         Admin::DeleteOrg(args) => {
             let event = operator_event("admin delete-org", "org.delete", json!({"org": args.org}));
             let done = ops::org::delete_org(store, vault, &args, now, event).await?;

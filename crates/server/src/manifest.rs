@@ -180,7 +180,7 @@ spec!(AUTH_SIGNOUT: POST "/v1/auth/signout", User, None, mutates = true, destruc
 spec!(AUTH_SESSIONS: GET "/v1/auth/sessions", User, None, mutates = false, destructive = false, Api, "auth.session_list", None, None);
 spec!(AUTH_SESSION_END: DELETE "/v1/auth/sessions/{id}", User, None, mutates = true, destructive = true, Api, "auth.session_end", Session, None);
 spec!(AUTH_PASSWORD_CHANGE: POST "/v1/auth/password", User, None, mutates = true, destructive = false, SignIn, "auth.password_change", None, Some(r#"{"current_password":"Probe-Password-9","new_password":"Probe-Password-10"}"#));
-spec!(AUTH_TOTP_ENROLL: POST "/v1/auth/totp/enroll", User, None, mutates = true, destructive = false, Api, "auth.totp_enroll", None, Some(r#"{}"#));
+spec!(AUTH_TOTP_ENROLL: POST "/v1/auth/totp/enroll", User, None, mutates = true, destructive = false, SignIn, "auth.totp_enroll", None, Some(r#"{"password":"Probe-Password-9"}"#));
 spec!(AUTH_TOTP_CONFIRM: POST "/v1/auth/totp/confirm", User, None, mutates = true, destructive = false, SignIn, "auth.totp_enable", None, Some(r#"{"code":"123456"}"#));
 spec!(AUTH_BACKUP_CODES: POST "/v1/auth/totp/backup-codes", User, None, mutates = true, destructive = false, SignIn, "auth.backup_codes_regenerate", None, Some(r#"{"password":"Probe-Password-9"}"#));
 spec!(AUTH_TOTP_DISABLE: DELETE "/v1/auth/totp", User, None, mutates = true, destructive = true, SignIn, "auth.totp_disable", None, None);

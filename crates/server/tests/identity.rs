@@ -13,7 +13,7 @@ mod common;
 
 use chrono::Duration;
 use common::TestApp;
-use common::people::{Browser, session_cookie};
+use common::people::{Browser, Operator, session_cookie};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -65,6 +65,40 @@ both_backends_with!(generous;
     totp_with_backup_codes_replay_protection_and_rotation,
     pre_hijacked_accounts_are_cleared_by_every_other_proof,
 );
+
+/// Declares each listed `async fn name(app: TestApp, op: Operator)` as a test on SQLite and
+/// on PostgreSQL, with the `rampart` binary pointed at the app's database.
+macro_rules! with_operator {
+    ($($name:ident),* $(,)?) => {
+        mod operator_on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (app, op) = super::TestApp::spawn_with_operator(
+                        super::common::Backend::Sqlite,
+                        super::generous,
+                    ).await.unwrap();
+                    super::$name(app, op).await;
+                }
+            )*
+        }
+        mod operator_on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some((app, op)) = super::TestApp::spawn_with_operator(
+                        super::common::Backend::Postgres,
+                        super::generous,
+                    ).await {
+                        super::$name(app, op).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+with_operator!(turning_totp_on_needs_the_password_and_the_operator_can_reset_it);
 
 const PW: &str = "Correct-Horse-42";
 
@@ -1452,7 +1486,12 @@ async fn totp_with_backup_codes_replay_protection_and_rotation(app: TestApp) {
     let email = "totp@example.com";
     let (mut b, _) = app.person(email, PW).await;
     let (status, enrol) = app
-        .browse(&mut b, Method::POST, "/v1/auth/totp/enroll", None)
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/totp/enroll",
+            Some(&json!({"password": PW})),
+        )
         .await;
     assert_eq!(status, 200, "{enrol}");
     let uri = enrol["otpauth_uri"].as_str().unwrap().to_owned();
@@ -1982,4 +2021,105 @@ async fn pre_hijacked_accounts_are_cleared_by_every_other_proof(app: TestApp) {
     let (status, body) = signin_status(&app, victim, "Victim-Own-99").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["name"], "Real Owner");
+}
+
+/// Finding 3 of issue 32: turning TOTP on needs the password (a stolen session cannot bind the
+/// account to the thief's authenticator), mails the owner and ends every other session; an
+/// operator can reset a lost second factor, audited.
+async fn turning_totp_on_needs_the_password_and_the_operator_can_reset_it(
+    app: TestApp,
+    op: Operator,
+) {
+    let email = "second@example.com";
+    let (mut b, ws) = app.person(email, PW).await;
+    let mut other = app.signed_in(email, PW).await;
+    let (status, body) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/totp/enroll",
+            Some(&json!({"password": "Wrong-Password-1"})),
+        )
+        .await;
+    assert_eq!(status, 401, "{}", body["error"]);
+    assert!(body["secret"].is_null(), "no secret without the password");
+    let (status, enrol) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/totp/enroll",
+            Some(&json!({"password": PW})),
+        )
+        .await;
+    assert_eq!(status, 200, "{enrol}");
+    let uri = enrol["otpauth_uri"].as_str().unwrap().to_owned();
+    let code = pyotp_code(&uri, app.clock.now_for_tests().timestamp()).expect("pyotp");
+    let before = app.mail_count(email);
+    let (status, on) = app
+        .browse(
+            &mut b,
+            Method::POST,
+            "/v1/auth/totp/confirm",
+            Some(&json!({"code": code})),
+        )
+        .await;
+    assert_eq!(status, 200, "{on}");
+    assert_eq!(
+        app.browse(&mut other, Method::GET, "/v1/auth/me", None)
+            .await
+            .0,
+        401,
+        "every other session ended"
+    );
+    assert_eq!(
+        app.browse(&mut b, Method::GET, "/v1/auth/me", None).await.0,
+        200,
+        "this one stays"
+    );
+    let mails = app.await_mail(email, before).await;
+    assert!(
+        mails.last().unwrap().subject.contains("turned on"),
+        "{mails:?}"
+    );
+    let (_, body) = signin_status(&app, email, PW).await;
+    assert_eq!(body["status"], "second_factor_required");
+
+    // The operator resets it: TOTP off, codes gone, sessions ended, the owner mailed, audited.
+    let before = app.mail_count(email);
+    let out = op.run(&["admin", "reset-2fa", "--email", email, "--json"]);
+    assert_eq!(out["totp_was_on"], true, "{out}");
+    assert_eq!(
+        out["sessions_ended"], 2,
+        "this browser's and the sign-in waiting for its code: {out}"
+    );
+    assert_eq!(
+        app.browse(&mut b, Method::GET, "/v1/auth/me", None).await.0,
+        401
+    );
+    let mails = app.await_mail(email, before).await;
+    assert!(mails.last().unwrap().subject.contains("reset"), "{mails:?}");
+    let (_, body) = signin_status(&app, email, PW).await;
+    assert_eq!(body["status"], "signed_in", "{body}");
+    assert_eq!(
+        common::dump_tables(&app, &["backup_codes"]).await,
+        "",
+        "no backup code survives"
+    );
+    let reset: Vec<_> = org_events(&app, &ws)
+        .await
+        .into_iter()
+        .filter(|e| e.event.action == "user.reset_2fa")
+        .collect();
+    assert_eq!(reset.len(), 1);
+    assert_eq!(reset[0].event.actor, "operator");
+    assert_eq!(reset[0].event.method, "CLI");
+    // An unknown address is an error, not a silent success.
+    let out = op.run_raw(&[
+        "admin",
+        "reset-2fa",
+        "--email",
+        "nobody@example.com",
+        "--json",
+    ]);
+    assert!(!out.status.success());
 }

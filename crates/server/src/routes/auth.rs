@@ -1068,18 +1068,25 @@ pub async fn consume_magic_link(
     finish_first_factor(&state, &identity, &u, &facts, "magic_link").await
 }
 
-/// `POST /v1/auth/totp/enroll`: a new secret awaiting confirmation.
+/// `POST /v1/auth/totp/enroll`: a new secret awaiting confirmation. Needs the current
+/// password: whoever enrols decides which authenticator the account trusts from then on, so a
+/// stolen session alone must not be enough.
 pub async fn totp_enroll(
     State(state): State<AppState>,
     Extension(me): Extension<SessionUser>,
     facts: RequestFacts,
+    JsonBody(body): JsonBody<PasswordBody>,
 ) -> ApiResult<Response> {
     let identity = identity(&state)?;
-    let u = state
-        .store()
-        .user_auth(me.user)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let u = fresh_password(
+        &state,
+        &identity,
+        me.user,
+        &body.password,
+        &facts,
+        "auth.totp_enroll",
+    )
+    .await?;
     if u.totp_enabled {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -1102,12 +1109,15 @@ pub async fn totp_enroll(
 }
 
 /// `POST /v1/auth/totp/confirm`: a valid code turns TOTP on; answers the backup codes, once.
+/// Every other session of the user ends (they were opened without the new factor) and the
+/// owner is mailed.
 pub async fn totp_confirm(
     State(state): State<AppState>,
     Extension(me): Extension<SessionUser>,
     facts: RequestFacts,
     JsonBody(body): JsonBody<CodeBody>,
 ) -> ApiResult<Response> {
+    let identity = identity(&state)?;
     let sealed = state
         .store()
         .totp_secret(me.user, true)
@@ -1148,13 +1158,38 @@ pub async fn totp_confirm(
             "the enrolment changed meanwhile; enrol again",
         ));
     }
+    let ended = state
+        .store()
+        .end_user_sessions(me.user, Some(me.session), "second_factor_enabled", now)
+        .await?;
     record(
         &state,
         me.user,
-        facts.event(Some(me.user), "auth.totp_enable", 200, None, &json!({})),
+        facts.event(
+            Some(me.user),
+            "auth.totp_enable",
+            200,
+            None,
+            &json!({"sessions_ended": ended}),
+        ),
     )
     .await;
-    Ok(Json(json!({"status": "enabled", "backup_codes": codes})).into_response())
+    if let Some(u) = state.store().user_auth(me.user).await? {
+        send(
+            &identity,
+            &u.email,
+            "Two-factor authentication was turned on",
+            "Two-factor authentication was just turned on for your Rampart account, and every other \
+             session was signed out. If this was not you, reset your password now and contact your \
+             administrator.\n"
+                .to_owned(),
+        )
+        .await;
+    }
+    Ok(
+        Json(json!({"status": "enabled", "backup_codes": codes, "sessions_ended": ended}))
+            .into_response(),
+    )
 }
 
 /// A body holding the current password.

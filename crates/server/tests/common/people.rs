@@ -4,7 +4,7 @@
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
-use super::TestApp;
+use super::{Backend, Db, TestApp};
 
 /// One received message.
 #[derive(Debug, Clone)]
@@ -234,5 +234,109 @@ impl TestApp {
             .unwrap()
             .to_owned();
         (b, ws)
+    }
+}
+
+/// How the `rampart` binary reaches a test app's database, keyring and mail: for the operator
+/// commands, run against the very app a test is talking to.
+pub struct Operator {
+    env: Vec<(String, String)>,
+    _data: tempfile::TempDir,
+}
+
+impl Operator {
+    /// Runs `rampart ARGS --json`, asserts it succeeded, and returns its last line as JSON.
+    pub fn run(&self, args: &[&str]) -> Value {
+        let out = self.run_raw(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "rampart {args:?} failed: {stderr}");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str(stdout.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("rampart {args:?} printed no JSON ({e}): {stdout}"))
+    }
+
+    /// Runs `rampart ARGS` and returns what it did.
+    pub fn run_raw(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rampart"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap()
+    }
+}
+
+impl TestApp {
+    /// Like [`TestApp::spawn_configured`], with a master key the operator commands can be
+    /// given too (the test app's own key never leaves memory), so `rampart admin …` can run
+    /// against this app's database; its mail lands where [`TestApp::mails`] reads.
+    pub async fn spawn_with_operator(
+        backend: Backend,
+        configure: impl FnOnce(rampart::AppState) -> rampart::AppState,
+    ) -> Option<(Self, Operator)> {
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, db) = match backend {
+            Backend::Sqlite => {
+                let path = dir.path().join("rampart.db");
+                let store = rampart_store::Store::open_sqlite(&path, super::pool_settings())
+                    .await
+                    .unwrap();
+                store.migrate().await.unwrap();
+                (store, Db::Sqlite(path))
+            }
+            Backend::Postgres => {
+                let admin_url = super::postgres_admin_url()?;
+                let (owner_url, app_url, name) = super::fresh_postgres(&admin_url).await;
+                let store =
+                    rampart_store::Store::connect_postgres(&app_url, super::pool_settings())
+                        .await
+                        .unwrap();
+                store.ensure_restricted_role().await.unwrap();
+                (
+                    store,
+                    Db::Postgres {
+                        admin_url,
+                        owner_url,
+                        app_url,
+                        name,
+                    },
+                )
+            }
+        };
+        let raw: [u8; 32] = rand::random();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+        let master = rampart_crypto::MasterKey::from_base64(&encoded, "test").unwrap();
+        let database_url = match &db {
+            Db::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Db::Postgres { app_url, .. } => app_url.clone(),
+        };
+        let mail = format!("file:{}", dir.path().join("mail").display());
+        let app = Self::serve_with_master(
+            store,
+            backend,
+            db,
+            dir,
+            std::time::Duration::from_secs(30),
+            configure,
+            master,
+        )
+        .await;
+        let data = tempfile::tempdir().unwrap();
+        let env = vec![
+            (
+                "RAMPART_DATA_DIR".to_owned(),
+                data.path().display().to_string(),
+            ),
+            ("RAMPART_DATABASE_URL".to_owned(), database_url),
+            ("RAMPART_MASTER_KEY".to_owned(), encoded),
+            ("RAMPART_MAIL_TRANSPORT".to_owned(), mail),
+            (
+                "RAMPART_AUTH__MAIL_FROM".to_owned(),
+                "Rampart <no-reply@example.com>".to_owned(),
+            ),
+        ];
+        Some((app, Operator { env, _data: data }))
     }
 }
