@@ -64,6 +64,7 @@ both_backends_with!(generous;
     disabling_an_account_ends_its_sessions,
     totp_with_backup_codes_replay_protection_and_rotation,
     pre_hijacked_accounts_are_cleared_by_every_other_proof,
+    second_factor_failures_are_counted_first_per_session_and_per_user,
 );
 
 /// Declares each listed `async fn name(app: TestApp, op: Operator)` as a test on SQLite and
@@ -2122,4 +2123,183 @@ async fn turning_totp_on_needs_the_password_and_the_operator_can_reset_it(
         "--json",
     ]);
     assert!(!out.status.success());
+}
+
+/// Turns TOTP on for a signed-in browser; returns the authenticator's URI and the backup codes.
+async fn enrol_totp(app: &TestApp, b: &mut Browser, password: &str) -> (String, Vec<String>) {
+    let (status, enrol) = app
+        .browse(
+            b,
+            Method::POST,
+            "/v1/auth/totp/enroll",
+            Some(&json!({"password": password})),
+        )
+        .await;
+    assert_eq!(status, 200, "{}", enrol["error"]);
+    let uri = enrol["otpauth_uri"].as_str().unwrap().to_owned();
+    let code = pyotp_code(&uri, app.clock.now_for_tests().timestamp()).expect("pyotp");
+    let (status, on) = app
+        .browse(
+            b,
+            Method::POST,
+            "/v1/auth/totp/confirm",
+            Some(&json!({"code": code})),
+        )
+        .await;
+    assert_eq!(status, 200, "{on}");
+    let codes = on["backup_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    (uri, codes)
+}
+
+/// A browser whose password was accepted and that now owes its second factor.
+async fn pending(app: &TestApp, email: &str) -> Browser {
+    let mut p = Browser::default();
+    let (status, body) = app
+        .browse(
+            &mut p,
+            Method::POST,
+            "/v1/auth/signin",
+            Some(&json!({"email": email, "password": PW})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("second_factor_required")),
+        "{body}"
+    );
+    p
+}
+
+async fn second_factor(app: &TestApp, p: &mut Browser, code: &str) -> (u16, Value) {
+    app.browse(
+        p,
+        Method::POST,
+        "/v1/auth/signin/2fa",
+        Some(&json!({"code": code})),
+    )
+    .await
+}
+
+/// Finding 4 of issue 32: every code is counted before it is checked, on the pending session
+/// (5) and on the person (10, then a lock that doubles), and a correct password resets nothing.
+async fn second_factor_failures_are_counted_first_per_session_and_per_user(app: TestApp) {
+    let email = "brute@example.com";
+    let (mut b, _) = app.person(email, PW).await;
+    let (uri, codes) = enrol_totp(&app, &mut b, PW).await;
+    let now = || app.clock.now_for_tests().timestamp();
+
+    // 20 wrong codes at once on one pending session: 5 are checked, the rest refused unchecked.
+    let p = pending(&app, email).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let client = app.client.clone();
+        let url = app.url("/v1/auth/signin/2fa");
+        let cookie = p.cookie.clone().unwrap();
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .header("Cookie", cookie)
+                .json(&json!({"code": format!("{:06}", 100_000 + i)}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 401);
+    }
+    let checked = ledger_actions(&app, email)
+        .await
+        .iter()
+        .filter(|a| {
+            let args = a["args"].as_str().unwrap_or_default();
+            a["action"] == "auth.signin_2fa"
+                && a["status"] == 401
+                && !args.contains("too_many_attempts")
+                && !args.contains("locked")
+        })
+        .count();
+    assert_eq!(checked, 5, "no more codes checked than the session allows");
+    app.clock.advance(Duration::seconds(30));
+    let mut p = p;
+    let (status, _) = second_factor(&app, &mut p, &pyotp_code(&uri, now()).unwrap()).await;
+    assert_eq!(status, 401, "that pending session is over");
+
+    // A correct password does not reset the count: 5 more on a fresh sign-in lock the factor.
+    let before = app.mail_count(email);
+    let mut q = pending(&app, email).await;
+    for _ in 0..5 {
+        assert_eq!(second_factor(&app, &mut q, "999999").await.0, 401);
+    }
+    let mut r = pending(&app, email).await;
+    app.clock.advance(Duration::seconds(30));
+    let (status, body) = second_factor(&app, &mut r, &pyotp_code(&uri, now()).unwrap()).await;
+    assert_eq!(
+        status, 401,
+        "locked: even the right code is refused: {body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("locked"),
+        "{body}"
+    );
+    let (status, _) = second_factor(&app, &mut r, &codes[0]).await;
+    assert_eq!(status, 401, "and so is a backup code");
+    let mails = app.await_mail(email, before).await;
+    assert_eq!(mails.len(), before + 1, "the owner is told: {mails:?}");
+    assert!(
+        mails.last().unwrap().subject.contains("locked"),
+        "{mails:?}"
+    );
+
+    // The lock lasts 15 minutes; without a success in between the next one lasts 30.
+    app.clock
+        .advance(Duration::minutes(15) + Duration::seconds(1));
+    for _ in 0..2 {
+        let mut s = pending(&app, email).await;
+        for _ in 0..5 {
+            assert_eq!(second_factor(&app, &mut s, "999999").await.0, 401);
+        }
+    }
+    app.clock.advance(Duration::minutes(16));
+    let mut t = pending(&app, email).await;
+    let (status, _) = second_factor(&app, &mut t, &pyotp_code(&uri, now()).unwrap()).await;
+    assert_eq!(status, 401, "the second lock is longer");
+    app.clock.advance(Duration::minutes(15));
+    let mut u = pending(&app, email).await;
+    let (status, body) = second_factor(&app, &mut u, &pyotp_code(&uri, now()).unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        app.mails_to(email)
+            .iter()
+            .filter(|m| m.subject.contains("locked"))
+            .count(),
+        1,
+        "at most one lock mail an hour"
+    );
+    // Backup codes: four groups of six base32 characters (120 bits each).
+    for c in &codes {
+        let groups: Vec<&str> = c.split('-').collect();
+        assert_eq!(groups.len(), 4, "{c}");
+        assert!(
+            groups.iter().all(|g| g.len() == 6
+                && g.bytes()
+                    .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))),
+            "{c}"
+        );
+    }
+
+    // A success starts the count again: a backup code (120 bits) signs in.
+    let mut v = pending(&app, email).await;
+    let (status, body) = second_factor(&app, &mut v, &codes[1]).await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -41,6 +41,16 @@ pub struct AuthSettings {
     pub second_factor_minutes: i64,
     /// Wrong second-factor codes that end the pending session.
     pub second_factor_max_failures: u32,
+    /// Wrong second-factor codes, over every sign-in since the last success, that lock the
+    /// person's second factor (a correct password does not reset the count).
+    pub second_factor_user_max_failures: u32,
+    /// How long the first second-factor lock lasts, in minutes; each further lock in a row
+    /// doubles it, up to `lockout_max_minutes`.
+    pub second_factor_lockout_minutes: i64,
+    /// The longest any lock lasts, however many came before it, in minutes.
+    pub lockout_max_minutes: i64,
+    /// At most one lock mail per account in this many minutes.
+    pub lock_mail_every_minutes: i64,
     /// Email-confirmation link lifetime, in hours.
     pub confirm_hours: i64,
     /// Password-reset link lifetime, in minutes.
@@ -74,6 +84,10 @@ impl Default for AuthSettings {
             session_absolute_hours: 30 * 24,
             second_factor_minutes: 5,
             second_factor_max_failures: 5,
+            second_factor_user_max_failures: 10,
+            second_factor_lockout_minutes: 15,
+            lockout_max_minutes: 24 * 60,
+            lock_mail_every_minutes: 60,
             confirm_hours: 24,
             reset_minutes: 60,
             magic_link_minutes: 15,

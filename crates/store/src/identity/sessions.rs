@@ -265,28 +265,4 @@ impl Store {
             |r| session!(r)
         )
     }
-
-    /// Counts one failed second-factor code on a pending session; at `max` the session ends.
-    /// Returns the failures counted so far.
-    pub async fn second_factor_failed(
-        &self,
-        session: SessionId,
-        max: u32,
-        now: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
-        let mut c = self.platform(true).await?;
-        let n = fetch_optional!(
-            &mut c,
-            "UPDATE sessions SET second_factor_failures = second_factor_failures + 1, \
-             ended_at = CASE WHEN second_factor_failures + 1 >= $2 THEN $3 ELSE ended_at END, \
-             end_reason = CASE WHEN second_factor_failures + 1 >= $2 THEN 'second_factor_failures' ELSE end_reason END \
-             WHERE id = $1 AND ended_at IS NULL RETURNING second_factor_failures",
-            [session.to_string(), i64::from(max), db_time(now)],
-            |r| r
-                .try_get::<i64, _>("second_factor_failures")
-                .map_err(StoreError::from_sqlx)
-        )?;
-        c.commit().await?;
-        Ok(n.unwrap_or(i64::from(max)))
-    }
 }
