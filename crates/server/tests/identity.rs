@@ -13,7 +13,7 @@ mod common;
 
 use chrono::Duration;
 use common::TestApp;
-use common::people::{Browser, Operator, session_cookie};
+use common::people::{Browser, Operator, SmtpPeer, session_cookie};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -660,6 +660,7 @@ async fn password_change_and_reset_end_other_sessions(app: TestApp) {
     assert_eq!(status, 401, "no silent truncation");
 
     // Reset by email: single use, 1 hour, ends every session, does not sign in.
+    let before = app.mail_count(email);
     let (status, _) = app
         .browse(
             &mut Browser::default(),
@@ -669,7 +670,7 @@ async fn password_change_and_reset_end_other_sessions(app: TestApp) {
         )
         .await;
     assert_eq!(status, 202);
-    let token = app.link_token(email, "/auth/reset");
+    let token = app.await_link(email, "/auth/reset", before).await;
     let (status, err) = app
         .browse(
             &mut Browser::default(),
@@ -709,6 +710,7 @@ async fn password_change_and_reset_end_other_sessions(app: TestApp) {
     assert_eq!(status, 422, "single use");
     app.signed_in(email, "Reset-Pass-2024x").await;
     // An hour-old link is dead.
+    let before = app.mail_count(email);
     app.browse(
         &mut Browser::default(),
         Method::POST,
@@ -716,7 +718,7 @@ async fn password_change_and_reset_end_other_sessions(app: TestApp) {
         Some(&json!({"email": email})),
     )
     .await;
-    let token = app.link_token(email, "/auth/reset");
+    let token = app.await_link(email, "/auth/reset", before).await;
     app.clock.advance(Duration::minutes(61));
     let (status, _) = app
         .browse(
@@ -732,6 +734,7 @@ async fn password_change_and_reset_end_other_sessions(app: TestApp) {
 async fn magic_links_are_single_use_and_short_lived(app: TestApp) {
     let email = "magic@example.com";
     app.signup_confirmed(email, PW).await;
+    let before = app.mail_count(email);
     let (status, _) = app
         .browse(
             &mut Browser::default(),
@@ -741,7 +744,7 @@ async fn magic_links_are_single_use_and_short_lived(app: TestApp) {
         )
         .await;
     assert_eq!(status, 202);
-    let token = app.link_token(email, "/auth/magic");
+    let token = app.await_link(email, "/auth/magic", before).await;
     let mut b = Browser::default();
     let (status, body) = app
         .browse(
@@ -769,6 +772,7 @@ async fn magic_links_are_single_use_and_short_lived(app: TestApp) {
         )
         .await;
     assert_eq!(status, 422, "single use");
+    let before = app.mail_count(email);
     app.browse(
         &mut Browser::default(),
         Method::POST,
@@ -776,7 +780,7 @@ async fn magic_links_are_single_use_and_short_lived(app: TestApp) {
         Some(&json!({"email": email})),
     )
     .await;
-    let token = app.link_token(email, "/auth/magic");
+    let token = app.await_link(email, "/auth/magic", before).await;
     app.clock.advance(Duration::minutes(16));
     let (status, _) = app
         .browse(
@@ -788,6 +792,7 @@ async fn magic_links_are_single_use_and_short_lived(app: TestApp) {
         .await;
     assert_eq!(status, 422, "15 minutes");
     // A reset token is not a magic link.
+    let before = app.mail_count(email);
     app.browse(
         &mut Browser::default(),
         Method::POST,
@@ -795,7 +800,7 @@ async fn magic_links_are_single_use_and_short_lived(app: TestApp) {
         Some(&json!({"email": email})),
     )
     .await;
-    let reset = app.link_token(email, "/auth/reset");
+    let reset = app.await_link(email, "/auth/reset", before).await;
     let (status, _) = app
         .browse(
             &mut Browser::default(),
@@ -1091,6 +1096,115 @@ async fn members_invite_accept_change_and_remove(app: TestApp) {
     ] {
         assert!(actions.contains(&want), "{want} in {actions:?}");
     }
+}
+
+/// Finding 8 of issue 32: a reset or magic-link request is answered before its token, mail and
+/// ledger work are done, and on the same path for an unknown address, so the answer's timing
+/// cannot tell whether the address has an account. Shown with an SMTP server that holds every
+/// message at DATA: the answers arrive while the mail is still in flight.
+async fn link_requests_answer_before_the_mail_is_sent(backend: common::Backend) {
+    let Some(peer) = SmtpPeer::start().await else {
+        return;
+    };
+    let url = peer.url();
+    let Some(app) =
+        TestApp::spawn_configured(backend, std::time::Duration::from_secs(30), move |s| {
+            let mailer =
+                rampart::auth::mail::Mailer::from_url(&url, "Rampart <no-reply@example.com>")
+                    .unwrap();
+            let hasher = rampart::auth::password::Hasher::for_this_machine().unwrap();
+            generous(s).with_identity(rampart::auth::Identity::new(
+                Default::default(),
+                hasher,
+                mailer,
+                "http://rampart.test",
+            ))
+        })
+        .await
+    else {
+        return;
+    };
+    let org = app.org("Held").await;
+    let known = "owner@held.example.com";
+    let mut answers = Vec::new();
+    for (path, email) in [
+        ("/v1/auth/password/reset", known),
+        ("/v1/auth/magic-link", known),
+        ("/v1/auth/password/reset", "unknown@held.example.com"),
+        ("/v1/auth/magic-link", "unknown@held.example.com"),
+    ] {
+        // Nothing is released until every answer is in: a server that mailed before answering
+        // would never answer (the client gives up after 30 s and the test fails).
+        let (status, body) = app
+            .browse(
+                &mut Browser::default(),
+                Method::POST,
+                path,
+                Some(&json!({"email": email})),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        answers.push((path, body));
+    }
+    assert_eq!(answers[0], answers[2], "a reset answers alike");
+    assert_eq!(answers[1], answers[3], "a magic link answers alike");
+    peer.await_held(2).await;
+    assert!(peer.delivered().is_empty(), "the mail was still held");
+    peer.release();
+    let mails = peer.await_delivered(2).await;
+    assert!(mails.iter().all(|m| m.to == known), "{mails:?}");
+    let reset = mails
+        .iter()
+        .find_map(|m| common::people::token_in(&m.body, "/auth/reset"))
+        .expect("a reset link");
+    assert!(
+        mails
+            .iter()
+            .any(|m| common::people::token_in(&m.body, "/auth/magic").is_some())
+    );
+    let (status, body) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/password/reset/complete",
+            Some(&json!({"token": reset, "password": "After-Held-Mail-1"})),
+        )
+        .await;
+    assert_eq!(
+        status, 200,
+        "the link mailed after the answer works: {body}"
+    );
+    // The ledger work was done too, after the answer.
+    let ws = org.ws.to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let actions: Vec<String> = org_events(&app, &ws)
+            .await
+            .into_iter()
+            .map(|e| e.event.action)
+            .collect();
+        if ["auth.password_reset_request", "auth.magic_link_request"]
+            .iter()
+            .all(|a| actions.iter().any(|x| x == a))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "requests not recorded: {actions:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_requests_answer_before_the_mail_is_sent_on_sqlite() {
+    link_requests_answer_before_the_mail_is_sent(common::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_requests_answer_before_the_mail_is_sent_on_postgres() {
+    link_requests_answer_before_the_mail_is_sent(common::Backend::Postgres).await;
 }
 
 #[tokio::test]
@@ -1708,6 +1822,7 @@ async fn totp_with_backup_codes_replay_protection_and_rotation(app: TestApp) {
     assert_eq!(status, 401, "the pending session ended after 5 failures");
 
     // A password reset does not bypass the second factor.
+    let before = app.mail_count(email);
     app.browse(
         &mut Browser::default(),
         Method::POST,
@@ -1715,7 +1830,7 @@ async fn totp_with_backup_codes_replay_protection_and_rotation(app: TestApp) {
         Some(&json!({"email": email})),
     )
     .await;
-    let token = app.link_token(email, "/auth/reset");
+    let token = app.await_link(email, "/auth/reset", before).await;
     let new_pw = "After-Reset-Pass-5";
     let (status, _) = app
         .browse(
@@ -1737,6 +1852,7 @@ async fn totp_with_backup_codes_replay_protection_and_rotation(app: TestApp) {
         .await;
     assert_eq!(body["status"], "second_factor_required");
     // So does a magic link.
+    let before = app.mail_count(email);
     app.browse(
         &mut Browser::default(),
         Method::POST,
@@ -1744,7 +1860,7 @@ async fn totp_with_backup_codes_replay_protection_and_rotation(app: TestApp) {
         Some(&json!({"email": email})),
     )
     .await;
-    let magic = app.link_token(email, "/auth/magic");
+    let magic = app.await_link(email, "/auth/magic", before).await;
     let (_, body) = app
         .browse(
             &mut Browser::default(),

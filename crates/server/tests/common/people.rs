@@ -340,3 +340,136 @@ impl TestApp {
         Some((app, Operator { env, _data: data }))
     }
 }
+
+/// An SMTP server (aiosmtpd, from PyPI) that holds every message at the end of its DATA
+/// command, without answering, until [`SmtpPeer::release`]: a test can see what the server
+/// answered while its mail was still in flight. Delivered messages are numbered in arrival order.
+pub struct SmtpPeer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+const HOLDING_SMTP: &str = r#"
+import asyncio, os, sys, time
+from aiosmtpd.controller import Controller
+port, d = int(sys.argv[1]), sys.argv[2]
+for sub in ("held", "new"):
+    os.makedirs(os.path.join(d, sub), exist_ok=True)
+class Hold:
+    def __init__(self):
+        self.n = 0
+    async def handle_DATA(self, server, session, envelope):
+        self.n += 1
+        n = self.n
+        open(os.path.join(d, "held", "%06d" % n), "w").close()
+        while not os.path.exists(os.path.join(d, "release")):
+            await asyncio.sleep(0.02)
+        tmp = os.path.join(d, "%06d.tmp" % n)
+        with open(tmp, "wb") as f:
+            f.write(envelope.original_content)
+        os.rename(tmp, os.path.join(d, "new", "%06d.eml" % n))
+        return "250 OK"
+controller = Controller(Hold(), hostname="127.0.0.1", port=port)
+controller.start()
+open(os.path.join(d, "ready"), "w").close()
+while True:
+    time.sleep(3600)
+"#;
+
+impl SmtpPeer {
+    /// Starts the server; `None` (after saying so) when aiosmtpd is missing, except in CI.
+    pub async fn start() -> Option<Self> {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+        let available = std::process::Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !available {
+            assert!(!ci, "CI must install aiosmtpd (pip install aiosmtpd)");
+            eprintln!("SKIPPED (SMTP): pip install aiosmtpd to run this test");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("python3")
+            .args(["-c", HOLDING_SMTP, &port.to_string()])
+            .arg(dir.path())
+            .spawn()
+            .unwrap();
+        let peer = Self { port, dir, child };
+        peer.wait_for("the SMTP peer to start", || {
+            peer.dir.path().join("ready").exists()
+        })
+        .await;
+        Some(peer)
+    }
+
+    /// `smtp://…` for [`rampart::auth::mail::Mailer::from_url`].
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}?tls=none", self.port)
+    }
+
+    fn count(&self, sub: &str) -> usize {
+        std::fs::read_dir(self.dir.path().join(sub))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    async fn wait_for(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waited 10 s for {what}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Messages that reached the end of DATA (held or not).
+    pub fn held(&self) -> usize {
+        self.count("held")
+    }
+
+    /// Waits until `n` messages have reached the end of DATA.
+    pub async fn await_held(&self, n: usize) {
+        self.wait_for("messages held at DATA", || self.held() >= n)
+            .await;
+    }
+
+    /// Lets every held message (and every later one) through.
+    pub fn release(&self) {
+        std::fs::write(self.dir.path().join("release"), b"").unwrap();
+    }
+
+    /// Messages accepted, in arrival order.
+    pub fn delivered(&self) -> Vec<Mail> {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path().join("new"))
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+            .iter()
+            .map(|p| parse_mail(&std::fs::read(p).unwrap()))
+            .collect()
+    }
+
+    /// Waits until `n` messages were accepted, and returns them.
+    pub async fn await_delivered(&self, n: usize) -> Vec<Mail> {
+        self.wait_for("messages delivered", || self.count("new") >= n)
+            .await;
+        self.delivered()
+    }
+}
+
+impl Drop for SmtpPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
