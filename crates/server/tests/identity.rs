@@ -1207,6 +1207,111 @@ async fn link_requests_answer_before_the_mail_is_sent_on_postgres() {
     link_requests_answer_before_the_mail_is_sent(common::Backend::Postgres).await;
 }
 
+/// Issue 31, finding 5 (mail bombing): thirty sources asking for mail to one address got thirty
+/// mails within seconds. Mail to an address is limited per address (5 a minute by default,
+/// shared by reset, magic link and sign-up, whoever asks), with the same 429 whether the address
+/// has an account or not, and the refusal recorded in the account's ledger once a minute.
+async fn mail_to_one_address_is_limited_whatever_the_source(backend: common::Backend) {
+    let Some(app) = TestApp::spawn_configured(backend, std::time::Duration::from_secs(30), |s| {
+        s.with_trusted_proxies(vec!["127.0.0.1/32".parse().unwrap()])
+    })
+    .await
+    else {
+        return;
+    };
+    let org = app.org("Bomb").await;
+    let known = "owner@bomb.example.com";
+    let mut refusals = Vec::new();
+    for email in [known, "nobody@bomb.example.com"] {
+        let mut statuses = Vec::new();
+        for i in 0..30 {
+            let r = app
+                .client
+                .post(app.url("/v1/auth/password/reset"))
+                .header("x-forwarded-for", format!("198.51.100.{i}"))
+                .json(&json!({"email": email}))
+                .send()
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+            if r.status() == 429 {
+                let retry = r.headers().get("retry-after").cloned();
+                assert!(retry.is_some(), "a 429 says when to retry");
+                let (_, code, mut body) = common::error_of(r).await;
+                assert_eq!(code, "RATE_LIMITED");
+                body["error"]["request_id"] = Value::Null;
+                body["error"]["message"] = Value::Null;
+                refusals.push(body);
+            }
+        }
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 202).count(),
+            5,
+            "{email}: {statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 429).count(),
+            25,
+            "{email}: {statuses:?}"
+        );
+    }
+    assert!(
+        refusals.windows(2).all(|w| w[0] == w[1]),
+        "a refusal does not tell known from unknown"
+    );
+    // The budget is the address's, whichever route asks.
+    for (path, body) in [
+        ("/v1/auth/magic-link", json!({"email": known})),
+        (
+            "/v1/auth/signup",
+            json!({"email": known, "password": "Bomb-Password-77", "name": "B B", "org_name": "B"}),
+        ),
+    ] {
+        let r = app
+            .client
+            .post(app.url(path))
+            .header("x-forwarded-for", "203.0.113.77")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429, "{path}");
+    }
+    // Five mails reached the address, and the ledger has the requests and one refusal.
+    app.await_mail(known, 4).await;
+    let ws = org.ws.to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (requests, refused) = loop {
+        let events = org_events(&app, &ws).await;
+        let count = |status: u16| {
+            events
+                .iter()
+                .filter(|e| {
+                    e.event.action == "auth.password_reset_request" && e.event.status == status
+                })
+                .count()
+        };
+        let (requests, refused) = (count(202), count(429));
+        if (requests >= 5 && refused >= 1) || std::time::Instant::now() > deadline {
+            break (requests, refused);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(requests, 5);
+    assert_eq!(refused, 1, "recorded once a minute, not once a request");
+    assert_eq!(app.mail_count(known), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_to_one_address_is_limited_whatever_the_source_on_sqlite() {
+    mail_to_one_address_is_limited_whatever_the_source(common::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_to_one_address_is_limited_whatever_the_source_on_postgres() {
+    mail_to_one_address_is_limited_whatever_the_source(common::Backend::Postgres).await;
+}
+
 #[tokio::test]
 async fn sign_in_limit_is_per_ip_and_apart_from_lockout() {
     let app = TestApp::spawn(common::Backend::Sqlite).await.unwrap();
