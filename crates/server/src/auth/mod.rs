@@ -29,10 +29,15 @@ pub struct AuthSettings {
     pub password: PasswordPolicy,
     /// Breached-password sources.
     pub breach_check: BreachSettings,
-    /// Consecutive failed sign-ins that lock an account.
+    /// Failed passwords from one source (a client IP, an IPv6 /64) that lock the account for
+    /// that source.
     pub lockout_threshold: u32,
-    /// How long a lock lasts, in minutes.
+    /// How long the first lock lasts, in minutes; each further lock in a row doubles it, up to
+    /// `lockout_max_minutes`.
     pub lockout_minutes: i64,
+    /// Failed passwords from all sources together that lock the account's password for
+    /// everyone (magic links still pass); NIST SP 800-63B allows at most 100.
+    pub lockout_account_threshold: u32,
     /// Idle session expiry, in minutes.
     pub session_idle_minutes: i64,
     /// Absolute session expiry, in hours.
@@ -80,6 +85,7 @@ impl Default for AuthSettings {
             breach_check: BreachSettings::default(),
             lockout_threshold: 5,
             lockout_minutes: 15,
+            lockout_account_threshold: 100,
             session_idle_minutes: 8 * 60,
             session_absolute_hours: 30 * 24,
             second_factor_minutes: 5,

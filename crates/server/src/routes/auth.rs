@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::Duration;
 use rampart_core::{Email, ErrorCode, PersonName, Plan, Secret, SessionId, UserId};
 use rampart_store::identity::{
-    NewSession, SecondFactorClaim, SessionStage, SignupOutcome, TokenPurpose, UserAuth,
+    LockScope, NewSession, SecondFactorClaim, SessionStage, SigninClaim, SignupOutcome,
+    TokenPurpose, UserAuth,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -386,6 +387,122 @@ fn signin_event(
     )
 }
 
+/// Counts a password attempt before it is evaluated (issue 32, finding 9): on the account
+/// from the request's source (its client address, an IPv6 /64) and on the account from
+/// everywhere, each with its own threshold. An attacker's failures lock out their source, not
+/// the owner elsewhere; past `lockout_account_threshold` failures from all sources together the
+/// account's password is locked for everyone (NIST SP 800-63B's backstop), magic links still
+/// passing.
+async fn claim_password_attempt(
+    state: &AppState,
+    identity: &Identity,
+    user: UserId,
+    facts: &RequestFacts,
+) -> ApiResult<SigninClaim> {
+    let s = identity.settings();
+    Ok(state
+        .store()
+        .claim_signin_attempt(
+            user,
+            &facts.source,
+            s.lockout_threshold,
+            s.lockout_account_threshold,
+            state.clock().now(),
+        )
+        .await?)
+}
+
+fn locked_event(
+    facts: &RequestFacts,
+    user: UserId,
+    action: &str,
+    scope: LockScope,
+) -> rampart_store::audit::NewEvent {
+    facts.event(
+        Some(user),
+        action,
+        401,
+        Some("UNAUTHENTICATED"),
+        &json!({"outcome": "locked", "scope": scope.as_str()}),
+    )
+}
+
+/// After a wrong password: the source or the account may now be locked (for a time that
+/// doubles with each lock in a row); a new lock is audited and mailed to the owner, at most
+/// once per `lock_mail_every_minutes`, after the answer.
+async fn password_failed(
+    state: &AppState,
+    identity: &Identity,
+    user: &UserAuth,
+    facts: &RequestFacts,
+) -> ApiResult<()> {
+    let s = identity.settings();
+    let now = state.clock().now();
+    let Some((scope, until)) = state
+        .store()
+        .signin_failed(
+            user.id,
+            &facts.source,
+            s.lockout_threshold,
+            s.lockout_account_threshold,
+            Duration::minutes(s.lockout_minutes),
+            Duration::minutes(s.lockout_max_minutes),
+            now,
+        )
+        .await?
+    else {
+        return Ok(());
+    };
+    let threshold = match scope {
+        LockScope::Source => s.lockout_threshold,
+        LockScope::Account => s.lockout_account_threshold,
+    };
+    record(
+        state,
+        user.id,
+        facts.event(
+            Some(user.id),
+            "auth.lockout",
+            401,
+            Some("UNAUTHENTICATED"),
+            &json!({"scope": scope.as_str(), "failed_attempts": threshold, "locked_until": until}),
+        ),
+    )
+    .await;
+    if !state
+        .store()
+        .claim_lock_mail(user.id, Duration::minutes(s.lock_mail_every_minutes), now)
+        .await?
+    {
+        return Ok(());
+    }
+    let url = identity.public_url();
+    let when = until.format("%Y-%m-%d %H:%M");
+    let body = match scope {
+        LockScope::Source => format!(
+            "After {threshold} failed sign-in attempts from one network address, password sign-in to \
+             your account from there is locked until {when} UTC. You can still sign in from \
+             elsewhere, or with a sign-in link ({url}/auth/magic).\n\
+             If this was not you, reset your password at {url}/auth/reset.\n"
+        ),
+        LockScope::Account => format!(
+            "After {threshold} failed sign-in attempts from many network addresses, password \
+             sign-in to your account is locked until {when} UTC. You can still sign in with a \
+             sign-in link ({url}/auth/magic).\n\
+             If this was not you, reset your password at {url}/auth/reset.\n"
+        ),
+    };
+    send_later(identity, &user.email, "Your account was locked", body);
+    Ok(())
+}
+
+/// [`send`] after the answer: a mail only some outcomes send must not show in their timing.
+fn send_later(identity: &Identity, to: &str, subject: &'static str, body: String) {
+    use tracing::Instrument;
+    let (identity, to) = (identity.clone(), to.to_owned());
+    tokio::spawn(async move { send(&identity, &to, subject, body).await }.in_current_span());
+}
+
 /// `POST /v1/auth/signin`: a session, or a pending second-factor step.
 pub async fn signin(
     State(state): State<AppState>,
@@ -406,7 +523,6 @@ pub async fn signin(
         );
         return Err(failed());
     };
-    let now = state.clock().now();
     if user.disabled_at.is_some() {
         hasher.waste(&body.password).await.map_err(hash_error)?;
         record(
@@ -417,57 +533,24 @@ pub async fn signin(
         .await;
         return Err(failed());
     }
-    let threshold = identity.settings().lockout_threshold;
-    let Some(_attempt) = state
-        .store()
-        .claim_signin_attempt(user.id, threshold, now)
-        .await?
-    else {
+    if let SigninClaim::Locked(scope) =
+        claim_password_attempt(&state, &identity, user.id, &facts).await?
+    {
         hasher.waste(&body.password).await.map_err(hash_error)?;
         record(
             &state,
             user.id,
-            signin_event(&facts, user.id, 401, "locked"),
+            locked_event(&facts, user.id, "auth.signin", scope),
         )
         .await;
         return Err(failed());
-    };
+    }
     let verdict = hasher
         .verify(&body.password, user.password_hash.as_deref())
         .await
         .map_err(hash_error)?;
     if verdict == Verified::No {
-        let until = now + Duration::minutes(identity.settings().lockout_minutes);
-        if state
-            .store()
-            .lock_if_exhausted(user.id, threshold, until)
-            .await?
-        {
-            record(
-                &state,
-                user.id,
-                facts.event(
-                    Some(user.id),
-                    "auth.lockout",
-                    401,
-                    Some("UNAUTHENTICATED"),
-                    &json!({"failed_attempts": threshold, "locked_until": until}),
-                ),
-            )
-            .await;
-            send(
-                &identity,
-                &user.email,
-                "Your account was locked",
-                format!(
-                    "After {threshold} failed sign-in attempts, your account is locked until {} UTC.\n\
-                     If this was not you, reset your password at {}/auth/reset.\n",
-                    until.format("%Y-%m-%d %H:%M"),
-                    identity.public_url()
-                ),
-            )
-            .await;
-        }
+        password_failed(&state, &identity, &user, &facts).await?;
         record(
             &state,
             user.id,
@@ -476,7 +559,10 @@ pub async fn signin(
         .await;
         return Err(failed());
     }
-    state.store().reset_signin_attempts(user.id).await?;
+    state
+        .store()
+        .signin_succeeded(user.id, &facts.source)
+        .await?;
     if let (Verified::YesRehash(new), Some(old)) = (&verdict, user.password_hash.as_deref()) {
         state.store().rehash_password(user.id, old, new).await?;
     }
@@ -668,7 +754,7 @@ async fn second_factor_lockout(
         return Ok(());
     }
     if let Some(u) = state.store().user_auth(user).await? {
-        send(
+        send_later(
             identity,
             &u.email,
             "Two-factor sign-in to your account was locked",
@@ -679,8 +765,7 @@ async fn second_factor_lockout(
                 until.format("%Y-%m-%d %H:%M"),
                 identity.public_url()
             ),
-        )
-        .await;
+        );
     }
     Ok(())
 }
@@ -931,12 +1016,27 @@ async fn fresh_password(
         .user_auth(user)
         .await?
         .ok_or_else(ApiError::not_found)?;
+    // Counted like a sign-in, so that a stolen session cannot guess the password here.
+    if let SigninClaim::Locked(scope) = claim_password_attempt(state, identity, user, facts).await?
+    {
+        identity
+            .hasher()
+            .waste(password)
+            .await
+            .map_err(hash_error)?;
+        record(state, user, locked_event(facts, user, action, scope)).await;
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "too many wrong passwords: password checks are locked for a while (the owner was emailed)",
+        ));
+    }
     let verdict = identity
         .hasher()
         .verify(password, u.password_hash.as_deref())
         .await
         .map_err(hash_error)?;
     if verdict == Verified::No {
+        password_failed(state, identity, &u, facts).await?;
         record(
             state,
             user,
@@ -954,6 +1054,7 @@ async fn fresh_password(
             "the password is not correct",
         ));
     }
+    state.store().signin_succeeded(user, &facts.source).await?;
     Ok(u)
 }
 
@@ -1258,22 +1359,10 @@ pub async fn consume_magic_link(
         .await?
         .ok_or_else(bad_link)?;
     let u = state.store().user_auth(user).await?.ok_or_else(bad_link)?;
-    if u.disabled_at.is_some() || u.locked_at(now) {
-        record(
-            &state,
-            user,
-            signin_event(
-                &facts,
-                user,
-                401,
-                if u.locked_at(now) {
-                    "locked"
-                } else {
-                    "disabled"
-                },
-            ),
-        )
-        .await;
+    // A password lock does not apply: the link proves the mailbox, and the lock is about
+    // guessing passwords (otherwise anyone could keep the owner out by failing on purpose).
+    if u.disabled_at.is_some() {
+        record(&state, user, signin_event(&facts, user, 401, "disabled")).await;
         return Err(failed());
     }
     // The link proves the mailbox. An address never confirmed loses what its sign-up set

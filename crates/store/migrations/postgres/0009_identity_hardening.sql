@@ -6,3 +6,20 @@ ALTER TABLE users ADD COLUMN second_factor_failures BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN second_factor_locked_until TIMESTAMPTZ;
 ALTER TABLE users ADD COLUMN second_factor_locks BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN second_factor_lock_mailed_at TIMESTAMPTZ;
+
+-- Password failures are counted per account and source (a client IP, an IPv6 /64, stored only as
+-- a hash): an attacker's failures from one place lock that place out, not the owner elsewhere.
+-- Each lock in a row from a source doubles. The account-wide count (users.failed_signins) stays
+-- as a backstop at a much higher threshold, with its own backoff; lock mails go out at most
+-- once an hour.
+CREATE TABLE signin_failures (
+    user_id       TEXT NOT NULL REFERENCES users (id),
+    source        TEXT NOT NULL,
+    failures      BIGINT NOT NULL DEFAULT 0,
+    locked_until  TIMESTAMPTZ,
+    locks         BIGINT NOT NULL DEFAULT 0,
+    updated_at    TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (user_id, source)
+);
+ALTER TABLE users ADD COLUMN signin_locks BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN lock_mailed_at TIMESTAMPTZ;

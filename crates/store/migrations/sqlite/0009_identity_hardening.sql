@@ -6,3 +6,20 @@ ALTER TABLE users ADD COLUMN second_factor_failures INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN second_factor_locked_until TEXT;
 ALTER TABLE users ADD COLUMN second_factor_locks INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN second_factor_lock_mailed_at TEXT;
+
+-- Password failures are counted per account and source (a client IP, an IPv6 /64, stored only as
+-- a hash): an attacker's failures from one place lock that place out, not the owner elsewhere.
+-- Each lock in a row from a source doubles. The account-wide count (users.failed_signins) stays
+-- as a backstop at a much higher threshold, with its own backoff; lock mails go out at most
+-- once an hour.
+CREATE TABLE signin_failures (
+    user_id       TEXT NOT NULL REFERENCES users (id),
+    source        TEXT NOT NULL,
+    failures      INTEGER NOT NULL DEFAULT 0,
+    locked_until  TEXT,
+    locks         INTEGER NOT NULL DEFAULT 0,
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (user_id, source)
+);
+ALTER TABLE users ADD COLUMN signin_locks INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN lock_mailed_at TEXT;
