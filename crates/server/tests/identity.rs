@@ -66,6 +66,7 @@ both_backends_with!(generous;
     pre_hijacked_accounts_are_cleared_by_every_other_proof,
     second_factor_failures_are_counted_first_per_session_and_per_user,
     reauthentication_failures_count_toward_the_lock,
+    an_admin_may_not_revoke_a_stronger_key,
 );
 
 /// Declares each listed `async fn name(app: TestApp, op: Operator)` as a test on SQLite and
@@ -2746,4 +2747,59 @@ async fn second_factor_failures_are_counted_first_per_session_and_per_user(app: 
     let mut v = pending(&app, email).await;
     let (status, body) = second_factor(&app, &mut v, &codes[1]).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// Issue 32, low: an admin key could revoke an owner's key. Managing a key is held to the rule
+/// for minting one: only a key whose role holds no permission the caller lacks.
+async fn an_admin_may_not_revoke_a_stronger_key(app: TestApp) {
+    let org = app.org("Revokers").await;
+    let admin = app.key(org.ws, rampart_core::Role::Admin).await;
+    let viewer = app.key(org.ws, rampart_core::Role::Viewer).await;
+    let keys: Value = app
+        .get(
+            &format!("/v1/workspaces/{}/api-keys", org.ws),
+            &org.owner_key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id_of = |role: &str| {
+        keys["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["role"] == role)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let r = app
+        .delete(
+            &format!("/v1/workspaces/{}/api-keys/{}", org.ws, id_of("owner")),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status(), 403, "an admin key may not revoke the owner's");
+    let (_, code, _) = common::error_of(r).await;
+    assert_eq!(code, "FORBIDDEN");
+    let r = app
+        .get(
+            &format!("/v1/workspaces/{}/contacts", org.ws),
+            &org.owner_key,
+        )
+        .await;
+    assert_eq!(r.status(), 200, "the owner's key still works");
+    let r = app
+        .delete(
+            &format!("/v1/workspaces/{}/api-keys/{}", org.ws, id_of("viewer")),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status(), 204, "a weaker key may be revoked");
+    let r = app
+        .get(&format!("/v1/workspaces/{}/contacts", org.ws), &viewer)
+        .await;
+    assert_eq!(r.status(), 401);
 }

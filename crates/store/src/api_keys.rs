@@ -89,6 +89,18 @@ pub async fn list(tx: &mut TenantTx) -> Result<Vec<ApiKeyRecord>, StoreError> {
     )
 }
 
+/// An active key of this workspace.
+pub async fn get(tx: &mut TenantTx, key: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
+    let ws = tx.ws();
+    fetch_optional!(
+        &mut tx.conn,
+        "SELECT id, name, role, display_prefix, created_at, last_used_at FROM api_keys \
+         WHERE workspace_id = $1 AND id = $2 AND revoked_at IS NULL",
+        [ws, key.to_string()],
+        |r| record!(r)
+    )
+}
+
 /// Revokes an active key of this workspace; `false` when there is none with that id.
 pub async fn revoke(
     tx: &mut TenantTx,

@@ -17,10 +17,6 @@ use crate::auth::token;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Ctx, JsonBody, PathId};
 
-fn may_handle(holder: Role, role: Role) -> bool {
-    role.permissions().iter().all(|p| holder.can(*p))
-}
-
 fn refuse(holder: Role, role: Role) -> ApiError {
     ApiError::new(
         ErrorCode::Forbidden,
@@ -48,7 +44,7 @@ pub struct InviteBody {
 pub async fn invite(mut ctx: Ctx, JsonBody(body): JsonBody<InviteBody>) -> ApiResult<Response> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::invalid("email", e.to_string()))?;
     let holder = ctx.grant().role();
-    if !may_handle(holder, body.role) {
+    if !holder.covers(body.role) {
         return Err(refuse(holder, body.role));
     }
     let identity = ctx.state().identity().cloned().ok_or_else(|| {
@@ -119,10 +115,10 @@ pub async fn update(
     let current = members::get(ctx.tx(), id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    if !may_handle(holder, current.role) {
+    if !holder.covers(current.role) {
         return Err(refuse(holder, current.role));
     }
-    if !may_handle(holder, body.role) {
+    if !holder.covers(body.role) {
         return Err(refuse(holder, body.role));
     }
     let updated = members::set_role(ctx.tx(), id, body.role).await?;
@@ -136,7 +132,7 @@ pub async fn remove(mut ctx: Ctx, PathId(id): PathId<MembershipId>) -> ApiResult
     let current = members::get(ctx.tx(), id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    if !may_handle(holder, current.role) {
+    if !holder.covers(current.role) {
         return Err(refuse(holder, current.role));
     }
     members::remove(ctx.tx(), id).await?;
@@ -152,7 +148,7 @@ pub async fn end_sessions(
     let current = members::get(ctx.tx(), id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    if !may_handle(holder, current.role) {
+    if !holder.covers(current.role) {
         return Err(refuse(holder, current.role));
     }
     let now = ctx.now();
