@@ -59,6 +59,8 @@ pub enum Target {
     Member,
     /// One of the caller's sessions (`ses_…`).
     Session,
+    /// An invitation to a workspace (`inv_…`).
+    Invitation,
 }
 
 /// One route's declaration.
@@ -165,6 +167,7 @@ spec!(MEMBERS_END_SESSIONS: DELETE "/v1/workspaces/{ws}/members/{id}/sessions", 
 spec!(INVITATIONS_LIST: GET "/v1/workspaces/{ws}/invitations", Tenant, Some(P::MembersManage), mutates = false, destructive = false, Api, "invitation.list", None, None);
 spec!(INVITATIONS_CREATE: POST "/v1/workspaces/{ws}/invitations", Tenant, Some(P::MembersManage), mutates = true, destructive = false, Api, "invitation.create", None,
     Some(r#"{"email":"matrix-invitee@example.com","role":"viewer"}"#));
+spec!(INVITATIONS_REVOKE: DELETE "/v1/workspaces/{ws}/invitations/{id}", Tenant, Some(P::MembersManage), mutates = true, destructive = true, Api, "invitation.revoke", Invitation, None);
 
 spec!(AUTH_SIGNUP: POST "/v1/auth/signup", Public, None, mutates = true, destructive = false, SignIn, "auth.signup", None, Some(r#"{"email":"probe@example.com","password":"Probe-Password-9","name":"Probe Person","org_name":"Probe Org"}"#));
 spec!(AUTH_CONFIRM: POST "/v1/auth/confirm", Public, None, mutates = true, destructive = false, SignIn, "auth.confirm", None, Some(r#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#));
@@ -210,6 +213,7 @@ pub fn routes() -> Vec<Route> {
         route(&MEMBERS_END_SESSIONS, members::end_sessions),
         route(&INVITATIONS_LIST, members::invitations),
         route(&INVITATIONS_CREATE, members::invite),
+        route(&INVITATIONS_REVOKE, members::revoke_invitation),
         route(&AUTH_SIGNUP, auth::signup),
         route(&AUTH_CONFIRM, auth::confirm),
         route(&AUTH_SIGNIN, auth::signin),

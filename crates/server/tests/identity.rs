@@ -67,6 +67,7 @@ both_backends_with!(generous;
     second_factor_failures_are_counted_first_per_session_and_per_user,
     reauthentication_failures_count_toward_the_lock,
     an_admin_may_not_revoke_a_stronger_key,
+    invitations_can_be_revoked,
 );
 
 /// Declares each listed `async fn name(app: TestApp, op: Operator)` as a test on SQLite and
@@ -2802,4 +2803,124 @@ async fn an_admin_may_not_revoke_a_stronger_key(app: TestApp) {
         .get(&format!("/v1/workspaces/{}/contacts", org.ws), &viewer)
         .await;
     assert_eq!(r.status(), 401);
+}
+
+/// Invites `email` to `ws` as `role` (as `inviter`), accepts with [`PW`] and signs in.
+async fn join(app: &TestApp, inviter: &mut Browser, ws: &str, email: &str, role: &str) -> Browser {
+    let (status, inv) = app
+        .browse(
+            inviter,
+            Method::POST,
+            &format!("/v1/workspaces/{ws}/invitations"),
+            Some(&json!({"email": email, "role": role})),
+        )
+        .await;
+    assert_eq!(status, 201, "{inv}");
+    let token = app.link_token(email, "/auth/invitation");
+    let (status, joined) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/invitations/accept",
+            Some(&json!({"token": token, "name": "Joined Person", "password": PW})),
+        )
+        .await;
+    assert_eq!(status, 200, "{joined}");
+    app.signed_in(email, PW).await
+}
+
+/// Issue 32, low: invitations could not be revoked.
+async fn invitations_can_be_revoked(app: TestApp) {
+    let (mut owner, ws) = app.person("inviter@example.com", PW).await;
+    let (status, inv) = app
+        .browse(
+            &mut owner,
+            Method::POST,
+            &format!("/v1/workspaces/{ws}/invitations"),
+            Some(&json!({"email": "unwanted@example.com", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{inv}");
+    let id = inv["id"].as_str().unwrap().to_owned();
+    let token = app.link_token("unwanted@example.com", "/auth/invitation");
+    let r = app
+        .as_browser(
+            &mut owner,
+            Method::DELETE,
+            &format!("/v1/workspaces/{ws}/invitations/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let (_, list) = app
+        .browse(
+            &mut owner,
+            Method::GET,
+            &format!("/v1/workspaces/{ws}/invitations"),
+            None,
+        )
+        .await;
+    assert!(list["data"].as_array().unwrap().is_empty(), "{list}");
+    let (status, _) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/invitations/accept",
+            Some(&json!({"token": token, "password": PW})),
+        )
+        .await;
+    assert_eq!(status, 422, "a revoked invitation's link is dead");
+    let r = app
+        .as_browser(
+            &mut owner,
+            Method::DELETE,
+            &format!("/v1/workspaces/{ws}/invitations/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 404, "already revoked");
+    // An accepted one is gone too.
+    join(&app, &mut owner, &ws, "joined@example.com", "viewer").await;
+    let (_, list) = app
+        .browse(
+            &mut owner,
+            Method::GET,
+            &format!("/v1/workspaces/{ws}/invitations"),
+            None,
+        )
+        .await;
+    assert!(list["data"].as_array().unwrap().is_empty());
+    // An admin may not revoke an invitation to a role stronger than theirs.
+    let mut admin = join(&app, &mut owner, &ws, "admin-inviter@example.com", "admin").await;
+    let (status, inv) = app
+        .browse(
+            &mut owner,
+            Method::POST,
+            &format!("/v1/workspaces/{ws}/invitations"),
+            Some(&json!({"email": "next-owner@example.com", "role": "owner"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{inv}");
+    let r = app
+        .as_browser(
+            &mut admin,
+            Method::DELETE,
+            &format!(
+                "/v1/workspaces/{ws}/invitations/{}",
+                inv["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    let revoked: Vec<u16> = org_events(&app, &ws)
+        .await
+        .iter()
+        .filter(|e| e.event.action == "invitation.revoke")
+        .map(|e| e.event.status)
+        .collect();
+    assert!(
+        revoked.contains(&204) && revoked.contains(&403),
+        "{revoked:?}"
+    );
 }

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Duration;
-use rampart_core::{Email, ErrorCode, MembershipId, Role};
+use rampart_core::{Email, ErrorCode, InvitationId, MembershipId, Role};
 use rampart_store::identity::{NewInvitation, members};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -96,6 +96,26 @@ pub async fn invitations(mut ctx: Ctx) -> ApiResult<Json<Value>> {
     let now = ctx.now();
     let data = members::invitations(ctx.tx(), now).await?;
     Ok(Json(json!({"data": data, "next_cursor": null})))
+}
+
+/// `DELETE …/invitations/{id}`: revokes an open invitation, so its link stops working; an
+/// accepted, revoked or expired one is 404. Held to the delegation rule on the invited role.
+pub async fn revoke_invitation(
+    mut ctx: Ctx,
+    PathId(id): PathId<InvitationId>,
+) -> ApiResult<StatusCode> {
+    let now = ctx.now();
+    let invitation = members::open_invitation(ctx.tx(), id, now)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let holder = ctx.grant().role();
+    if !holder.covers(invitation.role) {
+        return Err(refuse(holder, invitation.role));
+    }
+    if !members::revoke_invitation(ctx.tx(), id, now).await? {
+        return Err(ApiError::not_found());
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `PATCH …/members/{id}` body.

@@ -242,6 +242,52 @@ pub async fn invitations(
     )
 }
 
+/// An open invitation of this workspace: not accepted, revoked or expired at `now`.
+pub async fn open_invitation(
+    tx: &mut TenantTx,
+    invitation: InvitationId,
+    now: DateTime<Utc>,
+) -> Result<Option<Invitation>, StoreError> {
+    let ws = tx.ws();
+    fetch_optional!(
+        &mut tx.conn,
+        "SELECT id, email, role, invited_by, created_at, expires_at FROM invitations \
+         WHERE workspace_id = $1 AND id = $2 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
+        [ws, invitation.to_string(), db_time(now)],
+        |r| {
+            let e = StoreError::from_sqlx;
+            Ok(Invitation {
+                id: id(r.try_get("id").map_err(e)?)?,
+                email: r.try_get("email").map_err(e)?,
+                role: parse_role(r.try_get("role").map_err(e)?)?,
+                invited_by: r.try_get("invited_by").map_err(e)?,
+                created_at: r.try_get("created_at").map_err(e)?,
+                expires_at: r.try_get("expires_at").map_err(e)?,
+            })
+        }
+    )
+}
+
+/// Revokes an open invitation of this workspace (its link stops working); false when there is
+/// no open invitation with that id.
+pub async fn revoke_invitation(
+    tx: &mut TenantTx,
+    invitation: InvitationId,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let ws = tx.ws();
+    let n = execute!(
+        &mut tx.conn,
+        "UPDATE invitations SET revoked_at = $3 WHERE workspace_id = $1 AND id = $2 \
+         AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
+        ws,
+        invitation.to_string(),
+        db_time(now)
+    )
+    .map_err(StoreError::from_sqlx)?;
+    Ok(n == 1)
+}
+
 /// What accepting an invitation produced.
 #[derive(Debug, Clone, Copy)]
 pub struct Accepted {
