@@ -68,6 +68,7 @@ both_backends_with!(generous;
     reauthentication_failures_count_toward_the_lock,
     an_admin_may_not_revoke_a_stronger_key,
     invitations_can_be_revoked,
+    keys_minted_by_a_removed_member_stop_working,
 );
 
 /// Declares each listed `async fn name(app: TestApp, op: Operator)` as a test on SQLite and
@@ -2922,5 +2923,89 @@ async fn invitations_can_be_revoked(app: TestApp) {
     assert!(
         revoked.contains(&204) && revoked.contains(&403),
         "{revoked:?}"
+    );
+}
+
+/// Issue 32, low: keys minted by a member stayed valid after the member was removed. Removing a
+/// member revokes the keys they minted, and the keys those keys minted.
+async fn keys_minted_by_a_removed_member_stop_working(app: TestApp) {
+    let (mut owner, ws) = app.person("keyowner@example.com", PW).await;
+    let mut admin = join(&app, &mut owner, &ws, "keyadmin@example.com", "admin").await;
+    let (status, k1) = app
+        .browse(
+            &mut admin,
+            Method::POST,
+            &format!("/v1/workspaces/{ws}/api-keys"),
+            Some(&json!({"name": "admin's", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{k1}");
+    let k1 = k1["key"].as_str().unwrap().to_owned();
+    let r = app
+        .post(
+            &format!("/v1/workspaces/{ws}/api-keys"),
+            &k1,
+            &json!({"name": "laundered", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let k2 = r.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, k3) = app
+        .browse(
+            &mut owner,
+            Method::POST,
+            &format!("/v1/workspaces/{ws}/api-keys"),
+            Some(&json!({"name": "owner's", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let k3 = k3["key"].as_str().unwrap().to_owned();
+    let contacts = format!("/v1/workspaces/{ws}/contacts");
+    for k in [&k1, &k2, &k3] {
+        assert_eq!(app.get(&contacts, k).await.status(), 200);
+    }
+    let (_, members) = app
+        .browse(
+            &mut owner,
+            Method::GET,
+            &format!("/v1/workspaces/{ws}/members"),
+            None,
+        )
+        .await;
+    let admin_member = members["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "admin")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .as_browser(
+            &mut owner,
+            Method::DELETE,
+            &format!("/v1/workspaces/{ws}/members/{admin_member}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        app.get(&contacts, &k1).await.status(),
+        401,
+        "the member's key"
+    );
+    assert_eq!(
+        app.get(&contacts, &k2).await.status(),
+        401,
+        "a key that key minted"
+    );
+    assert_eq!(
+        app.get(&contacts, &k3).await.status(),
+        200,
+        "someone else's key"
     );
 }

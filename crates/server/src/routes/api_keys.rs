@@ -42,12 +42,15 @@ pub async fn create(mut ctx: Ctx, JsonBody(body): JsonBody<CreateBody>) -> ApiRe
         ApiError::internal()
     })?;
     let now = ctx.now();
-    let record = api_keys::create(
+    // The minter is kept so the key can die with the minter's membership.
+    let minter = ctx.grant().principal().actor.label();
+    let record = api_keys::create_by(
         ctx.tx(),
         name,
         body.role,
         &minted.hash,
         &minted.display_prefix,
+        Some(&minter),
         now,
     )
     .await?;

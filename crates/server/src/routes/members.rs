@@ -146,7 +146,10 @@ pub async fn update(
 }
 
 /// `DELETE …/members/{id}`: removes the member and ends their sessions' access here (the
-/// membership is gone, so every later request is refused).
+/// membership is gone, so every later request is refused). The API keys they minted here are
+/// revoked with it, and so are the keys those keys minted: a key acts for whoever made it, and
+/// must not outlive their access. Takes effect at once on this node, within the key-cache TTL
+/// on others (as a revocation does).
 pub async fn remove(mut ctx: Ctx, PathId(id): PathId<MembershipId>) -> ApiResult<StatusCode> {
     let holder = ctx.grant().role();
     let current = members::get(ctx.tx(), id)
@@ -156,6 +159,13 @@ pub async fn remove(mut ctx: Ctx, PathId(id): PathId<MembershipId>) -> ApiResult
         return Err(refuse(holder, current.role));
     }
     members::remove(ctx.tx(), id).await?;
+    let now = ctx.now();
+    let revoked =
+        rampart_store::api_keys::revoke_minted_by(ctx.tx(), &current.user_id.to_string(), now)
+            .await?;
+    for hash in revoked {
+        ctx.state().keys().revoke(hash);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -23,3 +23,7 @@ CREATE TABLE signin_failures (
 );
 ALTER TABLE users ADD COLUMN signin_locks BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN lock_mailed_at TIMESTAMPTZ;
+
+-- Who minted each API key (`usr_…` or `key_…`; none for keys the operator minted): removing a
+-- member revokes the keys they minted, and the keys those keys minted.
+ALTER TABLE api_keys ADD COLUMN minted_by TEXT;
