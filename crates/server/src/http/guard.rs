@@ -235,9 +235,14 @@ async fn authenticate(
             .identity()
             .is_none_or(|identity| !session::csrf_ok(identity, headers, &signed_in.record));
     let user = signed_in.user;
-    let membership = Box::pin(state.store().membership(user, workspace))
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
+    // As this session holds it: an admin may have ended the session's access here.
+    let membership = Box::pin(state.store().session_membership(
+        user,
+        workspace,
+        signed_in.record.created_at,
+    ))
+    .await
+    .map_err(|e| ApiError::from(e).into_response())?;
     let home = match membership {
         Some(m) => Some((m.org, m.workspace)),
         None => Box::pin(state.store().user_orgs(user))

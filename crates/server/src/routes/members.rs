@@ -169,7 +169,9 @@ pub async fn remove(mut ctx: Ctx, PathId(id): PathId<MembershipId>) -> ApiResult
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `DELETE …/members/{id}/sessions`: ends every session of that member (owners and admins).
+/// `DELETE …/members/{id}/sessions`: ends every current session's access to this workspace for
+/// that member (owners and admins); they sign in again to come back. Their sessions elsewhere
+/// (their other organizations) are not this workspace's to end.
 pub async fn end_sessions(
     mut ctx: Ctx,
     PathId(id): PathId<MembershipId>,

@@ -44,6 +44,13 @@ pub fn token_in(body: &str, path: &str) -> Option<String> {
     )
 }
 
+/// The messages an address had at one moment (see [`TestApp::mail_mark`]).
+#[derive(Debug, Clone)]
+pub struct MailMark {
+    to: String,
+    seen: std::collections::HashSet<std::path::PathBuf>,
+}
+
 /// A cookie-carrying client.
 #[derive(Debug, Clone, Default)]
 pub struct Browser {
@@ -92,38 +99,90 @@ impl TestApp {
         self.mails_to(to).len()
     }
 
-    /// Waits (up to 10 s) until more than `before` messages went to `to`, and returns them
-    /// all: mail is sent after the answer, so a test waits for it instead of sleeping.
-    pub async fn await_mail(&self, to: &str, before: usize) -> Vec<Mail> {
+    /// Every message file written so far, with its message.
+    fn mail_files(&self) -> Vec<(std::path::PathBuf, Mail)> {
+        let dir = self.dir.path().join("mail");
+        let files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .map(|p| {
+                let mail = parse_mail(&std::fs::read(&p).unwrap());
+                (p, mail)
+            })
+            .collect()
+    }
+
+    /// What has been mailed to `to` so far, to tell later messages from it: file times are too
+    /// coarse to order messages written within a few milliseconds of each other.
+    pub fn mail_mark(&self, to: &str) -> MailMark {
+        MailMark {
+            to: to.to_owned(),
+            seen: self
+                .mail_files()
+                .into_iter()
+                .filter(|(_, m)| m.to.contains(to))
+                .map(|(p, _)| p)
+                .collect(),
+        }
+    }
+
+    /// Messages to the mark's address written since the mark.
+    pub fn mails_since(&self, mark: &MailMark) -> Vec<Mail> {
+        self.mail_files()
+            .into_iter()
+            .filter(|(p, m)| m.to.contains(&mark.to) && !mark.seen.contains(p))
+            .map(|(_, m)| m)
+            .collect()
+    }
+
+    /// Waits (up to 10 s) for a message to the mark's address written since the mark, and
+    /// returns every such message: mail is sent after the answer, so a test waits for it
+    /// instead of sleeping.
+    pub async fn await_mail(&self, mark: &MailMark) -> Vec<Mail> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let mails = self.mails_to(to);
-            if mails.len() > before {
-                return mails;
+            let new = self.mails_since(mark);
+            if !new.is_empty() {
+                return new;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "no new mail to {to} (still {before})"
+                "no new mail to {}",
+                mark.to
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 
-    /// The token of the link to `path` in the first message to `to` after the first `before`.
-    pub async fn await_link(&self, to: &str, path: &str, before: usize) -> String {
+    /// Waits (up to 10 s) until `n` messages in all went to `to`.
+    pub async fn await_mail_count(&self, to: &str, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.mail_count(to) < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{to} got {} mails, not {n}",
+                self.mail_count(to)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The token of the link to `path` in a message to `to` written since the mark, waiting
+    /// (up to 10 s) for it.
+    pub async fn await_link(&self, to: &str, path: &str, mark: &MailMark) -> String {
+        assert_eq!(to, mark.to, "the mark is for another address");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let mails = self.mails_to(to);
-            if let Some(t) = mails
-                .iter()
-                .skip(before)
-                .find_map(|m| token_in(&m.body, path))
-            {
+            let new = self.mails_since(mark);
+            if let Some(t) = new.iter().find_map(|m| token_in(&m.body, path)) {
                 return t;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "no {path} link mailed to {to} after the first {before}: {mails:?}"
+                "no {path} link mailed to {to} since the mark: {new:?}"
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }

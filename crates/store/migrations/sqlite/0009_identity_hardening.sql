@@ -27,3 +27,8 @@ ALTER TABLE users ADD COLUMN lock_mailed_at TEXT;
 -- Who minted each API key (`usr_…` or `key_…`; none for keys the operator minted): removing a
 -- member revokes the keys they minted, and the keys those keys minted.
 ALTER TABLE api_keys ADD COLUMN minted_by TEXT;
+
+-- A workspace admin ending a member's sessions ends their sessions' access to that workspace
+-- only (a person's sessions are theirs, and reach their other organizations too): sessions
+-- created at or before this time no longer count as this membership.
+ALTER TABLE memberships ADD COLUMN sessions_revoked_before TEXT;

@@ -414,7 +414,11 @@ impl Store {
     }
 }
 
-/// Ends every session of the user behind `member` (an admin action), in this transaction.
+/// Ends the access to this workspace of every session the user behind `member` holds now (an
+/// admin action), in this transaction: those sessions no longer count as this membership, so
+/// the person signs in again to come back. Their sessions themselves, and their access to other
+/// workspaces, stay: a workspace admin's authority ends at the workspace. Returns how many live
+/// sessions lost their access here.
 pub async fn end_sessions(
     tx: &mut TenantTx,
     member: MembershipId,
@@ -423,5 +427,57 @@ pub async fn end_sessions(
     let current = get(tx, member)
         .await?
         .ok_or(StoreError::NotFound("member"))?;
-    super::sessions::end_all_on(&mut tx.conn, current.user_id, None, "ended_by_admin", now).await
+    let now = db_time(now);
+    let ws = tx.ws();
+    execute!(
+        &mut tx.conn,
+        "UPDATE memberships SET sessions_revoked_before = $3 WHERE workspace_id = $1 AND id = $2",
+        ws,
+        member.to_string(),
+        now
+    )
+    .map_err(StoreError::from_sqlx)?;
+    let n = fetch_optional!(
+        &mut tx.conn,
+        "SELECT COUNT(*) AS n FROM sessions WHERE user_id = $1 AND ended_at IS NULL \
+         AND created_at <= $2 AND idle_expires_at > $2 AND absolute_expires_at > $2",
+        [current.user_id.to_string(), now],
+        |r| r.try_get::<i64, _>("n").map_err(StoreError::from_sqlx)
+    )?
+    .unwrap_or(0);
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+impl Store {
+    /// A signed-in user's membership of a workspace, as a session created at
+    /// `session_created_at` holds it: none when an admin ended that session's access there
+    /// (the session is older than the membership's `sessions_revoked_before`).
+    pub async fn session_membership(
+        &self,
+        user: UserId,
+        workspace: WorkspaceId,
+        session_created_at: DateTime<Utc>,
+    ) -> Result<Option<rampart_core::Membership>, StoreError> {
+        let mut c = self.platform(false).await?;
+        fetch_optional!(
+            &mut c,
+            "SELECT m.role, w.org_id, o.plan FROM memberships m \
+             JOIN workspaces w ON w.id = m.workspace_id JOIN organizations o ON o.id = w.org_id \
+             WHERE m.user_id = $1 AND m.workspace_id = $2 \
+             AND (m.sessions_revoked_before IS NULL OR m.sessions_revoked_before < $3)",
+            [
+                user.to_string(),
+                workspace.to_string(),
+                db_time(session_created_at)
+            ],
+            |r| Ok(rampart_core::Membership {
+                org: id(r.try_get("org_id").map_err(StoreError::from_sqlx)?)?,
+                workspace,
+                role: parse_role(r.try_get("role").map_err(StoreError::from_sqlx)?)?,
+                plan: crate::platform::parse_plan(
+                    r.try_get("plan").map_err(StoreError::from_sqlx)?
+                )?,
+            })
+        )
+    }
 }
