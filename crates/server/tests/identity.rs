@@ -70,6 +70,7 @@ both_backends_with!(generous;
     invitations_can_be_revoked,
     keys_minted_by_a_removed_member_stop_working,
     ending_a_members_sessions_ends_their_access_here_only,
+    magic_links_are_bound_to_the_browser_that_asked,
 );
 
 /// Declares each listed `async fn name(app: TestApp, op: Operator)` as a test on SQLite and
@@ -786,7 +787,7 @@ async fn magic_links_are_single_use_and_short_lived(app: TestApp) {
     )
     .await;
     let token = app.await_link(email, "/auth/magic", &before).await;
-    app.clock.advance(Duration::minutes(16));
+    app.clock.advance(Duration::minutes(11));
     let (status, _) = app
         .browse(
             &mut Browser::default(),
@@ -795,7 +796,7 @@ async fn magic_links_are_single_use_and_short_lived(app: TestApp) {
             Some(&json!({"token": token})),
         )
         .await;
-    assert_eq!(status, 422, "15 minutes");
+    assert_eq!(status, 422, "10 minutes");
     // A reset token is not a magic link.
     let before = app.mail_mark(email);
     app.browse(
@@ -3085,4 +3086,84 @@ async fn ending_a_members_sessions_ends_their_access_here_only(app: TestApp) {
             .0,
         200
     );
+}
+
+/// The `name=value` of a cookie called `name` set by a response, and the whole header.
+fn cookie_named(r: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    r.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| (v.split(';').next().unwrap().trim().to_owned(), v.to_owned()))
+}
+
+/// Issue 32, low (ASVS V6.5.5, V6.6.2): a magic link lives 10 minutes, and one asked for by a
+/// browser works only in that browser (a cookie set on the request's answer), so a link that
+/// leaks from the mailbox cannot be used elsewhere.
+async fn magic_links_are_bound_to_the_browser_that_asked(app: TestApp) {
+    let email = "bound@example.com";
+    app.signup_confirmed(email, PW).await;
+    let before = app.mail_mark(email);
+    let r = app
+        .client
+        .post(app.url("/v1/auth/magic-link"))
+        .header("Origin", "http://rampart.test")
+        .json(&json!({"email": email}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let (cookie, header) = cookie_named(&r, "rampart_magic").expect("a browser-binding cookie");
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=600"] {
+        assert!(header.contains(attr), "{attr} missing from {header}");
+    }
+    let token = app.await_link(email, "/auth/magic", &before).await;
+    let consume = |cookie: Option<String>| {
+        let mut req = app
+            .client
+            .post(app.url("/v1/auth/magic-link/consume"))
+            .json(&json!({"token": token}));
+        if let Some(c) = cookie {
+            req = req.header("Cookie", c);
+        }
+        req.send()
+    };
+    let r = consume(None).await.unwrap();
+    assert_eq!(r.status(), 422, "not in another browser");
+    let r = consume(Some(
+        "rampart_magic=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 422, "nor with another browser's cookie");
+    let r = consume(Some(cookie)).await.unwrap();
+    assert_eq!(r.status(), 200, "in the browser that asked");
+    let (_, cleared) = cookie_named(&r, "rampart_magic").expect("the binding cookie is cleared");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "signed_in");
+
+    // Ten minutes, not fifteen.
+    for (minutes, want) in [(9, 200), (11, 422)] {
+        let before = app.mail_mark(email);
+        app.browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/magic-link",
+            Some(&json!({"email": email})),
+        )
+        .await;
+        let token = app.await_link(email, "/auth/magic", &before).await;
+        app.clock.advance(Duration::minutes(minutes));
+        let (status, _) = app
+            .browse(
+                &mut Browser::default(),
+                Method::POST,
+                "/v1/auth/magic-link/consume",
+                Some(&json!({"token": token})),
+            )
+            .await;
+        assert_eq!(status, want, "after {minutes} minutes");
+    }
 }

@@ -60,7 +60,7 @@ pub struct AuthSettings {
     pub confirm_hours: i64,
     /// Password-reset link lifetime, in minutes.
     pub reset_minutes: i64,
-    /// Magic-link lifetime, in minutes.
+    /// Magic-link lifetime, in minutes (ASVS V6.5.5: at most 10).
     pub magic_link_minutes: i64,
     /// Invitation lifetime, in hours.
     pub invitation_hours: i64,
@@ -96,7 +96,7 @@ impl Default for AuthSettings {
             lock_mail_every_minutes: 60,
             confirm_hours: 24,
             reset_minutes: 60,
-            magic_link_minutes: 15,
+            magic_link_minutes: 10,
             invitation_hours: 7 * 24,
             mail_from: "Rampart <no-reply@localhost>".to_owned(),
             totp_issuer: "Rampart".to_owned(),

@@ -96,6 +96,7 @@ async fn mail_token(
     identity: &Identity,
     user: &UserAuth,
     purpose: TokenPurpose,
+    browser_hash: Option<&str>,
 ) -> ApiResult<()> {
     let now = state.clock().now();
     let (lifetime, path, subject, what) = match purpose {
@@ -121,7 +122,14 @@ async fn mail_token(
     let minted = token::mint();
     state
         .store()
-        .create_auth_token(user.id, purpose, &minted.hash, now, now + lifetime)
+        .create_auth_token(
+            user.id,
+            purpose,
+            &minted.hash,
+            browser_hash,
+            now,
+            now + lifetime,
+        )
         .await?;
     let minutes = lifetime.num_minutes();
     let body = format!(
@@ -272,14 +280,14 @@ pub async fn signup(
     match outcome {
         SignupOutcome::Created { user, .. } => {
             if let Some(u) = state.store().user_auth(user).await? {
-                mail_token(&state, &identity, &u, TokenPurpose::Confirm).await?;
+                mail_token(&state, &identity, &u, TokenPurpose::Confirm, None).await?;
             }
         }
         SignupOutcome::Replaced(user) => {
             // A new link for this sign-up; it supersedes the earlier one, which was mailed for a
             // password this sign-up has replaced.
             if let Some(u) = state.store().user_auth(user).await? {
-                mail_token(&state, &identity, &u, TokenPurpose::Confirm).await?;
+                mail_token(&state, &identity, &u, TokenPurpose::Confirm, None).await?;
             }
             record(
                 &state,
@@ -296,7 +304,7 @@ pub async fn signup(
         }
         SignupOutcome::Existing(user) => match state.store().user_auth(user).await? {
             Some(u) if u.email_confirmed_at.is_none() => {
-                mail_token(&state, &identity, &u, TokenPurpose::Confirm).await?;
+                mail_token(&state, &identity, &u, TokenPurpose::Confirm, None).await?;
             }
             Some(u) => {
                 send(
@@ -345,6 +353,7 @@ pub async fn confirm(
         .consume_auth_token(
             TokenPurpose::Confirm,
             &token::hash(body.token.expose()),
+            None,
             now,
         )
         .await?
@@ -576,7 +585,7 @@ pub async fn signin(
         .await
         .is_ok()
         {
-            mail_token(&state, &identity, &user, TokenPurpose::Confirm).await?;
+            mail_token(&state, &identity, &user, TokenPurpose::Confirm, None).await?;
         }
         record(
             &state,
@@ -1123,6 +1132,7 @@ async fn mail_if_known(
     purpose: TokenPurpose,
     facts: &RequestFacts,
     action: &str,
+    browser_hash: Option<&str>,
 ) -> ApiResult<()> {
     let user = match Email::parse(raw) {
         Ok(email) => state.store().user_by_email(&email).await?,
@@ -1130,7 +1140,7 @@ async fn mail_if_known(
     };
     match user {
         Some(u) if u.disabled_at.is_none() => {
-            mail_token(state, identity, &u, purpose).await?;
+            mail_token(state, identity, &u, purpose, browser_hash).await?;
             record(
                 state,
                 u.id,
@@ -1157,12 +1167,23 @@ fn mail_later(
     purpose: TokenPurpose,
     facts: RequestFacts,
     action: &'static str,
+    browser_hash: Option<String>,
 ) {
     use tracing::Instrument;
     let state = state.clone();
     tokio::spawn(
         async move {
-            if let Err(e) = mail_if_known(&state, &identity, &raw, purpose, &facts, action).await {
+            if let Err(e) = mail_if_known(
+                &state,
+                &identity,
+                &raw,
+                purpose,
+                &facts,
+                action,
+                browser_hash.as_deref(),
+            )
+            .await
+            {
                 tracing::error!(code = e.code.as_str(), error = %e.message, action, "could not send a requested link");
             }
         }
@@ -1258,6 +1279,7 @@ pub async fn request_reset(
         TokenPurpose::Reset,
         facts,
         "auth.password_reset_request",
+        None,
     );
     Ok(link_sent())
 }
@@ -1288,7 +1310,12 @@ pub async fn complete_reset(
     let now = state.clock().now();
     let user = state
         .store()
-        .consume_auth_token(TokenPurpose::Reset, &token::hash(body.token.expose()), now)
+        .consume_auth_token(
+            TokenPurpose::Reset,
+            &token::hash(body.token.expose()),
+            None,
+            now,
+        )
         .await?
         .ok_or_else(bad_link)?;
     // The link proves the mailbox. An address never confirmed loses what its sign-up set
@@ -1318,7 +1345,7 @@ pub async fn complete_reset(
     ))
 }
 
-/// `POST /v1/auth/magic-link`: mails a single-use sign-in link (15 min) if the address has an
+/// `POST /v1/auth/magic-link`: mails a single-use sign-in link (10 min) if the address has an
 /// account; answers the same either way.
 pub async fn request_magic_link(
     State(state): State<AppState>,
@@ -1330,6 +1357,16 @@ pub async fn request_magic_link(
     {
         return Ok(refused);
     }
+    // Asked for by a browser: the link works only in that browser (a nonce in a cookie set on
+    // this answer, its hash stored with the token). Set for every address alike.
+    let binding = session::from_browser(&facts.headers).then(token::mint);
+    let cookie = binding.as_ref().map(|b| {
+        session::set_magic_cookie(
+            &identity,
+            &b.token,
+            Duration::minutes(identity.settings().magic_link_minutes),
+        )
+    });
     mail_later(
         &state,
         identity,
@@ -1337,8 +1374,12 @@ pub async fn request_magic_link(
         TokenPurpose::MagicLink,
         facts,
         "auth.magic_link_request",
+        binding.map(|b| b.hash),
     );
-    Ok(link_sent())
+    Ok(match cookie {
+        Some(c) => with_cookie(link_sent(), c),
+        None => link_sent(),
+    })
 }
 
 /// `POST /v1/auth/magic-link/consume`: signs in with a link (then the second factor, if on).
@@ -1349,11 +1390,15 @@ pub async fn consume_magic_link(
 ) -> ApiResult<Response> {
     let identity = identity(&state)?;
     let now = state.clock().now();
+    // A link bound to the browser that asked for it works only with that browser's nonce.
+    let browser =
+        session::presented_magic(&identity, &facts.headers).map(|n| token::hash(n.expose()));
     let user = state
         .store()
         .consume_auth_token(
             TokenPurpose::MagicLink,
             &token::hash(body.token.expose()),
+            browser.as_deref(),
             now,
         )
         .await?
@@ -1376,7 +1421,12 @@ pub async fn consume_magic_link(
     } else {
         u
     };
-    finish_first_factor(&state, &identity, &u, &facts, "magic_link").await
+    let response = finish_first_factor(&state, &identity, &u, &facts, "magic_link").await?;
+    Ok(if browser.is_some() {
+        with_cookie(response, session::clear_magic_cookie(&identity))
+    } else {
+        response
+    })
 }
 
 /// `POST /v1/auth/totp/enroll`: a new secret awaiting confirmation. Needs the current

@@ -32,3 +32,7 @@ ALTER TABLE api_keys ADD COLUMN minted_by TEXT;
 -- only (a person's sessions are theirs, and reach their other organizations too): sessions
 -- created at or before this time no longer count as this membership.
 ALTER TABLE memberships ADD COLUMN sessions_revoked_before TIMESTAMPTZ;
+
+-- A magic link asked for by a browser is bound to it: the SHA-256 of a nonce set as a cookie on
+-- that request's answer; consuming the link needs the same cookie.
+ALTER TABLE auth_tokens ADD COLUMN browser_hash TEXT;
