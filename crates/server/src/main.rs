@@ -167,6 +167,16 @@ enum Admin {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Change an organization's settings: `--require-2fa true` makes every member without
+    /// two-factor authentication enrol before reaching anything else.
+    SetOrg {
+        #[arg(long)]
+        org: OrgId,
+        #[arg(long = "require-2fa")]
+        require_2fa: Option<bool>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// Change an organization's plan (takes effect on every node within the key-cache TTL).
     SetPlan {
         #[arg(long)]
@@ -904,6 +914,32 @@ async fn admin_on(
                     record.id,
                     minted.token.expose()
                 ),
+            );
+        }
+        Admin::SetOrg {
+            org,
+            require_2fa,
+            out,
+        } => {
+            let Some(required) = require_2fa else {
+                bail!("nothing to change: pass --require-2fa true|false");
+            };
+            let event = operator_event(
+                "admin set-org",
+                "org.update",
+                json!({"org": org, "require_2fa": required}),
+            );
+            store
+                .set_require_2fa(org, required, now, Some(event))
+                .await?;
+            emit(
+                out.json,
+                json!({"org_id": org, "require_2fa": required}),
+                if required {
+                    format!("{org} now requires two-factor authentication of its members")
+                } else {
+                    format!("{org} no longer requires two-factor authentication")
+                },
             );
         }
         Admin::SetPlan { org, plan, out } => {

@@ -175,6 +175,24 @@ pub struct SessionUser {
     pub token: Secret<String>,
 }
 
+/// Whether a session that still owes its organization a second factor may reach this route:
+/// only what enrolling needs (who am I, the TOTP routes, signing out).
+pub fn reachable_before_enrolment(spec: &crate::manifest::RouteSpec) -> bool {
+    spec.path == "/v1/auth/me"
+        || spec.path == "/v1/auth/signout"
+        || spec.path == "/v1/auth/totp"
+        || spec.path.starts_with("/v1/auth/totp/")
+}
+
+/// The refusal a session owing a second factor gets anywhere else.
+pub fn enrolment_required() -> crate::http::error::ApiError {
+    crate::http::error::ApiError::new(
+        rampart_core::ErrorCode::TwoFactorRequired,
+        "an organization you belong to requires two-factor authentication: turn it on at \
+         POST /v1/auth/totp/enroll, then POST /v1/auth/totp/confirm",
+    )
+}
+
 /// How far a touch may lag: the idle expiry is moved at most once a minute per session.
 const TOUCH_EVERY: i64 = 60;
 

@@ -230,6 +230,9 @@ async fn authenticate(
         return authenticate_key(state, presented).await;
     }
     let signed_in = session_user(state, headers, false).await?;
+    if signed_in.record.two_factor_required {
+        return Err(session::enrolment_required().into_response());
+    }
     let csrf_failed = mutates
         && state
             .identity()
@@ -486,6 +489,12 @@ pub async fn guard(
                 Err(refusal) => Err(refusal),
             };
             let mut response = match admitted {
+                Ok(user)
+                    if user.record.two_factor_required
+                        && !session::reachable_before_enrolment(spec) =>
+                {
+                    session::enrolment_required().into_response()
+                }
                 Ok(user) => {
                     req.extensions_mut().insert(user);
                     next.run(req).await

@@ -948,6 +948,7 @@ pub async fn me(
     let orgs = state.store().user_orgs(me.user).await?;
     Ok(Json(json!({
         "user": {"id": u.id, "email": u.email, "name": u.name, "totp_enabled": u.totp_enabled},
+        "two_factor_required": me.record.two_factor_required,
         "session": {"id": me.session, "expires_at": me.record.absolute_expires_at, "idle_expires_at": me.record.idle_expires_at},
         "organizations": orgs.iter().map(|(o, w)| json!({"id": o, "workspace_id": w})).collect::<Vec<_>>(),
         "csrf_token": session::csrf_for(&me.token).expose(),

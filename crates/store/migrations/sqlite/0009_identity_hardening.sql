@@ -36,3 +36,7 @@ ALTER TABLE memberships ADD COLUMN sessions_revoked_before TEXT;
 -- A magic link asked for by a browser is bound to it: the SHA-256 of a nonce set as a cookie on
 -- that request's answer; consuming the link needs the same cookie.
 ALTER TABLE auth_tokens ADD COLUMN browser_hash TEXT;
+
+-- An organization can require two-factor authentication of its members (ASVS V6.3.3): a member
+-- without it reaches only what enrolling needs.
+ALTER TABLE organizations ADD COLUMN require_2fa INTEGER NOT NULL DEFAULT 0;
