@@ -29,6 +29,8 @@ pub enum ErrorCode {
     Conflict,
     /// An idempotency key is still being processed.
     IdempotencyKeyInUse,
+    /// The request body arrived too slowly (a stall, or below the minimum rate).
+    RequestTimeout,
     /// The body is larger than the limit.
     PayloadTooLarge,
     /// The body is not JSON.
@@ -58,6 +60,7 @@ impl ErrorCode {
             | ErrorCode::TwoFactorRequired => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::Conflict | ErrorCode::IdempotencyKeyInUse => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
@@ -81,6 +84,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::Invalid => "INVALID",
@@ -104,6 +108,7 @@ mod tests {
             ErrorCode::PlanUpgradeRequired,
             ErrorCode::TwoFactorRequired,
             ErrorCode::IdempotencyKeyReused,
+            ErrorCode::RequestTimeout,
         ] {
             let json = serde_json::to_string(&code).unwrap_or_default();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod principal;
 pub mod role;
 pub mod secret;
+pub mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use contact::{Email, FieldError, PersonName, Phone, Tag, UsState};

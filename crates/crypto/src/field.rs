@@ -327,7 +327,33 @@ mod tests {
         };
         assert_ne!(a.encode(), b.encode());
         assert_ne!(a.encode(), c.encode());
-        assert_eq!(a.encode(), a.encode());
+        // The exact bytes, written out by hand from the documented layout (each part preceded
+        // by its length as a big-endian u64): a change of the encoding would make every stored
+        // value unreadable, so it must not pass unnoticed.
+        let org_text = org.to_string();
+        let mut want = Vec::new();
+        for part in [
+            &b"rampart.field.v1"[..],
+            org_text.as_bytes(),
+            b"t",
+            b"ab",
+            b"c",
+        ] {
+            want.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, u8::try_from(part.len()).unwrap()]);
+            want.extend_from_slice(part);
+        }
+        assert_eq!(a.encode(), want);
+        let platform = FieldAad {
+            scope: KeyScope::Platform,
+            table: "users",
+            column: "totp",
+            row: "",
+        };
+        assert_eq!(
+            platform.encode(),
+            b"\0\0\0\0\0\0\0\x10rampart.field.v1\0\0\0\0\0\0\0\x08platform\
+              \0\0\0\0\0\0\0\x05users\0\0\0\0\0\0\0\x04totp\0\0\0\0\0\0\0\0"
+        );
         let key = DataKey::generate(1).unwrap();
         let stored = seal(&key, &a, SECRET).unwrap();
         assert!(open(&key, &b, &stored).is_err());

@@ -30,6 +30,9 @@ pub struct Settings {
     pub database_url: String,
     /// PostgreSQL URL of the role that owns the schema, used for migrations only.
     pub database_owner_url: String,
+    /// Whether a PostgreSQL URL's `sslmode=prefer` or `require` is raised to `verify-full`:
+    /// those modes encrypt but accept any certificate. `false` keeps libpq's meaning.
+    pub database_tls_verify: bool,
     /// Database connections (PostgreSQL) or SQLite readers.
     pub database_max_connections: u32,
     /// The externally visible base URL (links in mail, cookie security).
@@ -40,8 +43,10 @@ pub struct Settings {
     /// rewraps data keys; empty means none.
     pub master_key_previous_file: PathBuf,
     /// Base64 master key; takes precedence over the file when set.
+    /// Held redacted from the moment it is read: `Settings` derives `Debug`, and a plaintext
+    /// master key in a debug print of the configuration would be in a log.
     #[serde(skip_serializing)]
-    pub master_key: Option<String>,
+    pub master_key: Option<Secret<String>>,
     /// Where mail goes: `file:DIR`, `smtp://…` or `smtps://…`; empty means `file:data_dir/mail`.
     pub mail_transport: String,
     /// `text` or `json` log lines.
@@ -79,6 +84,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<String>,
     /// Sign-in, sessions, lockout, passwords and mail (`[auth]`, `RAMPART_AUTH__*`).
     pub auth: crate::auth::AuthSettings,
+    /// Connection timeouts and caps (`[http]`, `RAMPART_HTTP__*`).
+    pub http: HttpSettings,
 }
 
 /// Requests per minute, per bucket and subject.
@@ -99,6 +106,13 @@ pub struct RateLimitSettings {
     pub chat_per_key: u32,
     /// Heartbeat routes, per API key.
     pub heartbeat_per_key: u32,
+    /// Length of the IPv6 network a per-IP limit counts as one client (`/64`: one subscriber).
+    pub ipv6_prefix: u8,
+    /// The same for the sign-in bucket (`/56`: what many providers hand one subscriber).
+    pub sign_in_ipv6_prefix: u8,
+    /// Ledger records of requests refused before their sender was known, per workspace
+    /// (`0`: no cap). Past it such refusals are logged, not recorded.
+    pub anonymous_refusals_per_workspace: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -111,6 +125,9 @@ impl Default for RateLimitSettings {
             public_form_per_email: 5,
             chat_per_key: 600,
             heartbeat_per_key: 240,
+            ipv6_prefix: 64,
+            sign_in_ipv6_prefix: 56,
+            anonymous_refusals_per_workspace: 60,
         }
     }
 }
@@ -166,6 +183,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: String::new(),
             database_owner_url: String::new(),
+            database_tls_verify: true,
             database_max_connections: 8,
             public_url: String::new(),
             master_key_file: PathBuf::new(),
@@ -189,7 +207,73 @@ impl Default for Settings {
             http_redirect_listen: None,
             trusted_proxies: Vec::new(),
             auth: crate::auth::AuthSettings::default(),
+            http: HttpSettings::default(),
         }
+    }
+}
+
+/// How long a connection may take over each part of its life, and how many may be open: the
+/// edge's defence against idle and trickling clients (see [`crate::conn`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// Seconds from a connection's start, or from the first byte of a later request, to the end
+    /// of the request's headers.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request.
+    pub keep_alive_timeout_secs: u64,
+    /// Seconds the request body may go without a byte while the server waits for it.
+    pub body_idle_timeout_secs: u64,
+    /// Bytes per second the request body must average once the grace period is over.
+    pub body_min_rate_bytes_per_sec: u64,
+    /// Seconds at the start of a body before the minimum rate applies.
+    pub body_min_rate_grace_secs: u64,
+    /// Seconds a response may wait for the client to read any of it.
+    pub send_timeout_secs: u64,
+    /// Connections open at once, in total; 0 derives it from the open-file limit.
+    pub max_connections: u64,
+    /// Connections open at once from one client address (an IPv6 /64); 0 means 256, or a
+    /// quarter of the total when that is smaller. Trusted proxies are exempt.
+    pub max_connections_per_ip: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 10,
+            keep_alive_timeout_secs: 60,
+            body_idle_timeout_secs: 10,
+            body_min_rate_bytes_per_sec: 1024,
+            body_min_rate_grace_secs: 10,
+            send_timeout_secs: 30,
+            max_connections: 0,
+            max_connections_per_ip: 0,
+        }
+    }
+}
+
+impl HttpSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("keep_alive_timeout_secs", self.keep_alive_timeout_secs),
+            ("body_idle_timeout_secs", self.body_idle_timeout_secs),
+            ("body_min_rate_grace_secs", self.body_min_rate_grace_secs),
+            ("send_timeout_secs", self.send_timeout_secs),
+        ] {
+            // An hour is far beyond any sane value and keeps deadline arithmetic small.
+            if !(1..=3600).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "http.{name} must be between 1 and 3600"
+                )));
+            }
+        }
+        if self.body_min_rate_bytes_per_sec == 0 {
+            return Err(ConfigError::Invalid(
+                "http.body_min_rate_bytes_per_sec must be at least 1".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -256,6 +340,7 @@ impl Settings {
                 "database_max_connections must be at least 1".into(),
             ));
         }
+        self.http.validate()?;
         self.database()?;
         Ok(())
     }
@@ -267,7 +352,7 @@ impl Settings {
             return Ok(Database::Sqlite(self.data_dir.join("rampart.db")));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(Database::Postgres(url.to_owned()));
+            return verified_postgres_url(url, self.database_tls_verify).map(Database::Postgres);
         }
         if let Some(path) = url.strip_prefix("sqlite://") {
             return Ok(Database::Sqlite(PathBuf::from(path)));
@@ -275,6 +360,16 @@ impl Settings {
         Err(ConfigError::Invalid(
             "database_url must start with sqlite:// or postgres://".into(),
         ))
+    }
+
+    /// The schema owner's PostgreSQL URL, under the same TLS policy as [`Self::database`];
+    /// `None` when none is configured.
+    pub fn database_owner(&self) -> Result<Option<String>, ConfigError> {
+        let url = self.database_owner_url.trim();
+        if url.is_empty() {
+            return Ok(None);
+        }
+        verified_postgres_url(url, self.database_tls_verify).map(Some)
     }
 
     /// The trusted proxy networks, parsed.
@@ -304,13 +399,20 @@ impl Settings {
 
     /// The inline master key, if configured, in a redacting wrapper.
     pub fn master_key_inline(&self) -> Option<Secret<String>> {
-        self.master_key.clone().map(Secret::new)
+        self.master_key.clone()
     }
 
-    /// The public base URL (defaults to `http://` + the listen address).
+    /// The public base URL: as configured, else the listen address, over https when `serve`
+    /// has a certificate (so HSTS, `Secure` and the `__Host-` cookie follow the TLS listener
+    /// even when no public URL is set).
     pub fn public_url(&self) -> String {
         if self.public_url.is_empty() {
-            format!("http://{}", self.listen)
+            let scheme = if self.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", self.listen)
         } else {
             self.public_url.clone()
         }
@@ -323,6 +425,66 @@ impl Settings {
         } else {
             self.mail_transport.clone()
         }
+    }
+}
+
+/// `url` with an explicit `sslmode` of `prefer` or `require` raised to `verify-full` when
+/// `verify` is set: both encrypt but accept any certificate, so whoever sits between the server
+/// and its database could pose as the database. `verify-full` checks the chain (against
+/// `sslrootcert` or the system's roots) and the host name. Other modes are left as written:
+/// `disable` and `allow` ask for no TLS, and without `sslmode` libpq's default (`prefer`)
+/// applies, which `serve` warns about for a database that is not on this machine.
+pub fn verified_postgres_url(url: &str, verify: bool) -> Result<String, ConfigError> {
+    let mut parsed = url::Url::parse(url)
+        .map_err(|_| ConfigError::Invalid("database URL: not a valid URL".into()))?;
+    let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+    let weak = pairs
+        .iter()
+        .any(|(k, v)| k == "sslmode" && (v == "prefer" || v == "require"));
+    if !(verify && weak) {
+        return Ok(url.to_owned());
+    }
+    parsed
+        .query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs.iter().map(|(k, v)| {
+            if k == "sslmode" {
+                (k.as_str(), "verify-full")
+            } else {
+                (k.as_str(), v.as_str())
+            }
+        }));
+    Ok(parsed.to_string())
+}
+
+/// Why a PostgreSQL link is open to interception, for a start-up warning: it names a host that
+/// is not this machine and does not verify the server's certificate. `None` when it does, or
+/// when it goes through a local socket or the loopback interface.
+pub fn unverified_postgres_link(url: &str) -> Option<&'static str> {
+    let parsed = url::Url::parse(url).ok()?;
+    let param = |name: &str| {
+        parsed
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let host = param("host")
+        .or_else(|| parsed.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let local = host.is_empty()
+        || host.starts_with('/')
+        || host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match param("sslmode").as_deref() {
+        _ if local => None,
+        Some("verify-full" | "verify-ca") => None,
+        Some("disable" | "allow") => Some("TLS is off (sslmode=disable or allow)"),
+        _ => Some(
+            "the server's certificate is not verified (no sslmode, or prefer/require with database_tls_verify = false)",
+        ),
     }
 }
 
@@ -358,6 +520,11 @@ mod tests {
             PathBuf::from("/srv/rampart/master.key")
         );
         assert_eq!(s.public_url(), "http://127.0.0.1:9999");
+        let with_tls = Settings {
+            tls_cert: Some("/etc/rampart/cert.pem".into()),
+            ..s.clone()
+        };
+        assert_eq!(with_tls.public_url(), "https://127.0.0.1:9999");
         assert_eq!(s.key_cache_ttl_secs, 10);
 
         std::fs::write(&file, "log_format = \"xml\"\n").unwrap();
@@ -376,6 +543,74 @@ mod tests {
         let refused = Settings::load(Some(&file)).unwrap_err().to_string();
         assert!(refused.contains("auth.hash_nice"), "{refused}");
         assert_eq!(Settings::default().auth.hash_nice, 10);
+    }
+
+    #[test]
+    fn a_debug_print_of_the_settings_never_shows_the_master_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rampart.toml");
+        let key = "c2VjcmV0LW1hc3Rlci1rZXktbWF0ZXJpYWwtMzItYnl0ZXM=";
+        std::fs::write(&file, format!("master_key = \"{key}\"\n")).unwrap();
+        let s = Settings::load(Some(&file)).unwrap();
+        assert_eq!(
+            s.master_key_inline().map(|k| k.expose().clone()).as_deref(),
+            Some(key)
+        );
+        let printed = format!("{s:?} {s:#?}");
+        assert!(!printed.contains(key), "{printed}");
+        assert!(printed.contains("[redacted]"), "{printed}");
+    }
+
+    #[test]
+    fn postgres_tls_is_verified_unless_told_otherwise() {
+        let raised = verified_postgres_url(
+            "postgres://app@db.example:5432/r?sslmode=require&application_name=x",
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            raised,
+            "postgres://app@db.example:5432/r?sslmode=verify-full&application_name=x"
+        );
+        assert_eq!(
+            verified_postgres_url("postgres://app@db/r?sslmode=prefer", true).unwrap(),
+            "postgres://app@db/r?sslmode=verify-full"
+        );
+        for kept in [
+            "postgres://app@db/r?sslmode=verify-ca&sslrootcert=/ca.pem",
+            "postgres://app@db/r?sslmode=disable",
+            "postgres://app@db/r",
+        ] {
+            assert_eq!(verified_postgres_url(kept, true).unwrap(), kept);
+        }
+        assert_eq!(
+            verified_postgres_url("postgres://app@db/r?sslmode=require", false).unwrap(),
+            "postgres://app@db/r?sslmode=require"
+        );
+        let s = Settings {
+            database_url: "postgres://app@db/r?sslmode=require".into(),
+            database_owner_url: "postgres://owner@db/r?sslmode=require".into(),
+            ..Settings::default()
+        };
+        assert_eq!(
+            s.database().unwrap(),
+            Database::Postgres("postgres://app@db/r?sslmode=verify-full".into())
+        );
+        assert_eq!(
+            s.database_owner().unwrap().as_deref(),
+            Some("postgres://owner@db/r?sslmode=verify-full")
+        );
+
+        assert!(unverified_postgres_link("postgres://app@db.example/r").is_some());
+        assert!(unverified_postgres_link("postgres://app@db.example/r?sslmode=require").is_some());
+        assert!(unverified_postgres_link("postgres://app@db.example/r?sslmode=disable").is_some());
+        assert!(
+            unverified_postgres_link("postgres://app@db.example/r?sslmode=verify-full").is_none()
+        );
+        assert!(unverified_postgres_link("postgres://app@127.0.0.1/r").is_none());
+        assert!(unverified_postgres_link("postgres://app@[::1]/r").is_none());
+        assert!(unverified_postgres_link("postgres://app@localhost/r").is_none());
+        assert!(unverified_postgres_link("postgres:///r?host=/var/run/postgresql").is_none());
     }
 
     #[test]

@@ -31,6 +31,10 @@ struct Inner {
 pub struct KeyCache {
     ttl: Duration,
     inner: Mutex<Inner>,
+    /// How far the test suite has moved this cache's clock past the real one (feature
+    /// `test-seams` only: a release build reads the monotonic clock and nothing else).
+    #[cfg(feature = "test-seams")]
+    skew_ms: std::sync::atomic::AtomicU64,
 }
 
 impl KeyCache {
@@ -39,7 +43,31 @@ impl KeyCache {
         Self {
             ttl,
             inner: Mutex::new(Inner::default()),
+            #[cfg(feature = "test-seams")]
+            skew_ms: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How long an entry is served before the database is asked again.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Moves this cache's clock forward by `by`, so a test can see an entry lapse without
+    /// waiting for it (feature `test-seams`, for the test suite only).
+    #[cfg(feature = "test-seams")]
+    pub fn advance_clock_for_tests(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.skew_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn now(&self) -> Instant {
+        let now = Instant::now();
+        #[cfg(feature = "test-seams")]
+        let now =
+            now + Duration::from_millis(self.skew_ms.load(std::sync::atomic::Ordering::SeqCst));
+        now
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -50,7 +78,7 @@ impl KeyCache {
 
     /// A fresh cached key, if any.
     pub fn get(&self, hash: &ApiKeyHash) -> Option<AuthenticatedKey> {
-        let now = Instant::now();
+        let now = self.now();
         let mut inner = self.lock();
         if inner.revoked.contains_key(hash) {
             return None;
@@ -67,7 +95,7 @@ impl KeyCache {
 
     /// Remembers a key that just authenticated against the database.
     pub fn insert(&self, hash: ApiKeyHash, key: AuthenticatedKey) {
-        let now = Instant::now();
+        let now = self.now();
         let ttl = self.ttl;
         let mut inner = self.lock();
         if inner.revoked.contains_key(&hash) {
@@ -92,7 +120,7 @@ impl KeyCache {
 
     /// Forgets a key and refuses to cache it again on this node.
     pub fn revoke(&self, hash: ApiKeyHash) {
-        let now = Instant::now();
+        let now = self.now();
         let keep = self.ttl * 2;
         let mut inner = self.lock();
         inner.live.remove(&hash);
@@ -102,7 +130,7 @@ impl KeyCache {
 
     /// Whether `last_used_at` is due for this key; marks it as written if so.
     pub fn due_for_touch(&self, hash: &ApiKeyHash) -> bool {
-        let now = Instant::now();
+        let now = self.now();
         let mut inner = self.lock();
         match inner.live.get_mut(hash) {
             Some(e)

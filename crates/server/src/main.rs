@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use axum_server::tls_rustls::RustlsConfig;
 use clap::{Args, Parser, Subcommand};
 use rampart::config::{Database, Settings, postgres_user};
+use rampart::conn::{self, Caps, Edge, Timeouts};
 use rampart::http::client::OverTls;
 use rampart::http::headers::EdgeSettings;
 use rampart::http::limits::LimitSettings;
@@ -352,30 +352,37 @@ async fn migrate(settings: &Settings) -> Result<usize> {
             store.close().await;
             Ok(n)
         }
-        Database::Postgres(url) => {
-            if settings.database_owner_url.is_empty() {
+        Database::Postgres(url) => match settings.database_owner()? {
+            None => {
                 let store = Store::connect_postgres(&url, pool_settings(settings)).await?;
                 let n = store.migrate().await?;
                 store.close().await;
                 Ok(n)
-            } else {
-                let app_role = postgres_user(&url);
-                let owner_role = postgres_user(&settings.database_owner_url);
-                let grant_to = app_role.filter(|r| Some(r) != owner_role.as_ref());
-                Ok(rampart_store::migrate_postgres_as_owner(
-                    &settings.database_owner_url,
-                    grant_to.as_deref(),
-                )
-                .await?)
             }
-        }
+            Some(owner_url) => {
+                let app_role = postgres_user(&url);
+                let owner_role = postgres_user(&owner_url);
+                let grant_to = app_role.filter(|r| Some(r) != owner_role.as_ref());
+                Ok(
+                    rampart_store::migrate_postgres_as_owner(&owner_url, grant_to.as_deref())
+                        .await?,
+                )
+            }
+        },
     }
 }
 
 async fn open(settings: &Settings) -> Result<Store> {
     Ok(match settings.database()? {
         Database::Sqlite(path) => Store::open_sqlite(&path, pool_settings(settings)).await?,
-        Database::Postgres(url) => Store::connect_postgres(&url, pool_settings(settings)).await?,
+        Database::Postgres(url) => {
+            if let Some(why) = rampart::config::unverified_postgres_link(&url) {
+                tracing::warn!(
+                    "the link to PostgreSQL can be intercepted: {why}; add sslmode=verify-full (and sslrootcert=PATH for a private CA) to the database URL"
+                );
+            }
+            Store::connect_postgres(&url, pool_settings(settings)).await?
+        }
     })
 }
 
@@ -488,12 +495,17 @@ async fn serve(settings: Settings) -> Result<()> {
         (None, None) => None,
         _ => bail!("--tls-cert and --tls-key go together"),
     };
+    let caps = conn::caps_at_start(
+        &settings.http,
+        settings.database_max_connections,
+        settings.trusted_proxy_nets()?,
+    );
     let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("binding {}", settings.listen))?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     if let Some(addr) = settings.http_redirect_listen {
-        spawn_https_redirect(addr, &settings, local.port()).await?;
+        spawn_https_redirect(addr, &settings, local.port(), caps.clone())?;
     }
     tracing::info!(listen = %local, tls = tls.is_some(), database = ?store.kind(), public_url = %settings.public_url(), "rampart is serving");
 
@@ -506,23 +518,16 @@ async fn serve(settings: Settings) -> Result<()> {
         let _ = stopping_tx.send(true);
         signal_handle.graceful_shutdown(Some(grace));
     });
-    let server = async {
-        match tls {
-            Some(config) => {
-                let app = app.layer(axum::Extension(OverTls));
-                axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(config))?
-                    .handle(handle)
-                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-                    .await
-            }
-            None => {
-                axum_server::from_tcp(listener)?
-                    .handle(handle)
-                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-                    .await
-            }
-        }
+    let app = match tls {
+        Some(_) => app.layer(axum::Extension(OverTls)),
+        None => app,
     };
+    let edge = Edge {
+        caps,
+        timeouts: Timeouts::from_settings(&settings.http),
+        tls,
+    };
+    let server = conn::serve(listener, app, edge, handle);
     tokio::select! {
         result = server => result.context("server")?,
         () = async {
@@ -551,15 +556,26 @@ async fn serve(settings: Settings) -> Result<()> {
     Ok(())
 }
 
-/// Starts the plain-HTTP listener that only redirects to https.
-async fn spawn_https_redirect(addr: SocketAddr, settings: &Settings, tls_port: u16) -> Result<()> {
-    let router = rampart::redirect::router(&settings.public_url(), tls_port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+/// Starts the plain-HTTP listener that only redirects to https, behind the same connection
+/// caps and timeouts as the main listener.
+fn spawn_https_redirect(
+    addr: SocketAddr,
+    settings: &Settings,
+    tls_port: u16,
+    caps: Arc<Caps>,
+) -> Result<()> {
+    // Only a public URL the operator set fixes the redirect's origin; the default one is a
+    // guess from the listen address, and the request's own host name is the better guess.
+    let router = rampart::redirect::router(&settings.public_url, tls_port);
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
     tracing::info!(listen = %listener.local_addr()?, "plain-HTTP listener redirects to https");
+    let edge = Edge {
+        caps,
+        timeouts: Timeouts::from_settings(&settings.http),
+        tls: None,
+    };
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let _ = conn::serve(listener, router, edge, axum_server::Handle::new()).await;
     });
     Ok(())
 }

@@ -92,6 +92,22 @@ pub struct RouteSpec {
     pub frame_ancestors: &'static [&'static str],
 }
 
+/// Largest request body a workspace route accepts.
+pub const TENANT_BODY_LIMIT: usize = 1024 * 1024;
+/// Largest request body a public or signed-in person's route (sign-in and account forms)
+/// accepts: none of them needs more, and they are the routes anyone can reach.
+pub const ACCOUNT_BODY_LIMIT: usize = 64 * 1024;
+
+impl RouteSpec {
+    /// The largest body this route accepts; the guard holds every request to it.
+    pub fn body_limit(&self) -> usize {
+        match self.scope {
+            Scope::Tenant => TENANT_BODY_LIMIT,
+            Scope::Public | Scope::User | Scope::Platform => ACCOUNT_BODY_LIMIT,
+        }
+    }
+}
+
 /// A manifest entry together with the handler that serves it.
 pub struct Route {
     /// The declaration.

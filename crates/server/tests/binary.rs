@@ -13,115 +13,12 @@ mod common;
 
 use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::binary::{BIN, Server, cli, start};
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_rampart");
-
-struct Server {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-fn cli(data: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> Value {
-    let out = Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RAMPART_DATA_DIR", data)
-        .envs(extra_env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "rampart {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{args:?} printed non-JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
-fn start(data: &Path, extra_env: &[(&str, &str)]) -> Server {
-    let log = data.with_extension("log");
-    let file = std::fs::File::create(&log).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RAMPART_DATA_DIR", data)
-        .env("RAMPART_LOG_FORMAT", "json")
-        .env("RAMPART_LOG", "debug")
-        .envs(extra_env.iter().copied())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        for line in text.lines() {
-            if let Ok(v) = serde_json::from_str::<Value>(line)
-                && v["fields"]["message"] == "rampart is serving"
-            {
-                let addr = v["fields"]["listen"].as_str().unwrap().to_owned();
-                return Server { child, addr, log };
-            }
-        }
-        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("server did not start: {text}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn first_start_makes_a_private_data_dir_and_master_key() {
@@ -419,18 +316,31 @@ async fn sigterm_drains_in_flight_requests() {
         .to_owned();
     let mut server = start(&data, &[]);
 
-    // A request in flight: headers and half the body sent when SIGTERM arrives.
+    // A request in flight: headers and half the body sent when SIGTERM arrives. It asks the
+    // server to say when it reads the body (`Expect: 100-continue`), so the test knows the
+    // request has reached the app before it sends the signal (a fixed sleep could signal a
+    // loaded server before it had even parsed the headers).
+    use std::io::BufRead;
     let body = br#"{"name":"Drained","email":"drained@example.com"}"#;
     let mut sock = std::net::TcpStream::connect(&server.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     write!(
         sock,
-        "POST /v1/workspaces/{ws}/contacts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /v1/workspaces/{ws}/contacts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .unwrap();
+    sock.flush().unwrap();
+    let mut reader = BufReader::new(sock.try_clone().unwrap());
+    let mut interim = String::new();
+    reader.read_line(&mut interim).unwrap();
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    let mut blank = String::new();
+    reader.read_line(&mut blank).unwrap();
+    assert_eq!(blank, "\r\n");
     sock.write_all(&body[..10]).unwrap();
     sock.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     let pid = server.child.id().to_string();
     assert!(
         Command::new("kill")
@@ -439,11 +349,21 @@ async fn sigterm_drains_in_flight_requests() {
             .unwrap()
             .success()
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // The rest of the body goes once the server says it is shutting down (not after a sleep
+    // that, under load, could end before the signal was even handled).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.log_text().contains("draining in-flight requests") {
+        assert!(
+            Instant::now() < deadline,
+            "no shutdown: {}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The request in flight completes although the server is shutting down.
     sock.write_all(&body[10..]).unwrap();
     let mut response = String::new();
-    BufReader::new(&sock).read_to_string(&mut response).unwrap();
+    reader.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
     let status = server.terminate_wait();
     assert!(status.success(), "clean exit after draining");
@@ -582,41 +502,72 @@ async fn a_request_cut_off_midway_leaves_no_partial_write() {
 /// On PostgreSQL, `rampart serve` warns at start-up exactly when the server's autovacuum is off
 /// (without it no table is analyzed, and plans made on empty tables stay in use), and says
 /// what to do about it.
+///
+/// Autovacuum is a server-wide setting (it cannot be set per database or role, and switching
+/// it off for a shared test server would touch every other database), so each database here
+/// makes the check see the value under test: the check reads `current_setting('autovacuum')`,
+/// and the application role's search path in this database puts a schema whose
+/// `current_setting(text)` answers for `autovacuum` (and defers to PostgreSQL's for anything
+/// else) before `pg_catalog`.
 #[tokio::test]
 async fn serve_warns_when_postgres_autovacuum_is_off() {
     let Some(admin_url) = common::postgres_admin_url() else {
         return;
     };
-    let (owner_url, app_url, _name) = common::fresh_postgres(&admin_url).await;
-    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
-    let (setting,): (String,) = sqlx::query_as("SHOW autovacuum")
-        .fetch_one(&admin)
+    for autovacuum in ["off", "on"] {
+        let (owner_url, app_url, name) = common::fresh_postgres(&admin_url).await;
+        let opts: sqlx::postgres::PgConnectOptions = admin_url.parse().unwrap();
+        let admin = sqlx::PgPool::connect_with(opts.database(&name))
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA autovacuum_seen_as; \
+             GRANT USAGE ON SCHEMA autovacuum_seen_as TO PUBLIC; \
+             CREATE FUNCTION autovacuum_seen_as.current_setting(text) RETURNS text \
+               LANGUAGE sql STABLE AS $f$ SELECT CASE WHEN $1 = 'autovacuum' THEN '{autovacuum}' \
+               ELSE pg_catalog.current_setting($1) END $f$; \
+             ALTER ROLE {app} IN DATABASE {name} \
+               SET search_path = autovacuum_seen_as, \"$user\", public, pg_catalog",
+            app = common::APP_ROLE
+        )))
+        .execute(&admin)
         .await
         .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let env = [
-        ("RAMPART_DATABASE_URL", app_url.as_str()),
-        ("RAMPART_DATABASE_OWNER_URL", owner_url.as_str()),
-    ];
-    let server = start(&data, &env);
-    let warnings: Vec<Value> = server
-        .log_text()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["level"] == "WARN")
-        .filter(|v| {
-            v["fields"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("autovacuum is off"))
-        })
-        .collect();
-    if setting == "off" {
-        assert_eq!(warnings.len(), 1, "one warning: {}", server.log_text());
-        let message = warnings[0]["fields"]["message"].as_str().unwrap();
-        assert!(message.contains("run ANALYZE regularly"), "{message}");
-    } else {
-        assert!(warnings.is_empty(), "no warning with autovacuum {setting}");
+        // The application role now reads the value under test.
+        let app = sqlx::PgPool::connect(&app_url).await.unwrap();
+        let (seen,): (String,) = sqlx::query_as("SELECT current_setting('autovacuum')")
+            .fetch_one(&app)
+            .await
+            .unwrap();
+        assert_eq!(seen, autovacuum);
+        app.close().await;
+        admin.close().await;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let env = [
+            ("RAMPART_DATABASE_URL", app_url.as_str()),
+            ("RAMPART_DATABASE_OWNER_URL", owner_url.as_str()),
+        ];
+        let server = start(&data, &env);
+        let warnings: Vec<Value> = server
+            .log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["level"] == "WARN")
+            .filter(|v| {
+                v["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("autovacuum is off"))
+            })
+            .collect();
+        if autovacuum == "off" {
+            assert_eq!(warnings.len(), 1, "one warning: {}", server.log_text());
+            let message = warnings[0]["fields"]["message"].as_str().unwrap();
+            assert!(message.contains("run ANALYZE regularly"), "{message}");
+        } else {
+            assert!(warnings.is_empty(), "no warning with autovacuum on");
+        }
     }
 }
 
@@ -1130,24 +1081,74 @@ async fn tls_is_built_in_and_plain_http_only_redirects() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
-    let old = curl(&[
-        "--tlsv1.1",
-        "--tls-max",
-        "1.1",
-        "--cacert",
-        cacert,
-        "--resolve",
-        &resolve,
-        &url,
-    ]);
-    assert!(!old.status.success(), "TLS 1.1 is refused");
+    // TLS 1.1 and 1.0 are refused by the server, not by the client: curl's OpenSSL will not
+    // even offer them at its default security level, so the peer here is `openssl s_client`
+    // told to offer only that version with every cipher allowed (`@SECLEVEL=0`). The server
+    // must answer the hello with an alert (rustls sends `handshake_failure`, 40: nothing in
+    // the hello is acceptable; `protocol_version`, 70, would do too); the same client, offering only
+    // TLS 1.2, completes the handshake (so the alert is the server's choice, not a client
+    // that cannot connect at all).
+    let s_client = |version: &str| {
+        let out = Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                "-servername",
+                "localhost",
+                version,
+                "-cipher",
+                "DEFAULT:@SECLEVEL=0",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl (the command-line tool) must be installed");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let modern = s_client("-tls1_2");
+    assert!(
+        modern.contains("Protocol  : TLSv1.2") || modern.contains("New, TLSv1.2"),
+        "the peer speaks TLS 1.2 with the server: {modern}"
+    );
+    for old in ["-tls1_1", "-tls1"] {
+        let refused = s_client(old);
+        assert!(
+            refused.contains("SSL alert number 40") || refused.contains("SSL alert number 70"),
+            "{old}: the server refuses the hello with an alert: {refused}"
+        );
+        assert!(
+            refused.contains("Cipher is (NONE)"),
+            "{old}: no session: {refused}"
+        );
+        assert!(
+            !refused.contains("no protocols available"),
+            "{old}: the client did offer it: {refused}"
+        );
+    }
     let plain_port = plain_addr.rsplit(':').next().unwrap();
-    let out = curl(&[&format!("http://localhost:{plain_port}/v1/workspaces?x=1")]);
+    let out = curl(&[&format!("http://localhost:{plain_port}/auth/reset?x=1")]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("301 0 https://localhost:{port}/v1/workspaces?x=1"),
-        "a 301 to the same host over https"
+        format!("301 0 https://localhost:{port}/auth/reset?x=1"),
+        "a page: a 301 to the same host over https"
     );
+    // An API call is refused, not redirected: its key has already crossed in the clear.
+    for extra in [
+        vec![format!("http://localhost:{plain_port}/v1/workspaces?x=1")],
+        vec![
+            "-H".to_owned(),
+            "Authorization: Bearer rk_live_x".to_owned(),
+            format!("http://localhost:{plain_port}/"),
+        ],
+    ] {
+        let args: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let out = curl(&args);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "403 0 ", "{extra:?}");
+    }
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -1618,4 +1619,177 @@ async fn a_postgres_import_commits_batches_in_file_order_and_none_after_a_failur
     );
     assert_eq!(verify["results"][0]["ok"], true, "{verify}");
     owner.close().await;
+}
+
+/// README: configuration is layered defaults < TOML file (`--config`) < `RAMPART_*`
+/// environment < command-line flags. Through the real binary: the address it serves on (set
+/// in all three places, each to its own loopback address) and the public URL (TOML and
+/// environment) come from the highest layer that sets them.
+#[tokio::test]
+async fn configuration_layers_toml_then_environment_then_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let toml = tmp.path().join("rampart.toml");
+    std::fs::write(
+        &toml,
+        "listen = \"127.0.0.2:0\"\npublic_url = \"https://toml.example\"\nlog_format = \"json\"\n",
+    )
+    .unwrap();
+    let serving = |n: usize, env: &[(&str, &str)], flags: &[&str]| -> Value {
+        let data = tmp.path().join(format!("data-{n}"));
+        let log = tmp.path().join(format!("serve-{n}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&toml)
+            .arg("serve")
+            .args(flags)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RAMPART_DATA_DIR", &data)
+            .envs(env.iter().copied())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(v) = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|v| v["fields"]["message"] == "rampart is serving")
+            {
+                let _ = child.kill();
+                let _ = child.wait();
+                return v["fields"].clone();
+            }
+            if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("server {n} did not start: {text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let ip = |fields: &Value| {
+        fields["listen"]
+            .as_str()
+            .unwrap()
+            .rsplit_once(':')
+            .unwrap()
+            .0
+            .to_owned()
+    };
+    let env = [
+        ("RAMPART_LISTEN", "127.0.0.3:0"),
+        ("RAMPART_PUBLIC_URL", "https://env.example"),
+    ];
+
+    let toml_only = serving(1, &[], &[]);
+    assert_eq!(ip(&toml_only), "127.0.0.2", "{toml_only}");
+    assert_eq!(toml_only["public_url"], "https://toml.example");
+
+    let with_env = serving(2, &env, &[]);
+    assert_eq!(ip(&with_env), "127.0.0.3", "{with_env}");
+    assert_eq!(with_env["public_url"], "https://env.example");
+
+    let with_flag = serving(3, &env, &["--listen", "127.0.0.4:0"]);
+    assert_eq!(ip(&with_flag), "127.0.0.4", "{with_flag}");
+    assert_eq!(with_flag["public_url"], "https://env.example");
+}
+
+/// README: HSTS "whenever the public URL is https", and the session cookie `Secure` with the
+/// `__Host-` prefix then. Through the real binary, whose start-up derives both from
+/// `RAMPART_PUBLIC_URL` (the header tests set the edge settings directly): an https public
+/// URL gives `Strict-Transport-Security` on every response and a `__Host-rampart_session`
+/// cookie that is `Secure`, host-only (no `Domain`) and `Path=/`; an http one gives neither.
+#[tokio::test]
+async fn an_https_public_url_turns_on_hsts_and_host_prefixed_secure_cookies() {
+    for (public_url, https) in [
+        ("https://rampart.example.com", true),
+        ("http://rampart.example.com", false),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let env = [("RAMPART_PUBLIC_URL", public_url)];
+        cli(
+            &data,
+            &env,
+            &[
+                "admin",
+                "create-org",
+                "--name",
+                "Cookies",
+                "--owner-email",
+                "c@example.com",
+                "--json",
+            ],
+        );
+        let hash_file = tmp.path().join("hash.txt");
+        std::fs::write(&hash_file, bcrypt::hash("Cookie-Jar-Pass-1", 6).unwrap()).unwrap();
+        cli(
+            &data,
+            &env,
+            &[
+                "admin",
+                "import-password-hash",
+                "--email",
+                "c@example.com",
+                "--hash-file",
+                hash_file.to_str().unwrap(),
+                "--confirmed",
+                "--json",
+            ],
+        );
+        let server = start(&data, &env);
+        let client = reqwest::Client::new();
+        let health = client.get(server.url("/healthz")).send().await.unwrap();
+        let hsts = health
+            .headers()
+            .get("strict-transport-security")
+            .map(|v| v.to_str().unwrap().to_owned());
+        if https {
+            assert_eq!(
+                hsts.as_deref(),
+                Some("max-age=31536000; includeSubDomains"),
+                "{public_url}"
+            );
+        } else {
+            assert_eq!(hsts, None, "{public_url}");
+        }
+        let r = client
+            .post(server.url("/v1/auth/signin"))
+            .json(&json!({"email": "c@example.com", "password": "Cookie-Jar-Pass-1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{public_url}");
+        let cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|c| c.contains("rampart_session="))
+            .unwrap();
+        let attributes: Vec<String> = cookie
+            .split(';')
+            .skip(1)
+            .map(|a| a.trim().to_ascii_lowercase())
+            .collect();
+        assert_eq!(
+            cookie.starts_with("__Host-rampart_session="),
+            https,
+            "{public_url}: {cookie}"
+        );
+        assert_eq!(
+            attributes.iter().any(|a| a == "secure"),
+            https,
+            "{public_url}: {cookie}"
+        );
+        assert!(attributes.iter().any(|a| a == "path=/"), "{cookie}");
+        assert!(
+            !attributes.iter().any(|a| a.starts_with("domain")),
+            "{cookie}"
+        );
+    }
 }

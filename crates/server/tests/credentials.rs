@@ -351,25 +351,29 @@ async fn a_ciphertext_moved_to_another_row_column_or_org_does_not_open(app: Test
 
 async fn only_owners_and_admins_manage_credentials(app: TestApp) {
     let org = app.org("Acme").await;
+    // The secret stored now (none yet), read back with the vault after every attempt.
+    let mut stored: Option<String> = None;
     for role in Role::ALL {
         let key = app.key(org.ws, role).await;
-        let r = put(
-            &app,
-            &org,
-            "openai",
-            &key,
-            json!({"secret": "sk-role-test-000000"}),
-        )
-        .await;
-        let allowed = matches!(role, Role::Owner | Role::Admin);
+        // A secret of this role's own, so a refused write that happened anyway shows.
+        let secret = format!("sk-role-test-{role}-000000");
+        let r = put(&app, &org, "openai", &key, json!({ "secret": secret })).await;
+        // README: owner and admin "both manage provider credentials"; no other role does.
+        let allowed = common::readme::can(role, "credentials:manage");
+        assert_eq!(allowed, matches!(role, Role::Owner | Role::Admin));
         if allowed {
             assert_eq!(r.status(), 200, "{role}");
+            stored = Some(secret);
         } else {
             let (status, code, _) = error_of(r).await;
             assert_eq!((status, code.as_str()), (403, "FORBIDDEN"), "{role}");
             let (status, _, _) = error_of(app.get(&path(&org, "openai"), &key).await).await;
             assert_eq!(status, 403, "{role} cannot even see whether one is set");
         }
+        let now = open_credential(&app, &org, "openai")
+            .await
+            .map(|b| String::from_utf8(b).unwrap());
+        assert_eq!(now.ok(), stored, "the stored secret after {role}'s PUT");
     }
 }
 

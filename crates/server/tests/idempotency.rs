@@ -17,6 +17,8 @@ use rampart_store::idempotency::Claim;
 use serde_json::{Value, json};
 
 both_backends!(
+    every_mutating_tenant_route_replays_a_retry,
+    a_server_error_is_not_stored_and_a_retry_runs_again,
     replays_return_the_first_outcome_and_do_the_work_once,
     keys_expire_and_abandoned_claims_are_taken_over,
     concurrent_duplicates_do_the_work_once
@@ -263,4 +265,221 @@ async fn a_duplicate_in_flight_is_refused() {
     assert_eq!(replay.status(), 201);
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     assert_eq!(app.all_contacts(&org).await.len(), 1);
+}
+
+/// README: "Every mutating route accepts `Idempotency-Key` … a retry with the same request gets
+/// the stored status and body with `Idempotent-Replayed: true`". Walked over every tenant route
+/// of the manifest that mutates (a route added there joins this test), each with its example
+/// body against a real object; the first answer is a success, the retry is its replay, and
+/// what was done once is not done again (a replayed DELETE answers its 204, not 404; a
+/// replayed POST makes nothing new).
+async fn every_mutating_tenant_route_replays_a_retry(app: TestApp) {
+    use rampart::manifest::{Scope, Target, specs};
+    let org = app.org("Acme").await;
+    let contact = app
+        .contact(
+            &org,
+            json!({"name": "Fixture", "email": "fixture@example.com"}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let made: Value = app
+        .post(
+            &format!("/v1/workspaces/{}/api-keys", org.ws),
+            &org.owner_key,
+            &json!({"name": "fixture", "role": "viewer"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let api_key = made["id"].as_str().unwrap().to_owned();
+    let (_, member) = app
+        .store
+        .add_member(
+            org.ws,
+            &rampart_core::Email::parse("member@example.com").unwrap(),
+            Role::Member,
+            app.clock.now_for_tests(),
+            None,
+        )
+        .await
+        .unwrap();
+    let member = member.to_string();
+    // The invitation the DELETE revokes.
+    let invited: Value = app
+        .post(
+            &format!("/v1/workspaces/{}/invitations", org.ws),
+            &org.owner_key,
+            &json!({"email": "fixture-invitee@example.com", "role": "viewer"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let invitation = invited["id"].as_str().unwrap().to_owned();
+    // The credential the DELETE removes.
+    let r = app
+        .req(
+            reqwest::Method::PUT,
+            &format!("/v1/workspaces/{}/credentials/twilio", org.ws),
+            &org.owner_key,
+        )
+        .json(&json!({"secret": "fixture-secret-0000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let mut routes: Vec<_> = specs()
+        .into_iter()
+        .filter(|s| s.scope == Scope::Tenant && s.mutates)
+        .collect();
+    // Destructive routes last, the member's removal after its other routes.
+    routes.sort_by_key(|s| (s.destructive, s.path.ends_with("/members/{id}")));
+    assert_eq!(routes.len(), 12, "the manifest's mutating tenant routes");
+    for (n, spec) in routes.iter().enumerate() {
+        let id = match spec.target {
+            Target::None => None,
+            Target::Contact => Some(contact.as_str()),
+            Target::ApiKey => Some(api_key.as_str()),
+            Target::Member => Some(member.as_str()),
+            Target::Invitation => Some(invitation.as_str()),
+            Target::Session => panic!(
+                "{} {}: a session is no tenant target",
+                spec.method, spec.path
+            ),
+        };
+        let mut path = spec
+            .path
+            .replace("{ws}", &org.ws.to_string())
+            .replace("{provider}", "twilio");
+        if let Some(id) = id {
+            path = path.replace("{id}", id);
+        }
+        let idem = format!("route-{n}");
+        let send = || {
+            let mut req = app
+                .req(spec.method.clone(), &path, &org.owner_key)
+                .header("idempotency-key", &idem);
+            if let Some(body) = spec.example_body {
+                req = req.header("content-type", "application/json").body(body);
+            }
+            req.send()
+        };
+        let first = send().await.unwrap();
+        let status = first.status();
+        assert!(
+            status.is_success(),
+            "{} {path}: {status} {}",
+            spec.method,
+            first.text().await.unwrap()
+        );
+        assert!(first.headers().get("idempotent-replayed").is_none());
+        let body = first.bytes().await.unwrap();
+        let contacts = app.all_contacts(&org).await.len();
+
+        let again = send().await.unwrap();
+        assert_eq!(again.status(), status, "{} {path}", spec.method);
+        assert_eq!(
+            again
+                .headers()
+                .get("idempotent-replayed")
+                .map(|v| v.to_str().unwrap()),
+            Some("true"),
+            "{} {path}",
+            spec.method
+        );
+        let replayed = again.bytes().await.unwrap();
+        if spec.action == "api_key.create" {
+            // The one secret-bearing answer: replayed with the key redacted, the rest alike.
+            let mut want: Value = serde_json::from_slice(&body).unwrap();
+            want["key"] = rampart::http::mutation::NOT_SHOWN_AGAIN.into();
+            let got: Value = serde_json::from_slice(&replayed).unwrap();
+            assert_eq!(got, want, "{} {path}", spec.method);
+        } else {
+            assert_eq!(replayed, body, "{} {path}", spec.method);
+        }
+        assert_eq!(
+            app.all_contacts(&org).await.len(),
+            contacts,
+            "{} {path}",
+            spec.method
+        );
+    }
+    // Each POST made one thing, not two.
+    let keys: Value = app
+        .get(
+            &format!("/v1/workspaces/{}/api-keys", org.ws),
+            &org.owner_key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let probes = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["name"] == "matrix probe")
+        .count();
+    assert_eq!(probes, 1, "one key minted");
+    let invitations: Value = app
+        .get(
+            &format!("/v1/workspaces/{}/invitations", org.ws),
+            &org.owner_key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        invitations["data"].as_array().unwrap().len(),
+        1,
+        "{invitations}"
+    );
+}
+
+/// README: "Server errors (5xx) are not stored, so a retry runs again." The database refuses
+/// the first attempt's write (a trigger, as a failing disk or a lost connection would), the
+/// server answers 500; once the database accepts writes again, the same request with the same
+/// key does the work, and is not a replay.
+async fn a_server_error_is_not_stored_and_a_retry_runs_again(app: TestApp) {
+    let org = app.org("Acme").await;
+    let (o, w) = (org.org.to_string(), org.ws.to_string());
+    let (refuse, allow): (Vec<&str>, Vec<&str>) = match app.backend {
+        Backend::Sqlite => (
+            vec![
+                "CREATE TRIGGER test_refuse_contacts BEFORE INSERT ON contacts BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
+            ],
+            vec!["DROP TRIGGER test_refuse_contacts"],
+        ),
+        Backend::Postgres => (
+            vec![
+                "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused for the test'; END $$",
+                "CREATE TRIGGER test_refuse_contacts BEFORE INSERT ON contacts FOR EACH ROW EXECUTE FUNCTION test_refuse()",
+            ],
+            vec![
+                "DROP TRIGGER test_refuse_contacts ON contacts",
+                "DROP FUNCTION test_refuse()",
+            ],
+        ),
+    };
+    common::owner_sql(&app, &o, &w, &refuse).await.unwrap();
+    let body = json!({"name": "Ann", "email": "ann@example.com"});
+    let (status, code, _) =
+        error_of(send(&app, &org.owner_key, "retry-me", body.clone()).await).await;
+    assert_eq!((status, code.as_str()), (500, "INTERNAL"));
+    assert!(app.all_contacts(&org).await.is_empty());
+
+    common::owner_sql(&app, &o, &w, &allow).await.unwrap();
+    let again = send(&app, &org.owner_key, "retry-me", body).await;
+    assert_eq!(again.status(), 201, "the retry ran");
+    assert!(again.headers().get("idempotent-replayed").is_none());
+    let made: Value = again.json().await.unwrap();
+    let all = app.all_contacts(&org).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["id"], made["id"]);
 }

@@ -365,16 +365,24 @@ async fn sessions_expire_rotate_and_end(app: TestApp) {
         401
     );
 
-    // Absolute expiry: 30 days, however active.
+    // Absolute expiry: 30 days, however active. A request every 7 hours keeps the session
+    // (each one moves its idle expiry) for every one of the 102 steps short of 30 days, and the
+    // first request past 30 days is refused.
     let mut b = app.signed_in("sid@example.com", PW).await;
-    for _ in 0..(30 * 24 / 7) {
+    let mut active = Duration::zero();
+    let mut steps = 0;
+    while active + Duration::hours(7) < Duration::days(30) {
         app.clock.advance(Duration::hours(7));
-        let (status, _) = app.browse(&mut b, Method::GET, "/v1/auth/me", None).await;
-        if status != 200 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        active += Duration::hours(7);
+        let (status, body) = app.browse(&mut b, Method::GET, "/v1/auth/me", None).await;
+        assert_eq!(
+            status, 200,
+            "still signed in after {active} of activity: {body}"
+        );
+        wait_for_touch(&app, &mut b).await;
+        steps += 1;
     }
+    assert_eq!(steps, 30 * 24 / 7);
     app.clock.advance(Duration::hours(7));
     assert_eq!(
         app.browse(&mut b, Method::GET, "/v1/auth/me", None).await.0,
@@ -398,6 +406,35 @@ async fn sessions_expire_rotate_and_end(app: TestApp) {
     );
     let actions = ledger_actions(&app, "sid@example.com").await;
     assert!(actions.iter().any(|a| a["action"] == "auth.session_end"));
+}
+
+/// Waits until the session's last request has moved its idle expiry (the touch is written
+/// after the response, off the request path) to eight hours from now, or to its absolute
+/// expiry if that is sooner: the next request is judged against the moved expiry.
+async fn wait_for_touch(app: &TestApp, b: &mut Browser) {
+    let now = app.clock.now_for_tests();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let (status, me) = app.browse(b, Method::GET, "/v1/auth/me", None).await;
+        assert_eq!(status, 200, "{me}");
+        let at = |field: &str| {
+            me["session"][field]
+                .as_str()
+                .unwrap()
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+        };
+        // Stored times keep microseconds; the test clock has nanoseconds.
+        let moved_to = (now + Duration::hours(8)).min(at("expires_at"));
+        if at("idle_expires_at") > moved_to - Duration::milliseconds(1) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session's touch never landed: {me}"
+        );
+    }
 }
 
 async fn csrf_guards_cookie_changes_only(app: TestApp) {
@@ -1916,32 +1953,25 @@ async fn mail_goes_through_a_real_smtp_server() {
 /// (PyPI), an independent implementation; `None` (after saying so) when pyotp is missing
 /// outside CI.
 fn pyotp_code(uri: &str, unix_time: i64) -> Option<String> {
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
-    let out = std::process::Command::new("python3")
+    let missing = |why: String| {
+        // The same rule as every other peer: a skip is said out loud, and never allowed in CI.
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+        assert!(!ci, "CI must install python3 and pyotp: {why}");
+        eprintln!("SKIPPED (TOTP peer): pip install pyotp to run this test ({why})");
+        None
+    };
+    let out = match std::process::Command::new("python3")
         .args([
             "-c",
             "import sys, pyotp; t = pyotp.parse_uri(sys.argv[1]); print(t.at(int(sys.argv[2])))",
             uri,
             &unix_time.to_string(),
         ])
-        .output();
-    // A missing python3 is a skip like a missing pyotp: said out loud, and never in CI.
-    let out = match out {
+        .output()
+    {
         Ok(out) if out.status.success() => out,
-        Ok(out) => {
-            assert!(
-                !ci,
-                "CI must install pyotp: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            eprintln!("SKIPPED (TOTP peer): pip install pyotp to run this test");
-            return None;
-        }
-        Err(e) => {
-            assert!(!ci, "CI must have python3 with pyotp: {e}");
-            eprintln!("SKIPPED (TOTP peer): python3 is missing ({e})");
-            return None;
-        }
+        Ok(out) => return missing(String::from_utf8_lossy(&out.stderr).into_owned()),
+        Err(e) => return missing(format!("cannot run python3: {e}")),
     };
     Some(String::from_utf8(out.stdout).unwrap().trim().to_owned())
 }
@@ -1971,9 +2001,19 @@ async fn totp_with_backup_codes_replay_protection_and_rotation(app: TestApp) {
         return;
     };
 
-    // The secret is stored sealed: neither it nor its base32 form is in the users table.
+    // The secret is stored sealed: neither its base32 form nor its bytes are in the users
+    // table. The dump shows BLOB/BYTEA columns as hex (SQLite `X'AB…'`, PostgreSQL `\xab…`),
+    // so the raw bytes are looked for as hex, in either case.
     let users = common::dump_tables(&app, &["users"]).await;
     assert!(!users.contains(&secret_b32));
+    let raw = totp_rs::Secret::try_from_base32(&secret_b32).unwrap();
+    assert_eq!(raw.as_bytes().len(), 20);
+    assert!(
+        !users
+            .to_ascii_lowercase()
+            .contains(&hex::encode(raw.as_bytes())),
+        "the TOTP secret's bytes are stored in the clear"
+    );
 
     // Confirmation: a wrong code is refused; pyotp's code turns 2FA on and yields 10 codes.
     let (status, _) = app

@@ -122,9 +122,11 @@ async fn deleting_an_org_destroys_its_key_and_rows(app: TestApp) {
                 .await
                 .unwrap();
             pool.close().await;
-            Some(target)
+            Some(Copy::Sqlite(target))
         }
-        Db::Postgres { .. } => None,
+        Db::Postgres {
+            admin_url, name, ..
+        } => Some(postgres_copy_without_keyring(admin_url, name).await),
     };
     let wrapped_before = app
         .vault
@@ -214,9 +216,14 @@ async fn deleting_an_org_destroys_its_key_and_rows(app: TestApp) {
 
     // The copy from before, opened with the master key in hand: nothing of A opens, B does.
     if let Some(copy) = copy {
-        let old = Store::open_sqlite(&copy, common::pool_settings())
-            .await
-            .unwrap();
+        let old = match copy {
+            Copy::Sqlite(path) => Store::open_sqlite(&path, common::pool_settings())
+                .await
+                .unwrap(),
+            Copy::Postgres(url) => Store::connect_postgres(&url, common::pool_settings())
+                .await
+                .unwrap(),
+        };
         let vault = Vault::new(
             test_keyring(&app.store, &app.db).await,
             app.master.clone(),
@@ -234,7 +241,16 @@ async fn deleting_an_org_destroys_its_key_and_rows(app: TestApp) {
             );
         }
         old.close().await;
-        // The keyring file itself no longer holds the destroyed wrapped key anywhere.
+        // The keyring itself no longer holds the destroyed wrapped key anywhere (PostgreSQL:
+        // its table, shown with BYTEA as hex).
+        if let Db::Postgres { .. } = &app.db {
+            let ring = common::dump_everything(&app).await;
+            let w = hex::encode(&wrapped_before[0].wrapped.bytes);
+            assert!(
+                !ring.contains(&w),
+                "the destroyed wrapped key is still in the database"
+            );
+        }
         if let Db::Sqlite(path) = &app.db {
             let ring = rampart_store::keyring_path_for(path);
             let mut bytes = std::fs::read(&ring).unwrap();
@@ -246,6 +262,62 @@ async fn deleting_an_org_destroys_its_key_and_rows(app: TestApp) {
             );
         }
     }
+}
+
+/// A copy of the data taken before a deletion, as an attacker might later obtain a backup.
+enum Copy {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+/// A copy of the PostgreSQL test database `name` as the README says to back it up
+/// (`pg_dump --exclude-table-data=key_ring`: the keyring is kept apart), restored into a new
+/// database; returns a URL to it (as the superuser: the copy's reader is an attacker).
+async fn postgres_copy_without_keyring(admin_url: &str, name: &str) -> Copy {
+    let opts: sqlx::postgres::PgConnectOptions = admin_url.parse().unwrap();
+    let url_of = |db: &str| {
+        format!(
+            "postgres://{}@{}:{}/{db}",
+            opts.get_username(),
+            opts.get_host(),
+            opts.get_port()
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("before-delete.pgdump");
+    let out = std::process::Command::new("pg_dump")
+        .args(["-Fc", "--exclude-table-data=key_ring", "-f"])
+        .arg(&file)
+        .arg(url_of(name))
+        .output()
+        .expect("pg_dump (PostgreSQL's client tools) must be installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = format!(
+        "rampart_t_{}",
+        ulid::Ulid::new().to_string().to_ascii_lowercase()
+    );
+    let admin = sqlx::PgPool::connect(admin_url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {copy}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let out = std::process::Command::new("pg_restore")
+        .args(["--no-owner", "--exit-on-error", "-d"])
+        .arg(url_of(&copy))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Copy::Postgres(url_of(&copy))
 }
 
 async fn master_rotation_rewraps_every_key_resumably(app: TestApp) {

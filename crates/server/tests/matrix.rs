@@ -16,13 +16,47 @@
 mod common;
 
 use common::people::Browser;
-use common::{Org, TestApp, error_of};
+use common::{Org, TestApp, error_of, readme};
 use rampart::manifest::{Scope, Target, specs};
 use rampart_core::{ApiKeyId, ContactId, Email, InvitationId, MembershipId, Role};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 both_backends!(no_principal_of_another_org_reaches_anything);
+
+/// The server's permission table and its manifest say what README.md says: each role holds
+/// exactly the permissions of the README's "Roles" paragraph, and each tenant route needs the
+/// permission the README's route table names.
+#[test]
+fn the_permission_tables_are_the_readme_ones() {
+    for role in Role::ALL {
+        let mut server: Vec<&str> = role.permissions().iter().map(|p| p.as_str()).collect();
+        let mut documented = readme::role_permissions(role).to_vec();
+        server.sort_unstable();
+        documented.sort_unstable();
+        assert_eq!(server, documented, "{role}");
+    }
+    let mut manifest: Vec<(String, String, String)> = specs()
+        .into_iter()
+        .filter(|s| s.scope == Scope::Tenant)
+        .map(|s| {
+            (
+                s.method.to_string(),
+                s.path.to_owned(),
+                s.permission
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    let mut documented: Vec<(String, String, String)> = readme::ROUTE_PERMISSIONS
+        .iter()
+        .map(|(m, p, perm)| ((*m).to_owned(), (*p).to_owned(), (*perm).to_owned()))
+        .collect();
+    manifest.sort();
+    documented.sort();
+    assert_eq!(manifest, documented);
+}
 
 struct Fixtures {
     contact: String,
@@ -238,9 +272,11 @@ async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
         .into_iter()
         .filter(|s| s.scope == Scope::Tenant)
         .collect();
-    assert!(
-        tenant_routes.len() >= 8,
-        "the manifest's tenant routes are all here"
+    // Every tenant route the README documents, and no other: the count below depends on it.
+    assert_eq!(
+        tenant_routes.len(),
+        readme::ROUTE_PERMISSIONS.len(),
+        "the manifest's tenant routes are the README's"
     );
     for spec in &tenant_routes {
         let ids = target_ids(spec.target, &f);
@@ -295,9 +331,13 @@ async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
                     "{role} on {} forged path with A's id",
                     spec.method
                 );
+                // Whether the role lacks the permission is the README's word, not the server's.
+                let lacks = !readme::can(
+                    *role,
+                    readme::route_permission(spec.method.as_str(), spec.path),
+                );
                 assert!(
-                    forged.0 == 404
-                        || (forged.0 == 403 && !spec.permission.is_none_or(|p| role.can(p))),
+                    forged.0 == 404 || (forged.0 == 403 && lacks),
                     "{role}: {forged:?}"
                 );
                 attempts += 2;
@@ -311,6 +351,15 @@ async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
     )
     .await;
     assert_eq!((status, code.as_str()), (404, "NOT_FOUND"));
+
+    // Exactly the attempts the README's routes call for: one through A's workspace per route
+    // and attacker, two more (forged and nowhere) per route that names an object.
+    assert_eq!(attackers.len(), 2 * Role::ALL.len());
+    let per_attacker: usize = readme::ROUTE_PERMISSIONS
+        .iter()
+        .map(|(_, path, _)| if path.contains("{id}") { 3 } else { 1 })
+        .sum();
+    assert_eq!(attempts, per_attacker * attackers.len(), "attempts made");
 
     let after = snapshot(&app, &a, &f).await;
     assert_eq!(after, before, "nothing of the victim's changed");

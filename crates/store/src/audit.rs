@@ -52,6 +52,54 @@ pub struct NewEvent {
     pub client_ip: Option<String>,
 }
 
+/// Longest request path a ledger event keeps, in characters; a longer one is cut and marked.
+const MAX_PATH_CHARS: usize = 2048;
+/// Longest text an event keeps in a short field (target, actor, key, codes).
+const MAX_SHORT_CHARS: usize = 256;
+
+/// `s` with every NUL replaced (PostgreSQL cannot store one) and cut to `max` characters.
+fn fit(s: String, max: usize) -> String {
+    let s = match rampart_core::text::storable(&s) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(replaced) => replaced,
+    };
+    match s.char_indices().nth(max) {
+        None => s,
+        Some((cut, _)) => {
+            let mut kept = s[..cut].to_owned();
+            kept.push('\u{2026}');
+            kept
+        }
+    }
+}
+
+impl NewEvent {
+    /// The event in a form both backends store, whatever the request carried: a refused
+    /// request's path or target may hold a NUL or run to kilobytes, and its event must still
+    /// be written. Replacing (not refusing) is right here because the ledger records what
+    /// arrived; input kept as data is refused at validation instead (`rampart_core::text`).
+    fn storable(self) -> Self {
+        let short = |s: Option<String>| s.map(|s| fit(s, MAX_SHORT_CHARS));
+        Self {
+            workspace: self.workspace,
+            actor: fit(self.actor, MAX_SHORT_CHARS),
+            auth_method: short(self.auth_method),
+            method: fit(self.method, MAX_SHORT_CHARS),
+            path: fit(self.path, MAX_PATH_CHARS),
+            action: fit(self.action, MAX_SHORT_CHARS),
+            target: short(self.target),
+            // JSON text from `redact_args`, whose escapes hold no raw NUL; checked anyway.
+            args: fit(self.args, usize::MAX),
+            status: self.status,
+            error_code: short(self.error_code),
+            duration_ms: self.duration_ms,
+            idempotency_key: short(self.idempotency_key),
+            request_id: fit(self.request_id, MAX_SHORT_CHARS),
+            client_ip: short(self.client_ip),
+        }
+    }
+}
+
 /// An event as stored, with its chain links (hex).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredEvent {
@@ -330,6 +378,7 @@ async fn append_with(
     last: bool,
 ) -> Result<(), StoreError> {
     let at = db_time(at);
+    let new = new.storable();
     let tx = match c {
         Conn::Pg(tx) => {
             let sql = match completion {
@@ -527,6 +576,71 @@ pub async fn commit_with_event(
     tx.commit().await
 }
 
+/// The statement of a page of a workspace's events under `filter`, newest first: `$1` the
+/// organization, `$2` the workspace, `$3` the cursor (`seq <`), then one placeholder for each
+/// filter present, in the order actor, action, status, since, until, and last the limit.
+///
+/// Only the filters present become predicates (a `$n IS NULL OR …` for an absent one keeps the
+/// planners from using an index for the present ones). The page walks the organization's
+/// chain backwards from the cursor along its primary key `(org_id, seq)`, or, with a time
+/// filter, the planner may take `audit_by_org_time`; actor, action and status are checked on
+/// the way. Per-column indexes on actor and action were dropped for the append's sake
+/// (migration 5), so such a filter reads back until it has a page, at most the ledger.
+pub fn list_sql(filter: &EventFilter) -> String {
+    let mut sql = format!(
+        "SELECT {LINK_COLUMNS} FROM audit_events WHERE org_id = $1 AND workspace_id = $2 AND seq < $3"
+    );
+    let mut n = 3;
+    let mut add = |predicate: &str| {
+        n += 1;
+        sql.push_str(&format!(" AND {predicate} ${n}"));
+    };
+    if filter.actor.is_some() {
+        add("actor =");
+    }
+    if filter.action.is_some() {
+        add("action =");
+    }
+    if filter.status.is_some() {
+        add("status =");
+    }
+    if filter.since.is_some() {
+        add("at >=");
+    }
+    if filter.until.is_some() {
+        add("at <");
+    }
+    format!("{sql} ORDER BY seq DESC LIMIT ${}", n + 1)
+}
+
+/// Binds [`list_sql`]'s arguments, in its order, to a query on either backend.
+macro_rules! bind_events {
+    ($query:expr, $org:expr, $ws:expr, $filter:expr, $limit:expr) => {{
+        let f: &EventFilter = $filter;
+        // A plain `seq < $3` seeks the primary key; no cursor means from the newest.
+        let mut q = $query
+            .bind($org)
+            .bind($ws)
+            .bind(f.before_seq.unwrap_or(i64::MAX));
+        if let Some(actor) = &f.actor {
+            q = q.bind(actor.clone());
+        }
+        if let Some(action) = &f.action {
+            q = q.bind(action.clone());
+        }
+        if let Some(status) = f.status {
+            q = q.bind(i32::from(status));
+        }
+        if let Some(since) = f.since {
+            q = q.bind(db_time(since));
+        }
+        if let Some(until) = f.until {
+            q = q.bind(db_time(until));
+        }
+        q.bind($limit)
+    }};
+}
+
 /// A page of this workspace's events, newest first.
 pub async fn list(
     tx: &mut TenantTx,
@@ -537,28 +651,36 @@ pub async fn list(
         .org()
         .ok_or_else(|| corrupt("tenant transaction without an organization"))?;
     let ws = tx.ws();
-    fetch_all!(
-        &mut tx.conn,
-        sqlx::AssertSqlSafe(format!(
-            "SELECT {LINK_COLUMNS} FROM audit_events WHERE org_id = $1 AND workspace_id = $2 \
-             AND ($3 IS NULL OR actor = $3) AND ($4 IS NULL OR action = $4) AND ($5 IS NULL OR status = $5) \
-             AND ($6 IS NULL OR at >= $6) AND ($7 IS NULL OR at < $7) AND seq < $8 \
-             ORDER BY seq DESC LIMIT $9"
-        )),
-        [
+    let sql = list_sql(filter);
+    let limit = i64::from(limit);
+    match &mut tx.conn {
+        Conn::Sqlite(c) => bind_events!(
+            sqlx::query(sqlx::AssertSqlSafe(sql)),
             org.to_string(),
             ws,
-            filter.actor.clone(),
-            filter.action.clone(),
-            filter.status.map(i32::from),
-            filter.since.map(db_time),
-            filter.until.map(db_time),
-            // A plain `seq < $8` seeks the primary key; no cursor means from the newest.
-            filter.before_seq.unwrap_or(i64::MAX),
-            i64::from(limit)
-        ],
-        |r| scanned!(r, org).map(|l| l.to_stored())
-    )
+            filter,
+            limit
+        )
+        .fetch_all(&mut **c)
+        .await
+        .map_err(StoreError::from_sqlx)?
+        .iter()
+        .map(|r| scanned!(r, org).map(|l| l.to_stored()))
+        .collect(),
+        Conn::Pg(c) => bind_events!(
+            sqlx::query(sqlx::AssertSqlSafe(sql)),
+            org.to_string(),
+            ws,
+            filter,
+            limit
+        )
+        .fetch_all(&mut **c)
+        .await
+        .map_err(StoreError::from_sqlx)?
+        .iter()
+        .map(|r| scanned!(r, org).map(|l| l.to_stored()))
+        .collect(),
+    }
 }
 
 /// A transaction on one organization's ledger, for failure events, the operator's CLI

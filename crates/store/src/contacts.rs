@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use rampart_core::{ContactId, Email, PersonName, Phone, Tag, UsState, WorkspaceId};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sqlx::Row;
 use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, Row};
 
-use crate::conn::{execute, fetch_all, fetch_optional, id};
+use crate::conn::{Conn, execute, fetch_all, fetch_optional, id};
 use crate::versions::{self, VersionEvent};
 use crate::{StoreError, TenantTx, db_time};
 
@@ -124,6 +124,12 @@ macro_rules! row0 {
 macro_rules! columns {
     () => {
         "id, name, email, phone, us_state, custom_fields, created_at, updated_at"
+    };
+}
+/// [`columns`] of the contact aliased `c`, for statements that join another table.
+macro_rules! qualified_columns {
+    () => {
+        "c.id, c.name, c.email, c.phone, c.us_state, c.custom_fields, c.created_at, c.updated_at"
     };
 }
 
@@ -466,6 +472,68 @@ pub async fn delete(
     Ok(n == 1)
 }
 
+/// The statement of a page of contacts under `filter`: `$1` the workspace, `$2` the cursor
+/// (`''` for none), then one placeholder for each filter present, in the order email,
+/// `updated_since`, tag, and last the number of rows to fetch.
+///
+/// Each filter adds its own predicate only when present, so that each can use its index: an
+/// email is a seek in `UNIQUE (workspace_id, email_lower)`, whatever the workspace's size; a
+/// tag walks `contact_tags_by_tag` in id order and fetches each contact by key. A predicate
+/// written for an absent filter too (`$3 IS NULL OR c.email_lower = $3`) kept both planners on
+/// the id index, reading the workspace row by row (14 ms at 80k contacts against 1 ms).
+pub fn list_sql(filter: &ContactFilter) -> String {
+    let mut sql = String::from(concat!("SELECT ", qualified_columns!(), " FROM "));
+    let mut n = 2;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    if filter.tag.is_some() {
+        sql.push_str(
+            "contact_tags t JOIN contacts c ON c.workspace_id = t.workspace_id AND c.id = t.contact_id \
+             WHERE t.workspace_id = $1 AND t.contact_id > $2",
+        );
+    } else {
+        sql.push_str("contacts c WHERE c.workspace_id = $1 AND c.id > $2");
+    }
+    if filter.email.is_some() {
+        sql.push_str(&format!(" AND c.email_lower = {}", next()));
+    }
+    if filter.updated_since.is_some() {
+        sql.push_str(&format!(" AND c.updated_at >= {}", next()));
+    }
+    if filter.tag.is_some() {
+        // Ordered as the tag index is, so the walk needs no sort.
+        sql.push_str(&format!(" AND t.tag = {} ORDER BY t.contact_id", next()));
+    } else {
+        sql.push_str(" ORDER BY c.id");
+    }
+    sql.push_str(&format!(" LIMIT {}", next()));
+    sql
+}
+
+/// Binds [`list_sql`]'s arguments, in its order, to a query on either backend.
+macro_rules! bind_list {
+    ($query:expr, $ws:expr, $filter:expr, $fetch:expr) => {{
+        let f: &ContactFilter = $filter;
+        // A plain `id > $2` lets both databases seek the (workspace_id, id) index to the
+        // cursor; with no cursor, '' sorts before every id.
+        let mut q = $query
+            .bind($ws)
+            .bind(f.after.map(|a| a.to_string()).unwrap_or_default());
+        if let Some(email) = &f.email {
+            q = q.bind(email.normalized());
+        }
+        if let Some(t) = f.updated_since {
+            q = q.bind(db_time(t));
+        }
+        if let Some(tag) = &f.tag {
+            q = q.bind(tag.as_str().to_owned());
+        }
+        q.bind($fetch)
+    }};
+}
+
 /// A page of contacts in id order, and the id to continue after when there are more.
 pub async fn list(
     tx: &mut TenantTx,
@@ -474,30 +542,23 @@ pub async fn list(
 ) -> Result<(Vec<Contact>, Option<ContactId>), StoreError> {
     let ws = tx.ws();
     let fetch = i64::from(limit) + 1;
-    let rows: Vec<Row0> = fetch_all!(
-        &mut tx.conn,
-        concat!(
-            "SELECT ",
-            columns!(),
-            " FROM contacts c WHERE c.workspace_id = $1 \
-             AND c.id > $2 \
-             AND ($3 IS NULL OR c.email_lower = $3) \
-             AND ($4 IS NULL OR c.updated_at >= $4) \
-             AND ($5 IS NULL OR EXISTS (SELECT 1 FROM contact_tags t WHERE t.workspace_id = c.workspace_id AND t.contact_id = c.id AND t.tag = $5)) \
-             ORDER BY c.id LIMIT $6"
-        ),
-        [
-            ws.clone(),
-            // A plain `id > $2` lets both databases seek the (workspace_id, id) index to the
-            // cursor; with no cursor, '' sorts before every id.
-            filter.after.map(|a| a.to_string()).unwrap_or_default(),
-            filter.email.as_ref().map(Email::normalized),
-            filter.updated_since.map(db_time),
-            filter.tag.as_ref().map(|t| t.as_str().to_owned()),
-            fetch
-        ],
-        |r| row0!(r)
-    )?;
+    let sql = list_sql(filter);
+    let rows: Vec<Row0> = match &mut tx.conn {
+        Conn::Sqlite(c) => bind_list!(sqlx::query(AssertSqlSafe(sql)), ws.clone(), filter, fetch)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(StoreError::from_sqlx)?
+            .iter()
+            .map(|r| row0!(r))
+            .collect::<Result<_, StoreError>>()?,
+        Conn::Pg(c) => bind_list!(sqlx::query(AssertSqlSafe(sql)), ws.clone(), filter, fetch)
+            .fetch_all(&mut **c)
+            .await
+            .map_err(StoreError::from_sqlx)?
+            .iter()
+            .map(|r| row0!(r))
+            .collect::<Result<_, StoreError>>()?,
+    };
     let mut rows = rows;
     let next = if rows.len() > limit as usize {
         rows.truncate(limit as usize);

@@ -728,6 +728,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pool = pool(&dir).await;
         let writer = Writer::start(pool.clone(), Duration::from_secs(30));
+        let (inserted, midway) = tokio::sync::oneshot::channel();
         let task = {
             let writer = writer.clone();
             tokio::spawn(async move {
@@ -736,12 +737,15 @@ mod tests {
                     .execute(&mut *lease)
                     .await
                     .unwrap();
+                inserted.send(()).unwrap();
                 // Never finishes: the request is cancelled here (a client that went away).
                 std::future::pending::<()>().await;
                 lease.commit().await
             })
         };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Cancelled only once its row is written (a fixed sleep could cancel it before it
+        // had written anything, and the test would pass without testing anything).
+        midway.await.unwrap();
         task.abort();
         assert!(task.await.unwrap_err().is_cancelled());
         let mut lease = writer.lease().await.unwrap();

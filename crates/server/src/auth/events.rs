@@ -3,6 +3,9 @@
 //! (an organization's admins see their members' sign-in history). Attempts on unknown emails
 //! belong to no organization: they are logged with the email pseudonymized, never stored.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
@@ -15,6 +18,18 @@ use crate::http::error::ApiError;
 use crate::http::guard::client_ip;
 use crate::http::request_id::RequestId;
 use crate::state::AppState;
+
+/// Set once a handler has made its own event for the request, so that the guard does not
+/// record the outcome a second time (see `user_route` in [`crate::http::guard`]).
+#[derive(Debug, Clone, Default)]
+pub struct Recorded(Arc<AtomicBool>);
+
+impl Recorded {
+    /// Whether the handler made its own event.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// What an identity handler knows about its request, for events and new sessions.
 #[derive(Debug, Clone)]
@@ -33,6 +48,8 @@ pub struct RequestFacts {
     pub headers: HeaderMap,
     /// Where password failures are counted: the client address (an IPv6 /64), hashed.
     pub source: String,
+    /// Marked when an event is made from these facts.
+    recorded: Option<Recorded>,
 }
 
 /// The lock source of a client address: the IPv4 address, or the /64 of an IPv6 one (a single
@@ -60,7 +77,14 @@ impl FromRequestParts<AppState> for RequestFacts {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
-        Ok(RequestFacts {
+        Ok(RequestFacts::of(parts))
+    }
+}
+
+impl RequestFacts {
+    /// The facts of the request these parts belong to.
+    pub fn of(parts: &Parts) -> Self {
+        RequestFacts {
             method: parts.method.to_string(),
             path: parts.uri.path().to_owned(),
             request_id: parts
@@ -76,11 +100,10 @@ impl FromRequestParts<AppState> for RequestFacts {
                 .and_then(|v| v.to_str().ok())
                 .map(|s| s.chars().take(200).collect()),
             headers: parts.headers.clone(),
-        })
+            recorded: parts.extensions.get::<Recorded>().cloned(),
+        }
     }
-}
 
-impl RequestFacts {
     /// An event for `action` by `actor` with this outcome; `args` must hold no secret (it is
     /// passed through the ledger's redaction anyway).
     pub fn event(
@@ -91,6 +114,9 @@ impl RequestFacts {
         error_code: Option<&str>,
         args: &Value,
     ) -> NewEvent {
+        if let Some(recorded) = &self.recorded {
+            recorded.0.store(true, Ordering::Relaxed);
+        }
         NewEvent {
             workspace: None,
             actor: actor.map_or_else(|| "anonymous".to_owned(), |u| u.to_string()),
@@ -111,15 +137,20 @@ impl RequestFacts {
 }
 
 /// Records `event` in the ledger of every organization `user` belongs to. A failure to
-/// record is logged loudly and does not change the response.
+/// record raises the operator alert and does not change the response (the handlers that call
+/// this have made their change already; see [`record_for`]).
 pub async fn record(state: &AppState, user: UserId, event: NewEvent) {
-    if let Err(e) = state
+    let _ = record_for(state, user, event).await;
+}
+
+/// [`record`], telling the caller whether the event was written, so that a request whose
+/// outcome could not be recorded can fail closed.
+pub async fn record_for(state: &AppState, user: UserId, event: NewEvent) -> Result<(), ()> {
+    state
         .store()
         .record_for_user(user, &event, state.clock().now())
         .await
-    {
-        tracing::error!(error = %e, %user, "COULD NOT RECORD AN AUDIT EVENT");
-    }
+        .map_err(|e| crate::http::mutation::alert_unrecorded(&e, &event.action))
 }
 
 #[cfg(test)]

@@ -104,11 +104,14 @@ impl Mailer {
     pub async fn send(&self, mail: &Mail) -> Result<(), MailError> {
         let from = self.from.clone().ok_or(MailError::Unconfigured)?;
         let to: Mailbox = mail.to.parse().map_err(|_| MailError::BadAddress)?;
-        let message = Message::builder()
+        let builder = Message::builder()
             .from(from)
             .to(to)
             .subject(mail.subject.clone())
-            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .header(lettre::message::header::ContentType::TEXT_PLAIN);
+        #[cfg(feature = "test-seams")]
+        let builder = builder.header(test_seams::Sequence::next());
+        let message = builder
             .body(mail.body.clone())
             .map_err(|_| MailError::Build)?;
         match &self.transport {
@@ -123,6 +126,42 @@ impl Mailer {
                 .map(|_| ())
                 .map_err(|e| MailError::Send(e.to_string())),
             Transport::None => Err(MailError::Unconfigured),
+        }
+    }
+}
+
+/// The order messages were handed to the transport in, for the test suite (feature
+/// `test-seams` only): the file transport names files at random and stamps a `Date` in whole
+/// seconds, so without this a test cannot tell which of two messages came last.
+#[cfg(feature = "test-seams")]
+mod test_seams {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use lettre::message::header::{Header, HeaderName, HeaderValue};
+
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+
+    /// `X-Rampart-Test-Sequence`: a number that grows with every message this process sends.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Sequence(u64);
+
+    impl Sequence {
+        pub fn next() -> Self {
+            Self(NEXT.fetch_add(1, Ordering::SeqCst))
+        }
+    }
+
+    impl Header for Sequence {
+        fn name() -> HeaderName {
+            HeaderName::new_from_ascii_str("X-Rampart-Test-Sequence")
+        }
+
+        fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+            Ok(Self(s.trim().parse()?))
+        }
+
+        fn display(&self) -> HeaderValue {
+            HeaderValue::new(Self::name(), self.0.to_string())
         }
     }
 }

@@ -108,6 +108,40 @@ mod tests {
         assert_eq!(checked, 18, "RFC 6238 Appendix B has 18 rows");
     }
 
+    /// Rampart's own TOTP (its `totp()` with the parameters it ships: SHA-1, six digits,
+    /// 30-second steps) against RFC 6238 Appendix B: the SHA-1 rows, whose six-digit codes are
+    /// the last six digits of the table's eight (both are the same truncated value mod 10^d).
+    #[test]
+    fn rampart_totp_gives_the_rfc6238_sha1_codes() {
+        let doc: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+        let table = &doc["totp_rfc6238"];
+        let seed = hex::decode(table["seeds"]["SHA1"]["hex"].as_str().unwrap()).unwrap();
+        let secret = Secret::new(seed.clone());
+        let t = totp(&seed, "Rampart", "vector@example.com").unwrap();
+        let mut checked = 0;
+        for v in table["vectors"].as_array().unwrap() {
+            if v["algorithm"] != "SHA1" {
+                continue;
+            }
+            let time = v["unix_time"].as_u64().unwrap();
+            let eight = v["totp_8"].as_str().unwrap();
+            let six = &eight[eight.len() - 6..];
+            assert_eq!(
+                t.generate(time).to_string(),
+                six,
+                "Rampart's code at {time}"
+            );
+            // And the verifier accepts it at exactly that step.
+            assert_eq!(
+                matching_step(&secret, six, time),
+                Some(i64::try_from(time / STEP).unwrap()),
+                "the step of {six} at {time}"
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, 6, "RFC 6238 Appendix B has six SHA-1 rows");
+    }
+
     #[test]
     fn drift_of_one_step_is_accepted_two_is_not() {
         let secret = new_secret();

@@ -70,6 +70,27 @@ pub fn resolve(
     }
 }
 
+/// Every line of header `name`, joined with commas (RFC 9110, section 5.3: a list header may
+/// come as several lines, which mean the same as one). A proxy that appends a line of its own
+/// (HAProxy's `option forwardfor`) puts the hop it saw last; reading only the first line would
+/// believe the client's forged one instead. A line that is not text ends what can be read.
+fn joined(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    for value in headers.get_all(name) {
+        let Ok(text) = value.to_str() else {
+            // Unreadable: nothing from here on can be believed; keep what came before, plus a
+            // hop that cannot parse, which ends the walk from the right at this point.
+            out = Some(out.map_or_else(|| "unreadable".to_owned(), |o| o + ", unreadable"));
+            continue;
+        };
+        out = Some(match out {
+            None => text.to_owned(),
+            Some(o) => format!("{o}, {text}"),
+        });
+    }
+    out
+}
+
 /// Marks a connection accepted over TLS.
 #[derive(Debug, Clone, Copy)]
 pub struct OverTls;
@@ -82,13 +103,16 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
         let tls = req.extensions().get::<OverTls>().is_some();
-        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let forwarded_for = joined(req.headers(), "x-forwarded-for");
+        let proto = joined(req.headers(), "x-forwarded-proto");
+        // The proto a proxy appends is the last one, as for the address.
+        let proto = proto.as_deref().and_then(|p| p.rsplit(',').next());
         resolve(
             state.trusted_proxies(),
             peer,
             tls,
-            header("x-forwarded-for"),
-            header("x-forwarded-proto"),
+            forwarded_for.as_deref(),
+            proto,
         )
     };
     req.extensions_mut().insert(info);
@@ -145,5 +169,28 @@ mod tests {
             None,
         );
         assert_eq!(junk.ip, Some("10.0.0.2".parse().unwrap()));
+    }
+
+    #[test]
+    fn every_forwarded_for_line_counts_and_the_proxys_own_line_wins() {
+        let proxies = nets(&["10.0.0.0/8"]);
+        let mut headers = axum::http::HeaderMap::new();
+        // The client forges a first line; the trusted proxy appends the address it saw.
+        headers.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        headers.append("x-forwarded-for", "198.51.100.7".parse().unwrap());
+        let chain = joined(&headers, "x-forwarded-for");
+        assert_eq!(chain.as_deref(), Some("6.6.6.6, 198.51.100.7"));
+        let via = resolve(
+            &proxies,
+            Some("10.0.0.2".parse().unwrap()),
+            false,
+            chain.as_deref(),
+            None,
+        );
+        assert_eq!(via.ip, Some("198.51.100.7".parse().unwrap()));
+        assert_eq!(
+            joined(&axum::http::HeaderMap::new(), "x-forwarded-for"),
+            None
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Extractors that turn every kind of bad input into a clear envelope error: broken JSON is a
 //! 400, an unknown or mistyped field a 422 naming the field, a body over 1 MiB a 413, a
-//! wrongly prefixed id or a bad query parameter a 400. And [`Ctx`], which hands a handler its
+//! wrongly prefixed id or a bad query parameter a 400, a NUL in any string a 422 naming the
+//! field (400 in a query parameter). And [`Ctx`], which hands a handler its
 //! grant and a transaction confined to the authorized workspace.
 
 use std::str::FromStr;
@@ -10,16 +11,18 @@ use axum::extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request
 use axum::http::header;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
-use rampart_core::{ErrorCode, IdError, TenantGrant};
+use rampart_core::{ErrorCode, IdError, TenantGrant, text};
 use rampart_store::{Mode, TenantTx};
 use serde::de::DeserializeOwned;
 
+use super::body;
 use super::error::ApiError;
 use super::guard::{Admission, TxSlot};
 use crate::state::AppState;
 
-/// Largest accepted request body.
-pub const MAX_BODY: usize = 1024 * 1024;
+/// The route's body limit, put on the request by the guard for whoever reads the body.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
 
 /// A JSON body parsed strictly into `T` (which should `deny_unknown_fields`).
 #[derive(Debug)]
@@ -58,7 +61,50 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     de.end()
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    // JSON text can carry a NUL only as the escape `\u0000`: where there is none, there is no
+    // NUL in any string of the document, and the second parse below is skipped.
+    if contains(bytes, br"\u0000")
+        && let Ok(tree) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(field) = nul_at(&tree, String::new())
+    {
+        let field = if field.is_empty() {
+            "body".to_owned()
+        } else {
+            field
+        };
+        return Err(ApiError::invalid(field, text::NUL_REFUSED.0));
+    }
     Ok(value)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The path (as `serde_path_to_error` writes it: `a.b[2].c`) of the first key or string of
+/// `v` that holds a NUL, which no backend-independent store can hold ([`text::check`]).
+fn nul_at(v: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => text::check(s).is_err().then_some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_at(item, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if text::check(k).is_err() {
+                Some(here)
+            } else {
+                nul_at(item, here)
+            }
+        }),
+        _ => None,
+    }
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -71,17 +117,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "send the body as application/json",
             ));
         }
-        let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
-            .await
-            .map_err(|e| {
-                let too_large = std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-                if too_large {
-                    ApiError::new(ErrorCode::PayloadTooLarge, "request body exceeds 1 MiB")
-                } else {
-                    ApiError::bad_request("could not read the request body")
-                }
-            })?;
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(crate::manifest::ACCOUNT_BODY_LIMIT, |l| l.0);
+        let bytes: Bytes = body::read(req.into_body(), limit).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -94,6 +134,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(query) = parts.uri.query()
+            && let Some((name, _)) = url::form_urlencoded::parse(query.as_bytes())
+                .find(|(k, v)| text::check(k).is_err() || text::check(v).is_err())
+        {
+            let mut e = ApiError::bad_request(format!(
+                "invalid query: parameter {name:?} {}",
+                text::NUL_REFUSED.0
+            ));
+            e.field = Some(text::storable(&name).into_owned());
+            return Err(e);
+        }
         Query::<T>::try_from_uri(&parts.uri)
             .map(|Query(v)| QueryParams(v))
             .map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))

@@ -24,10 +24,17 @@ use rampart_store::TenantTx;
 use rampart_store::api_keys::AuthenticatedKey;
 use rampart_store::identity::SessionStage;
 
+use axum::body::Body;
+use rampart_audit::redact_args;
+use tracing::Instrument;
+
+use super::body;
 use super::client::ClientInfo;
 use super::error::ApiError;
+use super::extract::BodyLimit;
 use super::limits::{self, LimitHeaders};
 use super::mutation;
+use crate::auth::events;
 use crate::auth::session::{self, SessionUser};
 use crate::auth::token;
 use crate::manifest::{RouteSpec, Scope};
@@ -152,11 +159,11 @@ fn key_authenticated(state: &AppState, hash: &ApiKeyHash, key: AuthenticatedKey)
     }
 }
 
-/// Finds the request's live, fully signed-in session; for a change, also checks CSRF.
+/// Finds the request's live, fully signed-in session (CSRF is the caller's to check, so that a
+/// refusal can name who was refused).
 pub(crate) async fn session_user(
     state: &AppState,
     headers: &HeaderMap,
-    mutates: bool,
 ) -> Result<SessionUser, Response> {
     let identity = state.identity().ok_or_else(|| {
         unauthenticated("sign in, or send an API key as `Authorization: Bearer rk_live_…`")
@@ -181,9 +188,6 @@ pub(crate) async fn session_user(
         return Err(unauthenticated(
             "finish signing in: the second factor is still required",
         ));
-    }
-    if mutates && !session::csrf_ok(identity, headers, &record) {
-        return Err(csrf_refusal().into_response());
     }
     if session::due_for_touch(&record, now) {
         let store = state.store().clone();
@@ -229,7 +233,7 @@ async fn authenticate(
         };
         return authenticate_key(state, presented).await;
     }
-    let signed_in = session_user(state, headers, false).await?;
+    let signed_in = session_user(state, headers).await?;
     if signed_in.record.two_factor_required {
         return Err(session::enrolment_required().into_response());
     }
@@ -442,6 +446,96 @@ pub(crate) fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
     }
 }
 
+/// A signed-in person's route: the session, CSRF for a change, the body within its limit, then
+/// the handler. Every change's outcome is recorded in the person's organizations' ledgers:
+/// by the handler where it has more to say (its own events), otherwise here, so that a refusal
+/// (CSRF, a body over the limit, invalid input) is on the record too.
+async fn user_route(
+    state: &AppState,
+    spec: &'static RouteSpec,
+    req: Request,
+    next: Next,
+) -> Response {
+    let signed_in = match session_user(state, req.headers()).await {
+        Ok(user) => user,
+        Err(refusal) => return refusal,
+    };
+    // A session that owes its organization a second factor reaches only what enrolling needs.
+    if signed_in.record.two_factor_required && !session::reachable_before_enrolment(spec) {
+        return session::enrolment_required().into_response();
+    }
+    if !spec.mutates {
+        let mut req = match body::limit(req, spec.body_limit()) {
+            Ok(req) => req,
+            Err(e) => return e.into_response(),
+        };
+        req.extensions_mut().insert(signed_in);
+        return next.run(req).await;
+    }
+    let user = signed_in.user;
+    let recorded = events::Recorded::default();
+    let (mut parts, body) = req.into_parts();
+    let facts = events::RequestFacts::of(&parts);
+    let csrf_ok = state
+        .identity()
+        .is_some_and(|identity| session::csrf_ok(identity, &parts.headers, &signed_in.record));
+    // The whole body is read here, within the limit, so that a route whose handler ignores
+    // its body still refuses an oversized one.
+    let admitted = if csrf_ok {
+        match body::limit(Request::from_parts(parts.clone(), body), spec.body_limit()) {
+            Ok(limited) => body::read(limited.into_body(), spec.body_limit()).await,
+            Err(e) => Err(e),
+        }
+    } else {
+        Err(csrf_refusal())
+    };
+    let (response, args) = match admitted {
+        Ok(bytes) => {
+            let args = redact_args(&bytes);
+            parts.extensions.insert(signed_in);
+            parts.extensions.insert(recorded.clone());
+            let response = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+            (response, args)
+        }
+        Err(e) => (e.into_response(), redact_args(b"")),
+    };
+    if response.status().is_success() || recorded.is_set() {
+        return response;
+    }
+    let outcome = mutation::Outcome::of(&response);
+    let event = facts.event(
+        Some(user),
+        spec.action,
+        outcome.status,
+        outcome.error_code.as_deref(),
+        &serde_json::Value::Null,
+    );
+    let event = rampart_store::audit::NewEvent { args, ..event };
+    match events::record_for(state, user, event).await {
+        Ok(()) => response,
+        Err(()) => mutation::unrecorded(),
+    }
+}
+
+/// Logs a read refused for who asked (401, 403, 404), with the caller when known, so that an
+/// investigation can follow someone probing for other organizations' objects. Reads change
+/// nothing, so they are logged, not recorded in the ledger, which would grow with every probe.
+fn failed_read(spec: &RouteSpec, caller: Option<Principal>, response: &Response) {
+    let status = response.status().as_u16();
+    if matches!(status, 401 | 403 | 404) {
+        let actor = caller.map(|p| p.actor.label());
+        tracing::info!(
+            actor = actor.as_deref().unwrap_or("anonymous"),
+            auth_method = caller.map(|p| p.method.as_str()),
+            action = spec.action,
+            status,
+            "read refused"
+        );
+    }
+}
+
 /// The guard itself; see the module documentation.
 pub async fn guard(
     State(Guarded { state, spec }): State<Guarded>,
@@ -451,8 +545,13 @@ pub async fn guard(
 ) -> Response {
     let started = Instant::now();
     let ids = PathIds::of(&params);
+    req.extensions_mut().insert(BodyLimit(spec.body_limit()));
     let mut response = match spec.scope {
-        Scope::Public => {
+        Scope::Public => 'public: {
+            let req = match body::limit(req, spec.body_limit()) {
+                Ok(req) => req,
+                Err(e) => break 'public e.into_response(),
+            };
             let mut limit_headers = LimitHeaders::default();
             let ip = client_ip(req.extensions());
             match limits::per_ip(
@@ -476,7 +575,7 @@ pub async fn guard(
         Scope::User => {
             let mut limit_headers = LimitHeaders::default();
             let ip = client_ip(req.extensions());
-            let admitted = match limits::per_ip(
+            let mut response = match limits::per_ip(
                 state.limiter(),
                 state.limits(),
                 spec.bucket,
@@ -485,20 +584,7 @@ pub async fn guard(
             )
             .await
             {
-                Ok(()) => session_user(&state, req.headers(), spec.mutates).await,
-                Err(refusal) => Err(refusal),
-            };
-            let mut response = match admitted {
-                Ok(user)
-                    if user.record.two_factor_required
-                        && !session::reachable_before_enrolment(spec) =>
-                {
-                    session::enrolment_required().into_response()
-                }
-                Ok(user) => {
-                    req.extensions_mut().insert(user);
-                    next.run(req).await
-                }
+                Ok(()) => user_route(&state, spec, req, next).await,
                 Err(refusal) => refusal,
             };
             limit_headers.apply(&mut response);
@@ -506,8 +592,12 @@ pub async fn guard(
         }
         Scope::Tenant if spec.mutates && state.mutation_guard() => {
             // Run to completion even if the client goes away: the change commits or rolls
-            // back whole, and either way its audit event is written.
-            let task = tokio::spawn(mutation::run(state.clone(), spec, ids, req, next, started));
+            // back whole, and either way its audit event is written. In the request's span, so
+            // that what it logs carries the request id.
+            let task = tokio::spawn(
+                mutation::run(state.clone(), spec, ids, req, next, started)
+                    .instrument(tracing::Span::current()),
+            );
             match task.await {
                 Ok(response) => response,
                 Err(_) => {
@@ -525,8 +615,15 @@ pub async fn guard(
         )
         .await
         {
-            Err(refusal) => refusal.response,
-            Ok((grant, limit_headers)) => {
+            Err(refusal) => {
+                failed_read(spec, refusal.caller.map(|c| c.principal), &refusal.response);
+                refusal.response
+            }
+            Ok((grant, limit_headers)) => 'admitted: {
+                let mut req = match body::limit(req, spec.body_limit()) {
+                    Ok(req) => req,
+                    Err(e) => break 'admitted e.into_response(),
+                };
                 let slot = TxSlot::default();
                 req.extensions_mut().insert(Admission {
                     grant,
@@ -534,6 +631,7 @@ pub async fn guard(
                     spec,
                 });
                 let response = next.run(req).await;
+                failed_read(spec, Some(grant.principal()), &response);
                 let mut response = match slot.take() {
                     Some(tx) if response.status().is_success() => match tx.commit().await {
                         Ok(()) => response,

@@ -124,6 +124,30 @@ impl LimitSettings {
     }
 }
 
+/// What a per-IP limit of `bucket` counts for `ip`: an IPv4 address, or the IPv6 network of
+/// the configured length (`/64` by default, `/56` for sign-in). One subscriber usually holds a
+/// whole /64 (often a /56), so keying on the full /128 gave one client 2^64 budgets. An
+/// IPv4-mapped IPv6 address counts as the IPv4 address it maps.
+fn ip_key(settings: &LimitSettings, bucket: Bucket, ip: std::net::IpAddr) -> String {
+    let prefix = match bucket {
+        Bucket::SignIn => settings.rates.sign_in_ipv6_prefix,
+        _ => settings.rates.ipv6_prefix,
+    };
+    format!("{}:ip:{}", bucket_name(bucket), ip_subject(ip, prefix))
+}
+
+/// `ip`, or for IPv6 its network of `prefix` bits (clamped to 0–128).
+pub fn ip_subject(ip: std::net::IpAddr, prefix: u8) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => ipnet::Ipv6Net::new(v6, prefix.min(128))
+                .map_or_else(|_| v6.to_string(), |net| net.trunc().to_string()),
+        },
+    }
+}
+
 fn bucket_name(bucket: Bucket) -> &'static str {
     match bucket {
         Bucket::Health => "health",
@@ -178,6 +202,25 @@ async fn check(
     }
 }
 
+/// Whether the ledger of workspace `ws` may take one more record of a request refused before
+/// its sender was known (the `ledger` bucket, per workspace and minute). Anyone who knows a
+/// workspace id can send such requests; past this share they are logged, not recorded. When
+/// the limiter cannot answer, the record is written: evidence is not dropped on a guess.
+pub async fn anonymous_record_allowed(
+    limiter: &Limiter,
+    settings: &LimitSettings,
+    ws: rampart_core::WorkspaceId,
+) -> bool {
+    let per_minute = settings.rates.anonymous_refusals_per_workspace;
+    if per_minute == 0 {
+        return true;
+    }
+    limiter
+        .check(&format!("ledger:ws:{ws}"), Rate::per_minute(per_minute))
+        .await
+        .map_or(true, |d| d.allowed)
+}
+
 /// The per-IP limit of the route's bucket.
 pub async fn per_ip(
     limiter: &Limiter,
@@ -190,15 +233,7 @@ pub async fn per_ip(
         return Ok(());
     }
     match (settings.per_ip(bucket), ip) {
-        (Some(rate), Some(ip)) => {
-            check(
-                limiter,
-                format!("{}:ip:{ip}", bucket_name(bucket)),
-                rate,
-                headers,
-            )
-            .await
-        }
+        (Some(rate), Some(ip)) => check(limiter, ip_key(settings, bucket, ip), rate, headers).await,
         _ => Ok(()),
     }
 }
@@ -346,7 +381,7 @@ pub fn fusable(
     let quota = settings.quota(plan);
     match (settings.per_ip(bucket), ip, settings.per_key(bucket)) {
         (Some(ip_rate), Some(ip), Some(key_rate)) if quota != 0 => Some(Fused {
-            ip_key: format!("{}:ip:{ip}", bucket_name(bucket)),
+            ip_key: ip_key(settings, bucket, ip),
             ip_rate,
             key_rate,
             quota,
@@ -392,5 +427,43 @@ pub async fn per_ip_and_key(
     match quota_state(fused.quota, checked.count.unwrap_or(0), plan, now, headers) {
         Some(response) => Err(Refused::PerKey(response)),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_are_counted_by_network_and_ipv4_by_address() {
+        let v6 = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(
+            ip_subject(v6("2001:db8:1:2:aaaa::1"), 64),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            ip_subject(v6("2001:db8:1:2:ffff::9"), 64),
+            ip_subject(v6("2001:db8:1:2::1"), 64),
+            "one /64 is one client"
+        );
+        assert_ne!(
+            ip_subject(v6("2001:db8:1:3::1"), 64),
+            ip_subject(v6("2001:db8:1:2::1"), 64)
+        );
+        assert_eq!(
+            ip_subject(v6("2001:db8:1:2ff::1"), 56),
+            "2001:db8:1:200::/56"
+        );
+        assert_eq!(ip_subject(v6("::ffff:203.0.113.9"), 64), "203.0.113.9");
+        assert_eq!(ip_subject(v6("203.0.113.9"), 64), "203.0.113.9");
+        let settings = LimitSettings::default();
+        assert_eq!(
+            ip_key(&settings, Bucket::SignIn, v6("2001:db8:1:2ff::1")),
+            "sign_in:ip:2001:db8:1:200::/56"
+        );
+        assert_eq!(
+            ip_key(&settings, Bucket::Api, v6("2001:db8:1:2ff::1")),
+            "api:ip:2001:db8:1:2ff::/64"
+        );
     }
 }

@@ -22,8 +22,8 @@ use rampart_store::idempotency::{Claim, StoredResponse};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::extract::MAX_BODY;
 use super::guard::{Admission, Caller, PathIds, Refusal, TxSlot, admit, client_ip};
+use super::limits;
 use super::request_id::RequestId;
 use crate::manifest::RouteSpec;
 use crate::state::AppState;
@@ -42,13 +42,14 @@ struct Facts {
 }
 
 /// The status and error code of a response: what the ledger records of an outcome.
-struct Outcome {
-    status: u16,
-    error_code: Option<String>,
+pub(crate) struct Outcome {
+    pub status: u16,
+    pub error_code: Option<String>,
 }
 
 impl Outcome {
-    fn of(response: &Response) -> Self {
+    /// What the ledger records of `response`.
+    pub(crate) fn of(response: &Response) -> Self {
         let error_code = (!response.status().is_success()).then(|| {
             response
                 .extensions()
@@ -95,7 +96,7 @@ fn facts(
     spec: &'static RouteSpec,
     parts: &Parts,
     ids: &PathIds,
-    body: &[u8],
+    args: String,
     started: Instant,
 ) -> Facts {
     Facts {
@@ -103,7 +104,7 @@ fn facts(
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
         target: ids.id.clone(),
-        args: redact_args(body),
+        args,
         request_id: parts
             .extensions
             .get::<RequestId>()
@@ -115,9 +116,49 @@ fn facts(
     }
 }
 
-/// Writes a failed request's event in a transaction of its own. If even that fails, the
-/// failure is logged loudly: the response still goes out.
-async fn record_apart(state: &AppState, org: OrgId, event: NewEvent) {
+/// What the ledger keeps of the body of a request refused before its sender was known: its
+/// size and SHA-256, never its content. Anyone who knows a workspace id can send such
+/// requests, and the ledger cannot be pruned for a year, so what one costs it is fixed.
+fn unauthenticated_args(body: &Result<Bytes, ApiError>) -> String {
+    match body {
+        Ok(bytes) => serde_json::json!({
+            "body_bytes": bytes.len(),
+            "body_sha256": hex::encode(Sha256::digest(bytes)),
+        }),
+        Err(e) => serde_json::json!({ "body_unread": e.code.as_str() }),
+    }
+    .to_string()
+}
+
+/// The answer when a request's outcome cannot be recorded: whatever it did was rolled back (or
+/// never ran), and the caller may retry.
+pub(crate) fn unrecorded() -> Response {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        "the request could not be recorded in the audit ledger, so nothing was changed; retry later",
+    )
+    .into_response()
+}
+
+/// The operator's alert for an event that could not be written: one error line with a fixed
+/// `alert` field to page on (README, "Operations"). Never silent: a gap in what the ledger
+/// holds would otherwise be invisible, since the chain only covers what entered it.
+pub(crate) fn alert_unrecorded(error: &rampart_store::StoreError, action: &str) {
+    tracing::error!(
+        alert = "audit_event_unrecorded",
+        error = %error,
+        action,
+        "AUDIT EVENT NOT RECORDED: the request was refused with 503"
+    );
+}
+
+/// Writes a failed request's event in a transaction of its own.
+async fn record_apart(
+    state: &AppState,
+    org: OrgId,
+    event: NewEvent,
+) -> Result<(), rampart_store::StoreError> {
+    let action = event.action.clone();
     let result = async {
         let mut ledger = state
             .store()
@@ -127,43 +168,59 @@ async fn record_apart(state: &AppState, org: OrgId, event: NewEvent) {
         ledger.commit().await
     }
     .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, %org, "COULD NOT RECORD AN AUDIT EVENT");
+    if let Err(e) = &result {
+        alert_unrecorded(e, &action);
     }
+    result
 }
 
 /// Records a request refused before it reached its handler, in the ledger of the organization
 /// the caller acted as (their own), or, for an unauthenticated caller, of the workspace named
-/// in the path, when it exists.
-async fn record_refused(
-    state: &AppState,
-    facts: &Facts,
-    caller: Option<Caller>,
-    path_workspace: Option<WorkspaceId>,
-    outcome: Outcome,
-) {
+/// in the path, when it exists and has not had its share of such records this minute (the
+/// limiter's `ledger` bucket). Answers the refusal, or [`unrecorded`] when the event that
+/// was due could not be written.
+async fn record_refused(state: &AppState, facts: &Facts, refusal: Refusal) -> Response {
+    let Refusal {
+        response,
+        workspace,
+        caller,
+    } = refusal;
+    let outcome = Outcome::of(&response);
     let target = match &caller {
         Some(c) => Some((c.org, c.workspace)),
-        None => match path_workspace {
-            Some(ws) => state
-                .store()
-                .workspace_org(ws)
-                .await
-                .ok()
-                .flatten()
-                .map(|(org, _)| (org, ws)),
+        None => match workspace {
+            Some(ws) => match state.store().workspace_org(ws).await {
+                Ok(found) => found.map(|(org, _)| (org, ws)),
+                Err(e) => {
+                    alert_unrecorded(&e, facts.spec.action);
+                    return unrecorded();
+                }
+            },
             None => None,
         },
     };
-    match target {
-        None => tracing::info!(
+    let Some((org, ws)) = target else {
+        tracing::info!(
             action = facts.spec.action,
             status = outcome.status,
             "refused request names no workspace to record it in"
-        ),
-        Some((org, ws)) => {
-            record_apart(state, org, facts.event(Some(ws), caller.as_ref(), outcome)).await
-        }
+        );
+        return response;
+    };
+    if caller.is_none()
+        && !limits::anonymous_record_allowed(state.limiter(), state.limits(), ws).await
+    {
+        tracing::warn!(
+            action = facts.spec.action,
+            status = outcome.status,
+            workspace = %ws,
+            "unauthenticated refusal not recorded: this workspace's share of such records is used up for this minute"
+        );
+        return response;
+    }
+    match record_apart(state, org, facts.event(Some(ws), caller.as_ref(), outcome)).await {
+        Ok(()) => response,
+        Err(_) => unrecorded(),
     }
 }
 
@@ -208,19 +265,46 @@ async fn split_body(response: Response) -> (axum::http::response::Parts, Bytes) 
     (parts, bytes)
 }
 
+/// Marks a response whose top-level `fields` hold a secret shown this once (a new API key):
+/// what is kept of it for an idempotent replay has them redacted, so the secret is never
+/// stored (nor in the database's log, nor in its backups), and a replay does not show it again.
+#[derive(Debug, Clone, Copy)]
+pub struct ShownOnce(pub &'static [&'static str]);
+
+/// What a replay of a [`ShownOnce`] response gets in place of each secret.
+pub const NOT_SHOWN_AGAIN: &str = "[redacted: shown once, in the first response]";
+
 fn stored(parts: &axum::http::response::Parts, body: &Bytes) -> StoredResponse {
     let location = parts
         .headers
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok());
+    let body = match parts.extensions.get::<ShownOnce>() {
+        None => String::from_utf8_lossy(body).into_owned(),
+        Some(ShownOnce(fields)) => match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Object(mut object)) => {
+                for field in *fields {
+                    if let Some(v) = object.get_mut(*field) {
+                        *v = serde_json::Value::String(NOT_SHOWN_AGAIN.to_owned());
+                    }
+                }
+                serde_json::Value::Object(object).to_string()
+            }
+            // Not the object the handler promised: keep nothing of it.
+            _ => "{}".to_owned(),
+        },
+    };
     StoredResponse {
         status: parts.status.as_u16(),
         headers: serde_json::json!({ "location": location }).to_string(),
-        body: String::from_utf8_lossy(body).into_owned(),
+        body,
     }
 }
 
 /// The mutation guard for one request; see the module documentation.
+///
+/// Admission comes before the body is read, so that what is known of the sender decides what
+/// the ledger keeps of a refusal: an unauthenticated one keeps only the body's size and hash.
 pub(crate) async fn run(
     state: AppState,
     spec: &'static RouteSpec,
@@ -230,75 +314,44 @@ pub(crate) async fn run(
     started: Instant,
 ) -> Response {
     let state = &state;
+    let limit = spec.body_limit();
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            let error = if too_large {
-                ApiError::new(ErrorCode::PayloadTooLarge, "request body exceeds 1 MiB")
-            } else {
-                ApiError::bad_request("could not read the request body")
-            };
-            let f = facts(spec, &parts, &ids, b"", started);
-            let refusal = match admit(
-                state,
-                spec,
-                &ids,
-                &parts.headers,
-                client_ip(&parts.extensions),
-            )
-            .await
-            {
-                Ok((grant, _)) => Refusal {
-                    response: error.into_response(),
-                    workspace: Some(grant.workspace()),
-                    caller: Some(caller_of(&grant)),
-                },
-                Err(r) => Refusal {
-                    response: error.into_response(),
-                    ..r
-                },
-            };
-            record_refused(
-                state,
-                &f,
-                refusal.caller,
-                refusal.workspace,
-                Outcome::of(&refusal.response),
-            )
-            .await;
-            return refusal.response;
-        }
-    };
-    let f = facts(spec, &parts, &ids, &bytes, started);
-
-    let (grant, limit_headers) = match admit(
+    let admitted = admit(
         state,
         spec,
         &ids,
         &parts.headers,
         client_ip(&parts.extensions),
     )
-    .await
-    {
-        Ok(admitted) => admitted,
-        Err(refusal) => {
-            record_refused(
-                state,
-                &f,
-                refusal.caller,
-                refusal.workspace,
-                Outcome::of(&refusal.response),
-            )
-            .await;
-            return refusal.response;
-        }
+    .await;
+    let bytes = match super::body::limit(Request::from_parts(parts.clone(), body), limit) {
+        Ok(limited) => super::body::read(limited.into_body(), limit).await,
+        Err(e) => Err(e),
     };
-    let mut response = run_admitted(state, f, parts, bytes, grant, next).await;
-    limit_headers.apply(&mut response);
-    response
+    match admitted {
+        Err(refusal) => {
+            let args = match refusal.caller {
+                None => unauthenticated_args(&bytes),
+                Some(_) => redact_args(bytes.as_deref().unwrap_or_default()),
+            };
+            let f = facts(spec, &parts, &ids, args, started);
+            record_refused(state, &f, refusal).await
+        }
+        Ok((grant, limit_headers)) => {
+            let mut response = match bytes {
+                Ok(bytes) => {
+                    let f = facts(spec, &parts, &ids, redact_args(&bytes), started);
+                    run_admitted(state, f, parts, bytes, grant, next).await
+                }
+                Err(e) => {
+                    let f = facts(spec, &parts, &ids, redact_args(b""), started);
+                    fail(state, &f, &caller_of(&grant), e.into_response()).await
+                }
+            };
+            limit_headers.apply(&mut response);
+            response
+        }
+    }
 }
 
 /// The rest of the mutation guard, once the caller is admitted.
@@ -411,8 +464,11 @@ async fn run_admitted(
             match committed {
                 Ok(()) => Response::from_parts(rparts, Body::from(rbody)),
                 Err(e) => {
+                    // Nothing of the change is stored: the event was to commit with it. Either
+                    // way the caller may retry, so the answer is a 503, not a 500.
+                    alert_unrecorded(&e, f.spec.action);
                     settle(state, &grant, idem_key.as_deref(), &hash, None).await;
-                    fail(state, &f, &caller, ApiError::from(e).into_response()).await
+                    fail(state, &f, &caller, unrecorded()).await
                 }
             }
         }
@@ -466,11 +522,14 @@ fn caller_of(grant: &TenantGrant) -> Caller {
     }
 }
 
-/// Records a failed (or replayed) request apart from its rolled-back work; returns the response.
+/// Records a failed (or replayed) request apart from its rolled-back work; returns the
+/// response, or [`unrecorded`] when its event could not be written.
 async fn fail(state: &AppState, f: &Facts, caller: &Caller, response: Response) -> Response {
     let event = f.event(Some(caller.workspace), Some(caller), Outcome::of(&response));
-    record_apart(state, caller.org, event).await;
-    response
+    match record_apart(state, caller.org, event).await {
+        Ok(()) => response,
+        Err(_) => unrecorded(),
+    }
 }
 
 /// Stores the final response for an idempotency key, or releases the key (`None`).

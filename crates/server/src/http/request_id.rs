@@ -1,6 +1,11 @@
-//! The outermost layer: gives every request an id (`x-request-id`, echoed back), logs one line
-//! per request (method, route template, status, duration; never headers, bodies or query
-//! strings, which may hold secrets or PII), and renders every error response as the envelope.
+//! The outermost layer: gives every request an id of the server's own (`x-request-id` on the
+//! response, in the envelope and in the ledger), logs one line per request (method, route
+//! template, status, duration; never headers, bodies or query strings, which may hold secrets
+//! or PII), and renders every error response as the envelope.
+//!
+//! A client's own `x-request-id` is kept apart, as `client_request_id` on the request's log
+//! lines and echoed in `x-client-request-id`: were it the id, any client could give two of
+//! its requests, or its request and another's, one id in the ledger.
 
 use std::time::Instant;
 
@@ -40,11 +45,16 @@ fn fresh_id() -> String {
 
 /// Request id, access log line and error envelope.
 pub async fn layer(mut req: Request, next: Next) -> Response {
-    let id = incoming_id(&req).unwrap_or_else(fresh_id);
+    let id = fresh_id();
+    let client_id = incoming_id(&req);
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     let started = Instant::now();
-    let span = tracing::info_span!("request", request_id = %id);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        client_request_id = client_id.as_deref()
+    );
     let mut response = next.run(req).instrument(span.clone()).await;
     let route = response
         .extensions()
@@ -72,6 +82,9 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
+    }
+    if let Some(v) = client_id.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert("x-client-request-id", v);
     }
     span.in_scope(|| {
         tracing::info!(%method, %route, status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "request");

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Ctx, JsonBody, PathId};
+use crate::http::mutation::ShownOnce;
 
 /// The body of `POST …/api-keys`.
 #[derive(Debug, Deserialize)]
@@ -63,7 +64,10 @@ pub async fn create(mut ctx: Ctx, JsonBody(body): JsonBody<CreateBody>) -> ApiRe
         "created_at": record.created_at,
         "last_used_at": null,
     });
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    // The key is shown here once: an idempotent replay gets this answer without it.
+    response.extensions_mut().insert(ShownOnce(&["key"]));
+    Ok(response)
 }
 
 /// `GET …/api-keys`

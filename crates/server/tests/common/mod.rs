@@ -25,7 +25,9 @@ use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
+pub mod binary;
 pub mod people;
+pub mod readme;
 
 pub const OWNER_ROLE: &str = "rampart_test_owner";
 
@@ -70,6 +72,8 @@ pub struct TestApp {
     pub db: Db,
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
+    /// The state the app serves (its key cache, its clock).
+    pub state: AppState,
 }
 
 /// An organization with its first workspace and an owner key.
@@ -330,7 +334,7 @@ impl TestApp {
             AppState::new(store.clone(), vault.clone(), Arc::new(clock.clone()), ttl)
                 .with_identity(test_identity(dir.path(), AuthSettings::default())),
         );
-        let app = rampart::app::build(state);
+        let app = rampart::app::build(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -354,6 +358,7 @@ impl TestApp {
             db,
             dir,
             addr,
+            state,
         }
     }
 
@@ -718,8 +723,9 @@ pub fn test_identity(dir: &std::path::Path, settings: AuthSettings) -> Identity 
     Identity::new(settings, hasher, mailer, "http://rampart.test")
 }
 
-/// Every row of `tables`, as text, read as the schema owner (no row-level security): what a
-/// stolen copy of the database would show.
+/// Every row of `tables`, as text, read past row-level security (SQLite: the file; PostgreSQL:
+/// as the superuser, since the schema's owner is subject to `FORCE ROW LEVEL SECURITY` too):
+/// what a stolen copy of the database would show.
 pub async fn dump_tables(app: &TestApp, tables: &[&str]) -> String {
     let mut out = String::new();
     for table in tables {
@@ -750,8 +756,13 @@ pub async fn dump_tables(app: &TestApp, tables: &[&str]) -> String {
                 }
                 pool.close().await;
             }
-            Db::Postgres { owner_url, .. } => {
-                let pool = sqlx::PgPool::connect(owner_url).await.unwrap();
+            Db::Postgres {
+                admin_url, name, ..
+            } => {
+                let opts: sqlx::postgres::PgConnectOptions = admin_url.parse().unwrap();
+                let pool = sqlx::PgPool::connect_with(opts.database(name))
+                    .await
+                    .unwrap();
                 let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT t::text FROM {table} t"
                 )))
@@ -767,4 +778,44 @@ pub async fn dump_tables(app: &TestApp, tables: &[&str]) -> String {
         }
     }
     out
+}
+
+/// Every row of every table of the test database as text, read past row-level security (a
+/// superuser on PostgreSQL, whose tenant tables force their policies even on their owner; the
+/// file on SQLite): what a stolen copy of the whole database would show.
+pub async fn dump_everything(app: &TestApp) -> String {
+    match &app.db {
+        Db::Sqlite(path) => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+            let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+            dump_tables(app, &names).await
+        }
+        Db::Postgres {
+            admin_url, name, ..
+        } => {
+            let opts: sqlx::postgres::PgConnectOptions = admin_url.parse().unwrap();
+            let pool = sqlx::PgPool::connect_with(opts.database(name))
+                .await
+                .unwrap();
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables \
+                 WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+            let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+            dump_tables(app, &names).await
+        }
+    }
 }

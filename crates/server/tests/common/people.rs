@@ -12,6 +12,8 @@ pub struct Mail {
     pub to: String,
     pub subject: String,
     pub body: String,
+    /// The order the server sent it in (`X-Rampart-Test-Sequence`, stamped by test builds).
+    pub sequence: Option<u64>,
 }
 
 /// Parses an RFC 5322 message (with mailparse: transfer encodings included).
@@ -29,6 +31,7 @@ pub fn parse_mail(raw: &[u8]) -> Mail {
         to: header("To"),
         subject: header("Subject"),
         body: parsed.get_body().unwrap(),
+        sequence: header("X-Rampart-Test-Sequence").trim().parse().ok(),
     }
 }
 
@@ -79,11 +82,17 @@ impl TestApp {
             .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
             .unwrap_or_default();
         files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
-        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
-        files
+        // In the order the server sent them: file times are too coarse to order two messages
+        // written within one clock tick, and the file names are random.
+        let mut mails: Vec<Mail> = files
             .iter()
             .map(|p| parse_mail(&std::fs::read(p).unwrap()))
-            .collect()
+            .collect();
+        mails.sort_by_key(|m| {
+            m.sequence
+                .expect("a test build stamps every message with X-Rampart-Test-Sequence")
+        });
+        mails
     }
 
     /// Messages to `to`.
