@@ -18,6 +18,9 @@ pub enum ErrorCode {
     Forbidden,
     /// The organization's plan is below the route's minimum.
     PlanUpgradeRequired,
+    /// An organization the person belongs to requires two-factor authentication, and they
+    /// have not turned it on: only enrolment (`/v1/auth/totp/…`) is open until they do.
+    TwoFactorRequired,
     /// Missing, or belonging to someone else: the two are indistinguishable on purpose.
     NotFound,
     /// The route exists but not with this method.
@@ -52,7 +55,9 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest | ErrorCode::BadReference => 400,
             ErrorCode::Unauthenticated => 401,
-            ErrorCode::Forbidden | ErrorCode::PlanUpgradeRequired => 403,
+            ErrorCode::Forbidden
+            | ErrorCode::PlanUpgradeRequired
+            | ErrorCode::TwoFactorRequired => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
@@ -74,6 +79,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::PlanUpgradeRequired => "PLAN_UPGRADE_REQUIRED",
+            ErrorCode::TwoFactorRequired => "TWO_FACTOR_REQUIRED",
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::Conflict => "CONFLICT",
@@ -100,6 +106,7 @@ mod tests {
         for code in [
             ErrorCode::NotFound,
             ErrorCode::PlanUpgradeRequired,
+            ErrorCode::TwoFactorRequired,
             ErrorCode::IdempotencyKeyReused,
             ErrorCode::RequestTimeout,
         ] {

@@ -148,6 +148,13 @@ impl Role {
         self.permissions().contains(&permission)
     }
 
+    /// Whether a holder of this role may grant, change, take away or manage something that
+    /// acts with `other` (a member's role, an API key, an invitation): only when `other` holds
+    /// no permission this role lacks, so that nobody can act beyond their own role through it.
+    pub fn covers(self, other: Role) -> bool {
+        other.permissions().iter().all(|p| self.can(*p))
+    }
+
     /// The wire and storage name.
     pub fn as_str(self) -> &'static str {
         match self {

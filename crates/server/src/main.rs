@@ -167,6 +167,16 @@ enum Admin {
         #[command(flatten)]
         out: JsonFlag,
     },
+    /// Change an organization's settings: `--require-2fa true` makes every member without
+    /// two-factor authentication enrol before reaching anything else.
+    SetOrg {
+        #[arg(long)]
+        org: OrgId,
+        #[arg(long = "require-2fa")]
+        require_2fa: Option<bool>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
     /// Change an organization's plan (takes effect on every node within the key-cache TTL).
     SetPlan {
         #[arg(long)]
@@ -211,6 +221,10 @@ enum Admin {
     },
     /// Delete an organization now: destroy its data key (crypto-erasure) and its rows.
     DeleteOrg(ops::org::DeleteOrg),
+    /// Turn a person's two-factor authentication off (secret and backup codes deleted), end
+    /// every session and mail them; audited in each of their organizations.
+    #[command(name = "reset-2fa")]
+    ResetTwoFactor(ops::identity::ResetTwoFactor),
 }
 
 #[derive(Subcommand)]
@@ -755,7 +769,7 @@ async fn open_with_vault(settings: &Settings) -> Result<(Store, Vault)> {
 async fn admin(settings: &Settings, cmd: Admin) -> Result<()> {
     let (store, vault) = open_with_vault(settings).await?;
     let now = SystemClock.now();
-    let result = admin_on(&store, &vault, now, cmd).await;
+    let result = admin_on(settings, &store, &vault, now, cmd).await;
     vault.keyring().close().await;
     store.close().await;
     result
@@ -799,12 +813,31 @@ async fn keys_command(settings: &Settings, cmd: KeysOrImport) -> Result<()> {
 }
 
 async fn admin_on(
+    settings: &Settings,
     store: &Store,
     vault: &Vault,
     now: chrono::DateTime<chrono::Utc>,
     cmd: Admin,
 ) -> Result<()> {
     match cmd {
+        Admin::ResetTwoFactor(args) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let mailer = rampart::auth::mail::Mailer::from_url(
+                &settings.mail_transport(),
+                &settings.auth.mail_from,
+            )
+            .context("mail_transport")?;
+            let event = operator_event("admin reset-2fa", "user.reset_2fa", json!({}));
+            let done = ops::identity::reset_two_factor(store, &mailer, &args, now, event).await?;
+            emit(
+                args.json,
+                done.clone(),
+                format!(
+                    "two-factor authentication is off for {}; {} session(s) ended",
+                    args.email, done["sessions_ended"]
+                ),
+            );
+        }
         Admin::DeleteOrg(args) => {
             let event = operator_event("admin delete-org", "org.delete", json!({"org": args.org}));
             let done = ops::org::delete_org(store, vault, &args, now, event).await?;
@@ -897,6 +930,32 @@ async fn admin_on(
                     record.id,
                     minted.token.expose()
                 ),
+            );
+        }
+        Admin::SetOrg {
+            org,
+            require_2fa,
+            out,
+        } => {
+            let Some(required) = require_2fa else {
+                bail!("nothing to change: pass --require-2fa true|false");
+            };
+            let event = operator_event(
+                "admin set-org",
+                "org.update",
+                json!({"org": org, "require_2fa": required}),
+            );
+            store
+                .set_require_2fa(org, required, now, Some(event))
+                .await?;
+            emit(
+                out.json,
+                json!({"org_id": org, "require_2fa": required}),
+                if required {
+                    format!("{org} now requires two-factor authentication of its members")
+                } else {
+                    format!("{org} no longer requires two-factor authentication")
+                },
             );
         }
         Admin::SetPlan { org, plan, out } => {

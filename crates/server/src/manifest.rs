@@ -59,6 +59,8 @@ pub enum Target {
     Member,
     /// One of the caller's sessions (`ses_…`).
     Session,
+    /// An invitation to a workspace (`inv_…`).
+    Invitation,
 }
 
 /// One route's declaration.
@@ -181,6 +183,7 @@ spec!(MEMBERS_END_SESSIONS: DELETE "/v1/workspaces/{ws}/members/{id}/sessions", 
 spec!(INVITATIONS_LIST: GET "/v1/workspaces/{ws}/invitations", Tenant, Some(P::MembersManage), mutates = false, destructive = false, Api, "invitation.list", None, None);
 spec!(INVITATIONS_CREATE: POST "/v1/workspaces/{ws}/invitations", Tenant, Some(P::MembersManage), mutates = true, destructive = false, Api, "invitation.create", None,
     Some(r#"{"email":"matrix-invitee@example.com","role":"viewer"}"#));
+spec!(INVITATIONS_REVOKE: DELETE "/v1/workspaces/{ws}/invitations/{id}", Tenant, Some(P::MembersManage), mutates = true, destructive = true, Api, "invitation.revoke", Invitation, None);
 
 spec!(AUTH_SIGNUP: POST "/v1/auth/signup", Public, None, mutates = true, destructive = false, SignIn, "auth.signup", None, Some(r#"{"email":"probe@example.com","password":"Probe-Password-9","name":"Probe Person","org_name":"Probe Org"}"#));
 spec!(AUTH_CONFIRM: POST "/v1/auth/confirm", Public, None, mutates = true, destructive = false, SignIn, "auth.confirm", None, Some(r#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#));
@@ -196,7 +199,7 @@ spec!(AUTH_SIGNOUT: POST "/v1/auth/signout", User, None, mutates = true, destruc
 spec!(AUTH_SESSIONS: GET "/v1/auth/sessions", User, None, mutates = false, destructive = false, Api, "auth.session_list", None, None);
 spec!(AUTH_SESSION_END: DELETE "/v1/auth/sessions/{id}", User, None, mutates = true, destructive = true, Api, "auth.session_end", Session, None);
 spec!(AUTH_PASSWORD_CHANGE: POST "/v1/auth/password", User, None, mutates = true, destructive = false, SignIn, "auth.password_change", None, Some(r#"{"current_password":"Probe-Password-9","new_password":"Probe-Password-10"}"#));
-spec!(AUTH_TOTP_ENROLL: POST "/v1/auth/totp/enroll", User, None, mutates = true, destructive = false, Api, "auth.totp_enroll", None, Some(r#"{}"#));
+spec!(AUTH_TOTP_ENROLL: POST "/v1/auth/totp/enroll", User, None, mutates = true, destructive = false, SignIn, "auth.totp_enroll", None, Some(r#"{"password":"Probe-Password-9"}"#));
 spec!(AUTH_TOTP_CONFIRM: POST "/v1/auth/totp/confirm", User, None, mutates = true, destructive = false, SignIn, "auth.totp_enable", None, Some(r#"{"code":"123456"}"#));
 spec!(AUTH_BACKUP_CODES: POST "/v1/auth/totp/backup-codes", User, None, mutates = true, destructive = false, SignIn, "auth.backup_codes_regenerate", None, Some(r#"{"password":"Probe-Password-9"}"#));
 spec!(AUTH_TOTP_DISABLE: DELETE "/v1/auth/totp", User, None, mutates = true, destructive = true, SignIn, "auth.totp_disable", None, None);
@@ -226,6 +229,7 @@ pub fn routes() -> Vec<Route> {
         route(&MEMBERS_END_SESSIONS, members::end_sessions),
         route(&INVITATIONS_LIST, members::invitations),
         route(&INVITATIONS_CREATE, members::invite),
+        route(&INVITATIONS_REVOKE, members::revoke_invitation),
         route(&AUTH_SIGNUP, auth::signup),
         route(&AUTH_CONFIRM, auth::confirm),
         route(&AUTH_SIGNIN, auth::signin),

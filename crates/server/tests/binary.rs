@@ -1259,10 +1259,17 @@ async fn imported_users_sign_in_and_disabled_users_are_shut_out() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let mails: Vec<_> = std::fs::read_dir(data.join("mail"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .collect();
+    // The link is mailed after the answer (issue 32, finding 8): wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mails = loop {
+        let mails: Vec<_> = std::fs::read_dir(data.join("mail"))
+            .map(|d| d.filter_map(Result::ok).collect())
+            .unwrap_or_default();
+        if !mails.is_empty() || std::time::Instant::now() > deadline {
+            break mails;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(mails.len(), 1, "the reset link was written to DATA/mail");
     let log = server.log_text();
     assert!(!log.contains("Old-System-Pass-1"));

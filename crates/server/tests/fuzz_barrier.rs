@@ -38,7 +38,9 @@ use std::time::{Duration, Instant};
 use common::people::Browser;
 use common::{Backend, Db, Org, TestApp};
 use rampart::manifest::{RouteSpec, Scope, Target, specs};
-use rampart_core::{ApiKeyId, ContactId, Email, MembershipId, OrgId, Role, SessionId, WorkspaceId};
+use rampart_core::{
+    ApiKeyId, ContactId, Email, InvitationId, MembershipId, OrgId, Role, SessionId, WorkspaceId,
+};
 use rampart_crypto::NewApiKey;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -365,6 +367,7 @@ struct World {
     members: Vec<String>,
     /// U's sessions other than the one in use, and its own.
     sessions: Vec<String>,
+    invitations: Vec<String>,
     /// Objects of B, for foreign ids.
     b_contacts: Vec<String>,
     /// Real cursors: A's contacts and audit events, and B's contacts.
@@ -556,6 +559,21 @@ async fn build_world(app: &TestApp) -> World {
     // The owner and the three sacrificial members; never U, whose session the run relies on.
     assert_eq!(members.len(), 4, "{list}");
 
+    // Open invitations that may be revoked.
+    let mut invitations = Vec::new();
+    for i in 0..3 {
+        let inv = json_of(
+            app.post(
+                &format!("/v1/workspaces/{}/invitations", a.ws),
+                &a.owner_key,
+                &json!({"email": format!("invitee{i}@example.com"), "role": "viewer"}),
+            )
+            .await,
+        )
+        .await;
+        invitations.push(inv["id"].as_str().unwrap().to_owned());
+    }
+
     let mut cursors = Vec::new();
     for (org, path) in [
         (&a, format!("/v1/workspaces/{}/contacts?limit=1", a.ws)),
@@ -600,6 +618,7 @@ async fn build_world(app: &TestApp) -> World {
         api_keys,
         members,
         sessions,
+        invitations,
         b_contacts,
         cursors,
         ws_org,
@@ -1559,6 +1578,7 @@ impl Gen {
             Target::ApiKey => self.pick(&world.api_keys).clone(),
             Target::Member => self.pick(&world.members).clone(),
             Target::Session => self.pick(&world.sessions).clone(),
+            Target::Invitation => self.pick(&world.invitations).clone(),
         };
         let body = spec.example_body.map(|b| b.as_bytes().to_vec());
         Case {
@@ -1904,6 +1924,7 @@ impl Gen {
                     Target::ApiKey => ("key", "ct", ApiKeyId::generate().to_string()),
                     Target::Member => ("mem", "usr", MembershipId::generate().to_string()),
                     Target::Session => ("ses", "mem", SessionId::generate().to_string()),
+                    Target::Invitation => ("inv", "mem", InvitationId::generate().to_string()),
                     Target::None => ("x", "y", "x_1".to_owned()),
                 };
                 if self.rng.random_bool(0.2) {

@@ -308,6 +308,18 @@ async fn every_mutating_tenant_route_replays_a_retry(app: TestApp) {
         .await
         .unwrap();
     let member = member.to_string();
+    // The invitation the DELETE revokes.
+    let invited: Value = app
+        .post(
+            &format!("/v1/workspaces/{}/invitations", org.ws),
+            &org.owner_key,
+            &json!({"email": "fixture-invitee@example.com", "role": "viewer"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let invitation = invited["id"].as_str().unwrap().to_owned();
     // The credential the DELETE removes.
     let r = app
         .req(
@@ -327,13 +339,14 @@ async fn every_mutating_tenant_route_replays_a_retry(app: TestApp) {
         .collect();
     // Destructive routes last, the member's removal after its other routes.
     routes.sort_by_key(|s| (s.destructive, s.path.ends_with("/members/{id}")));
-    assert_eq!(routes.len(), 11, "the manifest's mutating tenant routes");
+    assert_eq!(routes.len(), 12, "the manifest's mutating tenant routes");
     for (n, spec) in routes.iter().enumerate() {
         let id = match spec.target {
             Target::None => None,
             Target::Contact => Some(contact.as_str()),
             Target::ApiKey => Some(api_key.as_str()),
             Target::Member => Some(member.as_str()),
+            Target::Invitation => Some(invitation.as_str()),
             Target::Session => panic!(
                 "{} {}: a session is no tenant target",
                 spec.method, spec.path

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 
 use common::{Backend, TestApp};
 use rampart::manifest::{Bucket, Scope, Target, specs};
-use rampart_core::{ApiKeyId, ContactId, MembershipId, SessionId, WorkspaceId};
+use rampart_core::{ApiKeyId, ContactId, InvitationId, MembershipId, SessionId, WorkspaceId};
 
 #[tokio::test]
 async fn every_manifest_entry_has_a_route() {
@@ -31,6 +31,7 @@ async fn every_manifest_entry_has_a_route() {
                     Target::ApiKey => ApiKeyId::generate().to_string(),
                     Target::Member => MembershipId::generate().to_string(),
                     Target::Session => SessionId::generate().to_string(),
+                    Target::Invitation => InvitationId::generate().to_string(),
                     Target::None => String::new(),
                 },
             );

@@ -18,7 +18,7 @@ mod common;
 use common::people::Browser;
 use common::{Org, TestApp, error_of, readme};
 use rampart::manifest::{Scope, Target, specs};
-use rampart_core::{ApiKeyId, ContactId, Email, MembershipId, Role};
+use rampart_core::{ApiKeyId, ContactId, Email, InvitationId, MembershipId, Role};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -63,6 +63,7 @@ struct Fixtures {
     api_key_id: String,
     api_key: String,
     member: String,
+    invitation: String,
 }
 
 async fn fixtures(app: &TestApp, org: &Org) -> Fixtures {
@@ -91,6 +92,15 @@ async fn fixtures(app: &TestApp, org: &Org) -> Fixtures {
         .await
         .unwrap();
     let r = app
+        .post(
+            &format!("/v1/workspaces/{}/invitations", org.ws),
+            &org.owner_key,
+            &json!({"email": "invitee@a.example.com", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let invitation: Value = r.json().await.unwrap();
+    let r = app
         .req(
             Method::PUT,
             &format!("/v1/workspaces/{}/credentials/{PROVIDER}", org.ws),
@@ -106,6 +116,7 @@ async fn fixtures(app: &TestApp, org: &Org) -> Fixtures {
         api_key_id: k["id"].as_str().unwrap().to_owned(),
         api_key: k["key"].as_str().unwrap().to_owned(),
         member: members["data"][0]["id"].as_str().unwrap().to_owned(),
+        invitation: invitation["id"].as_str().unwrap().to_owned(),
     }
 }
 
@@ -121,6 +132,7 @@ fn target_ids(target: Target, f: &Fixtures) -> Option<(String, String)> {
         Target::Member => Some((f.member.clone(), MembershipId::generate().to_string())),
         // Sessions are a person's own (`/v1/auth/…`), never a tenant route's target.
         Target::Session => None,
+        Target::Invitation => Some((f.invitation.clone(), InvitationId::generate().to_string())),
     }
 }
 
@@ -163,8 +175,17 @@ async fn snapshot(app: &TestApp, org: &Org, f: &Fixtures) -> Value {
         .json()
         .await
         .unwrap();
+    let invitations: Value = app
+        .get(
+            &format!("/v1/workspaces/{}/invitations", org.ws),
+            &org.owner_key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     json!({"contacts": app.all_contacts(org).await, "keys": keys, "members": members["data"], "fixture_key_works": fixture_key_works,
-           "credential": credential})
+           "credential": credential, "invitations": invitations["data"]})
 }
 
 /// An attacker's credential: an API key, or a signed-in person's session.

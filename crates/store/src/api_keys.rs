@@ -51,7 +51,7 @@ macro_rules! record {
     }};
 }
 
-/// Stores a new key in the transaction's workspace.
+/// Stores a new key in the transaction's workspace, minted by the operator.
 pub async fn create(
     tx: &mut TenantTx,
     name: &str,
@@ -60,12 +60,26 @@ pub async fn create(
     display_prefix: &str,
     now: DateTime<Utc>,
 ) -> Result<ApiKeyRecord, StoreError> {
+    create_by(tx, name, role, hash, display_prefix, None, now).await
+}
+
+/// Stores a new key in the transaction's workspace, recording who minted it (`usr_…` or
+/// `key_…`), so that it can be revoked with its minter's membership.
+pub async fn create_by(
+    tx: &mut TenantTx,
+    name: &str,
+    role: Role,
+    hash: &ApiKeyHash,
+    display_prefix: &str,
+    minted_by: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<ApiKeyRecord, StoreError> {
     let key = ApiKeyId::generate();
     let now = db_time(now);
     let ws = tx.ws();
     execute!(&mut tx.conn,
-        "INSERT INTO api_keys (id, workspace_id, name, role, key_hash, display_prefix, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        key.to_string(), ws, name, role.as_str(), hash.to_hex(), display_prefix, now)
+        "INSERT INTO api_keys (id, workspace_id, name, role, key_hash, display_prefix, created_at, minted_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        key.to_string(), ws, name, role.as_str(), hash.to_hex(), display_prefix, now, minted_by)
     .map_err(StoreError::from_sqlx)?;
     Ok(ApiKeyRecord {
         id: key,
@@ -89,6 +103,18 @@ pub async fn list(tx: &mut TenantTx) -> Result<Vec<ApiKeyRecord>, StoreError> {
     )
 }
 
+/// An active key of this workspace.
+pub async fn get(tx: &mut TenantTx, key: ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
+    let ws = tx.ws();
+    fetch_optional!(
+        &mut tx.conn,
+        "SELECT id, name, role, display_prefix, created_at, last_used_at FROM api_keys \
+         WHERE workspace_id = $1 AND id = $2 AND revoked_at IS NULL",
+        [ws, key.to_string()],
+        |r| record!(r)
+    )
+}
+
 /// Revokes an active key of this workspace; `false` when there is none with that id.
 pub async fn revoke(
     tx: &mut TenantTx,
@@ -101,6 +127,32 @@ pub async fn revoke(
         db_time(now), ws, key.to_string())
     .map_err(StoreError::from_sqlx)?;
     Ok(n == 1)
+}
+
+/// Revokes every active key of this workspace that `minter` (`usr_…`) minted, and every key
+/// those keys minted, however deep; returns their hashes (for cache eviction).
+pub async fn revoke_minted_by(
+    tx: &mut TenantTx,
+    minter: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<ApiKeyHash>, StoreError> {
+    let ws = tx.ws();
+    fetch_all!(
+        &mut tx.conn,
+        "WITH RECURSIVE minted (id) AS ( \
+             SELECT id FROM api_keys WHERE workspace_id = $1 AND minted_by = $2 \
+             UNION SELECT k.id FROM api_keys k JOIN minted m ON k.minted_by = m.id WHERE k.workspace_id = $1 \
+         ) \
+         UPDATE api_keys SET revoked_at = $3 \
+         WHERE workspace_id = $1 AND revoked_at IS NULL AND id IN (SELECT id FROM minted) \
+         RETURNING key_hash",
+        [ws, minter.to_owned(), db_time(now)],
+        |r| ApiKeyHash::from_hex(
+            &r.try_get::<String, _>("key_hash")
+                .map_err(StoreError::from_sqlx)?
+        )
+        .ok_or_else(|| corrupt("bad key hash"))
+    )
 }
 
 /// Reads the hash of a key (for cache eviction after revocation).

@@ -117,6 +117,34 @@ impl Store {
         c.commit().await
     }
 
+    /// Sets whether the organization requires two-factor authentication of its members, and
+    /// records `event` in its ledger, atomically.
+    pub async fn set_require_2fa(
+        &self,
+        org: OrgId,
+        required: bool,
+        now: DateTime<Utc>,
+        event: Option<NewEvent>,
+    ) -> Result<(), StoreError> {
+        let now = db_time(now);
+        let mut c = self.platform(true).await?;
+        let n = execute!(
+            &mut c,
+            "UPDATE organizations SET require_2fa = $1 WHERE id = $2",
+            required,
+            org.to_string()
+        )
+        .map_err(StoreError::from_sqlx)?;
+        if n == 0 {
+            return Err(StoreError::NotFound("organization"));
+        }
+        if let Some(mut event) = event {
+            event.target.get_or_insert_with(|| org.to_string());
+            append_in_platform(&mut c, org, event, now).await?;
+        }
+        c.commit().await
+    }
+
     /// Adds a workspace to an existing organization.
     pub async fn create_workspace(
         &self,

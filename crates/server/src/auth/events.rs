@@ -46,8 +46,31 @@ pub struct RequestFacts {
     pub user_agent: Option<String>,
     /// Request headers (cookies, CSRF, Origin).
     pub headers: HeaderMap,
+    /// Where password failures are counted: the client address (an IPv6 /64), hashed.
+    pub source: String,
     /// Marked when an event is made from these facts.
     recorded: Option<Recorded>,
+}
+
+/// The lock source of a client address: the IPv4 address, or the /64 of an IPv6 one (a single
+/// subscriber usually holds a whole /64), hashed so that the table does not list addresses.
+pub fn lock_source(ip: Option<std::net::IpAddr>) -> String {
+    use sha2::{Digest, Sha256};
+    use std::net::IpAddr;
+    let network = match ip {
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        None => "unknown".to_owned(),
+    };
+    hex::encode(Sha256::digest(
+        format!("rampart.signin-source.v1:{network}").as_bytes(),
+    ))
 }
 
 impl FromRequestParts<AppState> for RequestFacts {
@@ -70,6 +93,7 @@ impl RequestFacts {
                 .map(|r| r.0.clone())
                 .unwrap_or_default(),
             client_ip: client_ip(&parts.extensions).map(truncate_ip),
+            source: lock_source(client_ip(&parts.extensions)),
             user_agent: parts
                 .headers
                 .get(header::USER_AGENT)
@@ -127,4 +151,27 @@ pub async fn record_for(state: &AppState, user: UserId, event: NewEvent) -> Resu
         .record_for_user(user, &event, state.clock().now())
         .await
         .map_err(|e| crate::http::mutation::alert_unrecorded(&e, &event.action))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lock_source;
+
+    #[test]
+    fn an_ipv6_source_is_its_64() {
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert_eq!(
+            lock_source(ip("2001:db8:1:1::1")),
+            lock_source(ip("2001:db8:1:1:ffff::9"))
+        );
+        assert_ne!(
+            lock_source(ip("2001:db8:1:1::1")),
+            lock_source(ip("2001:db8:1:2::1"))
+        );
+        assert_ne!(lock_source(ip("192.0.2.1")), lock_source(ip("192.0.2.2")));
+        assert_eq!(
+            lock_source(ip("::ffff:192.0.2.1")),
+            lock_source(ip("192.0.2.1"))
+        );
+    }
 }

@@ -29,10 +29,15 @@ pub struct AuthSettings {
     pub password: PasswordPolicy,
     /// Breached-password sources.
     pub breach_check: BreachSettings,
-    /// Consecutive failed sign-ins that lock an account.
+    /// Failed passwords from one source (a client IP, an IPv6 /64) that lock the account for
+    /// that source.
     pub lockout_threshold: u32,
-    /// How long a lock lasts, in minutes.
+    /// How long the first lock lasts, in minutes; each further lock in a row doubles it, up to
+    /// `lockout_max_minutes`.
     pub lockout_minutes: i64,
+    /// Failed passwords from all sources together that lock the account's password for
+    /// everyone (magic links still pass); NIST SP 800-63B allows at most 100.
+    pub lockout_account_threshold: u32,
     /// Idle session expiry, in minutes.
     pub session_idle_minutes: i64,
     /// Absolute session expiry, in hours.
@@ -41,11 +46,21 @@ pub struct AuthSettings {
     pub second_factor_minutes: i64,
     /// Wrong second-factor codes that end the pending session.
     pub second_factor_max_failures: u32,
+    /// Wrong second-factor codes, over every sign-in since the last success, that lock the
+    /// person's second factor (a correct password does not reset the count).
+    pub second_factor_user_max_failures: u32,
+    /// How long the first second-factor lock lasts, in minutes; each further lock in a row
+    /// doubles it, up to `lockout_max_minutes`.
+    pub second_factor_lockout_minutes: i64,
+    /// The longest any lock lasts, however many came before it, in minutes.
+    pub lockout_max_minutes: i64,
+    /// At most one lock mail per account in this many minutes.
+    pub lock_mail_every_minutes: i64,
     /// Email-confirmation link lifetime, in hours.
     pub confirm_hours: i64,
     /// Password-reset link lifetime, in minutes.
     pub reset_minutes: i64,
-    /// Magic-link lifetime, in minutes.
+    /// Magic-link lifetime, in minutes (ASVS V6.5.5: at most 10).
     pub magic_link_minutes: i64,
     /// Invitation lifetime, in hours.
     pub invitation_hours: i64,
@@ -70,13 +85,18 @@ impl Default for AuthSettings {
             breach_check: BreachSettings::default(),
             lockout_threshold: 5,
             lockout_minutes: 15,
+            lockout_account_threshold: 100,
             session_idle_minutes: 8 * 60,
             session_absolute_hours: 30 * 24,
             second_factor_minutes: 5,
             second_factor_max_failures: 5,
+            second_factor_user_max_failures: 10,
+            second_factor_lockout_minutes: 15,
+            lockout_max_minutes: 24 * 60,
+            lock_mail_every_minutes: 60,
             confirm_hours: 24,
             reset_minutes: 60,
-            magic_link_minutes: 15,
+            magic_link_minutes: 10,
             invitation_hours: 7 * 24,
             mail_from: "Rampart <no-reply@localhost>".to_owned(),
             totp_issuer: "Rampart".to_owned(),

@@ -56,9 +56,64 @@ pub fn clear_cookie(identity: &Identity) -> HeaderValue {
     HeaderValue::from_str(&c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The session token the request presents, if it has our cookie with a well-formed value.
-pub fn presented(identity: &Identity, headers: &HeaderMap) -> Option<Secret<String>> {
-    let name = cookie_name(identity);
+/// The name of the cookie binding a magic link to the browser that asked for it.
+pub fn magic_cookie_name(identity: &Identity) -> &'static str {
+    if identity.secure_cookies() {
+        "__Host-rampart_magic"
+    } else {
+        "rampart_magic"
+    }
+}
+
+fn cookie_header(
+    identity: &Identity,
+    name: &'static str,
+    value: &str,
+    lifetime: Duration,
+) -> HeaderValue {
+    let mut c = Cookie::new(name, value.to_owned());
+    c.set_http_only(true);
+    c.set_same_site(SameSite::Lax);
+    c.set_path("/");
+    c.set_secure(identity.secure_cookies());
+    c.set_max_age(cookie::time::Duration::seconds(
+        lifetime.num_seconds().max(0),
+    ));
+    HeaderValue::from_str(&c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The `Set-Cookie` value binding a magic link to this browser (the nonce lives as long as the
+/// link).
+pub fn set_magic_cookie(
+    identity: &Identity,
+    nonce: &Secret<String>,
+    lifetime: Duration,
+) -> HeaderValue {
+    cookie_header(
+        identity,
+        magic_cookie_name(identity),
+        nonce.expose(),
+        lifetime,
+    )
+}
+
+/// The `Set-Cookie` value that deletes the magic-link cookie.
+pub fn clear_magic_cookie(identity: &Identity) -> HeaderValue {
+    cookie_header(identity, magic_cookie_name(identity), "", Duration::zero())
+}
+
+/// The magic-link nonce the request presents, if any, well formed.
+pub fn presented_magic(identity: &Identity, headers: &HeaderMap) -> Option<Secret<String>> {
+    named_cookie(headers, magic_cookie_name(identity))
+}
+
+/// Whether the request comes from a browser: browsers send `Origin` (or `Sec-Fetch-Site`) with
+/// every POST made by a page; API clients and mail apps' link handlers do not need to.
+pub fn from_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ORIGIN) || headers.contains_key("sec-fetch-site")
+}
+
+fn named_cookie(headers: &HeaderMap, name: &str) -> Option<Secret<String>> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -69,6 +124,11 @@ pub fn presented(identity: &Identity, headers: &HeaderMap) -> Option<Secret<Stri
         .map(|c| c.value().to_owned())
         .filter(|v| token::well_formed(v))
         .map(Secret::new)
+}
+
+/// The session token the request presents, if it has our cookie with a well-formed value.
+pub fn presented(identity: &Identity, headers: &HeaderMap) -> Option<Secret<String>> {
+    named_cookie(headers, cookie_name(identity))
 }
 
 /// The CSRF token belonging to a session token.
@@ -113,6 +173,24 @@ pub struct SessionUser {
     pub record: SessionRecord,
     /// The presented token (to derive the CSRF token again).
     pub token: Secret<String>,
+}
+
+/// Whether a session that still owes its organization a second factor may reach this route:
+/// only what enrolling needs (who am I, the TOTP routes, signing out).
+pub fn reachable_before_enrolment(spec: &crate::manifest::RouteSpec) -> bool {
+    spec.path == "/v1/auth/me"
+        || spec.path == "/v1/auth/signout"
+        || spec.path == "/v1/auth/totp"
+        || spec.path.starts_with("/v1/auth/totp/")
+}
+
+/// The refusal a session owing a second factor gets anywhere else.
+pub fn enrolment_required() -> crate::http::error::ApiError {
+    crate::http::error::ApiError::new(
+        rampart_core::ErrorCode::TwoFactorRequired,
+        "an organization you belong to requires two-factor authentication: turn it on at \
+         POST /v1/auth/totp/enroll, then POST /v1/auth/totp/confirm",
+    )
 }
 
 /// How far a touch may lag: the idle expiry is moved at most once a minute per session.

@@ -5,6 +5,7 @@
 //! commands run that part on a blocking thread.
 
 pub mod backup;
+pub mod identity;
 pub mod import;
 pub mod import_contacts;
 pub mod keys;

@@ -235,15 +235,23 @@ async fn authenticate(
         return authenticate_key(state, presented).await;
     }
     let signed_in = session_user(state, headers).await?;
+    if signed_in.record.two_factor_required {
+        return Err(session::enrolment_required().into_response());
+    }
     let csrf_failed = mutates
         && state
             .identity()
             .is_none_or(|identity| !session::csrf_ok(identity, headers, &signed_in.record));
     let user = signed_in.user;
+    // As this session holds it: an admin may have ended the session's access here.
     let membership = match workspace {
-        Some(ws) => Box::pin(state.store().membership(user, ws))
-            .await
-            .map_err(|e| ApiError::from(e).into_response())?,
+        Some(ws) => Box::pin(state.store().session_membership(
+            user,
+            ws,
+            signed_in.record.created_at,
+        ))
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?,
         None => None,
     };
     let home = match membership {
@@ -514,6 +522,10 @@ async fn user_route(
         Ok(user) => user,
         Err(refusal) => return refusal,
     };
+    // A session that owes its organization a second factor reaches only what enrolling needs.
+    if signed_in.record.two_factor_required && !session::reachable_before_enrolment(spec) {
+        return session::enrolment_required().into_response();
+    }
     if !spec.mutates {
         if undecodable_path {
             return PathIds::undecodable_error().into_response();

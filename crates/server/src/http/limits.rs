@@ -238,6 +238,47 @@ pub async fn per_ip(
     }
 }
 
+/// The limiter key of mail to `address` (normalized by the caller): a hash, so that the
+/// address itself is not written to Redis.
+fn email_key(address: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("rampart.mail-limit.v1:{address}").as_bytes());
+    format!("mail:email:{}", hex::encode(digest))
+}
+
+/// The per-address limit of public routes that send mail to an address typed into them (reset,
+/// magic link, sign-up): `public_form_per_email` a minute, shared by those routes and whoever
+/// asks, so that many sources cannot flood one mailbox. The refusal is the same 429 as any
+/// other, and does not depend on whether the address has an account.
+pub async fn per_email(
+    limiter: &Limiter,
+    settings: &LimitSettings,
+    address: &str,
+) -> Result<(), Response> {
+    if settings.disabled_for_benchmarks {
+        return Ok(());
+    }
+    let rate = Rate::per_minute(settings.rates.public_form_per_email);
+    check(
+        limiter,
+        email_key(address),
+        rate,
+        &mut LimitHeaders::default(),
+    )
+    .await
+}
+
+/// Whether a refusal by [`per_email`] for `address` should be recorded in the ledger now: at
+/// most once a minute per address, so that a flood of refused requests does not become a flood
+/// of ledger events. Unavailable limits count as "no".
+pub async fn first_refusal_this_minute(limiter: &Limiter, address: &str) -> bool {
+    let key = format!("{}:refusal", email_key(address));
+    limiter
+        .check(&key, Rate::per_minute(1))
+        .await
+        .is_ok_and(|d| d.allowed)
+}
+
 /// The per-key limit of the route's bucket, then the plan's daily quota.
 pub async fn per_key(
     limiter: &Limiter,

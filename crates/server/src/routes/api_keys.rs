@@ -21,18 +21,14 @@ pub struct CreateBody {
     role: Role,
 }
 
-/// A caller may mint a key only with permissions it holds itself.
-fn may_delegate(holder: Role, wanted: Role) -> bool {
-    wanted.permissions().iter().all(|p| holder.can(*p))
-}
-
 /// `POST …/api-keys`
 pub async fn create(mut ctx: Ctx, JsonBody(body): JsonBody<CreateBody>) -> ApiResult<Response> {
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::invalid("name", "must be 1 to 100 characters"));
     }
-    if !may_delegate(ctx.grant().role(), body.role) {
+    // A caller may mint a key only with permissions it holds itself.
+    if !ctx.grant().role().covers(body.role) {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
             format!(
@@ -47,12 +43,15 @@ pub async fn create(mut ctx: Ctx, JsonBody(body): JsonBody<CreateBody>) -> ApiRe
         ApiError::internal()
     })?;
     let now = ctx.now();
-    let record = api_keys::create(
+    // The minter is kept so the key can die with the minter's membership.
+    let minter = ctx.grant().principal().actor.label();
+    let record = api_keys::create_by(
         ctx.tx(),
         name,
         body.role,
         &minted.hash,
         &minted.display_prefix,
+        Some(&minter),
         now,
     )
     .await?;
@@ -78,7 +77,22 @@ pub async fn list(mut ctx: Ctx) -> ApiResult<Json<Value>> {
 }
 
 /// `DELETE …/api-keys/{id}`: takes effect at once on this node, within the cache TTL elsewhere.
+/// Held to the minting rule: a caller may revoke only a key whose role holds no permission the
+/// caller lacks (an admin may not take away the owner's key).
 pub async fn revoke(mut ctx: Ctx, PathId(id): PathId<ApiKeyId>) -> ApiResult<StatusCode> {
+    let key = api_keys::get(ctx.tx(), id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let holder = ctx.grant().role();
+    if !holder.covers(key.role) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "a `{holder}` cannot revoke a `{}` key: it holds permissions you lack",
+                key.role
+            ),
+        ));
+    }
     let hash = api_keys::hash_of(ctx.tx(), id).await?;
     let now = ctx.now();
     if !api_keys::revoke(ctx.tx(), id, now).await? {
@@ -96,12 +110,12 @@ mod tests {
 
     #[test]
     fn delegation_never_escalates() {
-        assert!(may_delegate(Role::Owner, Role::Owner));
-        assert!(may_delegate(Role::Admin, Role::Viewer));
+        assert!(Role::Owner.covers(Role::Owner));
+        assert!(Role::Admin.covers(Role::Viewer));
         assert!(
-            !may_delegate(Role::Admin, Role::Owner),
+            !Role::Admin.covers(Role::Owner),
             "admin lacks billing:manage"
         );
-        assert!(may_delegate(Role::Admin, Role::Admin));
+        assert!(Role::Admin.covers(Role::Admin));
     }
 }

@@ -11,7 +11,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Duration;
 use rampart_core::{Email, ErrorCode, PersonName, Plan, Secret, SessionId, UserId};
-use rampart_store::identity::{NewSession, SessionStage, SignupOutcome, TokenPurpose, UserAuth};
+use rampart_store::identity::{
+    LockScope, NewSession, SecondFactorClaim, SessionStage, SigninClaim, SignupOutcome,
+    TokenPurpose, UserAuth,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -93,6 +96,7 @@ async fn mail_token(
     identity: &Identity,
     user: &UserAuth,
     purpose: TokenPurpose,
+    browser_hash: Option<&str>,
 ) -> ApiResult<()> {
     let now = state.clock().now();
     let (lifetime, path, subject, what) = match purpose {
@@ -118,7 +122,14 @@ async fn mail_token(
     let minted = token::mint();
     state
         .store()
-        .create_auth_token(user.id, purpose, &minted.hash, now, now + lifetime)
+        .create_auth_token(
+            user.id,
+            purpose,
+            &minted.hash,
+            browser_hash,
+            now,
+            now + lifetime,
+        )
         .await?;
     let minutes = lifetime.num_minutes();
     let body = format!(
@@ -229,6 +240,9 @@ pub async fn signup(
         ));
     }
     let email = parse_email(&body.email)?;
+    if let Err(refused) = mail_allowed(&state, email.as_str(), &facts, "auth.signup").await {
+        return Ok(refused);
+    }
     let name =
         PersonName::parse(&body.name).map_err(|e| ApiError::invalid("name", e.to_string()))?;
     let org_name = body.org_name.trim();
@@ -266,12 +280,31 @@ pub async fn signup(
     match outcome {
         SignupOutcome::Created { user, .. } => {
             if let Some(u) = state.store().user_auth(user).await? {
-                mail_token(&state, &identity, &u, TokenPurpose::Confirm).await?;
+                mail_token(&state, &identity, &u, TokenPurpose::Confirm, None).await?;
             }
+        }
+        SignupOutcome::Replaced(user) => {
+            // A new link for this sign-up; it supersedes the earlier one, which was mailed for a
+            // password this sign-up has replaced.
+            if let Some(u) = state.store().user_auth(user).await? {
+                mail_token(&state, &identity, &u, TokenPurpose::Confirm, None).await?;
+            }
+            record(
+                &state,
+                user,
+                facts.event(
+                    Some(user),
+                    "auth.signup",
+                    202,
+                    None,
+                    &json!({"outcome": "replaced_unconfirmed"}),
+                ),
+            )
+            .await;
         }
         SignupOutcome::Existing(user) => match state.store().user_auth(user).await? {
             Some(u) if u.email_confirmed_at.is_none() => {
-                mail_token(&state, &identity, &u, TokenPurpose::Confirm).await?;
+                mail_token(&state, &identity, &u, TokenPurpose::Confirm, None).await?;
             }
             Some(u) => {
                 send(
@@ -320,6 +353,7 @@ pub async fn confirm(
         .consume_auth_token(
             TokenPurpose::Confirm,
             &token::hash(body.token.expose()),
+            None,
             now,
         )
         .await?
@@ -362,6 +396,122 @@ fn signin_event(
     )
 }
 
+/// Counts a password attempt before it is evaluated (issue 32, finding 9): on the account
+/// from the request's source (its client address, an IPv6 /64) and on the account from
+/// everywhere, each with its own threshold. An attacker's failures lock out their source, not
+/// the owner elsewhere; past `lockout_account_threshold` failures from all sources together the
+/// account's password is locked for everyone (NIST SP 800-63B's backstop), magic links still
+/// passing.
+async fn claim_password_attempt(
+    state: &AppState,
+    identity: &Identity,
+    user: UserId,
+    facts: &RequestFacts,
+) -> ApiResult<SigninClaim> {
+    let s = identity.settings();
+    Ok(state
+        .store()
+        .claim_signin_attempt(
+            user,
+            &facts.source,
+            s.lockout_threshold,
+            s.lockout_account_threshold,
+            state.clock().now(),
+        )
+        .await?)
+}
+
+fn locked_event(
+    facts: &RequestFacts,
+    user: UserId,
+    action: &str,
+    scope: LockScope,
+) -> rampart_store::audit::NewEvent {
+    facts.event(
+        Some(user),
+        action,
+        401,
+        Some("UNAUTHENTICATED"),
+        &json!({"outcome": "locked", "scope": scope.as_str()}),
+    )
+}
+
+/// After a wrong password: the source or the account may now be locked (for a time that
+/// doubles with each lock in a row); a new lock is audited and mailed to the owner, at most
+/// once per `lock_mail_every_minutes`, after the answer.
+async fn password_failed(
+    state: &AppState,
+    identity: &Identity,
+    user: &UserAuth,
+    facts: &RequestFacts,
+) -> ApiResult<()> {
+    let s = identity.settings();
+    let now = state.clock().now();
+    let Some((scope, until)) = state
+        .store()
+        .signin_failed(
+            user.id,
+            &facts.source,
+            s.lockout_threshold,
+            s.lockout_account_threshold,
+            Duration::minutes(s.lockout_minutes),
+            Duration::minutes(s.lockout_max_minutes),
+            now,
+        )
+        .await?
+    else {
+        return Ok(());
+    };
+    let threshold = match scope {
+        LockScope::Source => s.lockout_threshold,
+        LockScope::Account => s.lockout_account_threshold,
+    };
+    record(
+        state,
+        user.id,
+        facts.event(
+            Some(user.id),
+            "auth.lockout",
+            401,
+            Some("UNAUTHENTICATED"),
+            &json!({"scope": scope.as_str(), "failed_attempts": threshold, "locked_until": until}),
+        ),
+    )
+    .await;
+    if !state
+        .store()
+        .claim_lock_mail(user.id, Duration::minutes(s.lock_mail_every_minutes), now)
+        .await?
+    {
+        return Ok(());
+    }
+    let url = identity.public_url();
+    let when = until.format("%Y-%m-%d %H:%M");
+    let body = match scope {
+        LockScope::Source => format!(
+            "After {threshold} failed sign-in attempts from one network address, password sign-in to \
+             your account from there is locked until {when} UTC. You can still sign in from \
+             elsewhere, or with a sign-in link ({url}/auth/magic).\n\
+             If this was not you, reset your password at {url}/auth/reset.\n"
+        ),
+        LockScope::Account => format!(
+            "After {threshold} failed sign-in attempts from many network addresses, password \
+             sign-in to your account is locked until {when} UTC. You can still sign in with a \
+             sign-in link ({url}/auth/magic).\n\
+             If this was not you, reset your password at {url}/auth/reset.\n"
+        ),
+    };
+    send_later(identity, &user.email, "Your account was locked", body);
+    Ok(())
+}
+
+/// [`send`] after the answer: a mail only some outcomes send must not show in their timing.
+fn send_later(identity: &Identity, to: &str, subject: &'static str, body: String) {
+    use tracing::Instrument;
+    let (identity, to) = (identity.clone(), to.to_owned());
+    tokio::spawn(async move { send(&identity, &to, subject, body).await }.in_current_span());
+}
+
 /// `POST /v1/auth/signin`: a session, or a pending second-factor step.
 pub async fn signin(
     State(state): State<AppState>,
@@ -382,7 +532,6 @@ pub async fn signin(
         );
         return Err(failed());
     };
-    let now = state.clock().now();
     if user.disabled_at.is_some() {
         hasher.waste(&body.password).await.map_err(hash_error)?;
         record(
@@ -393,57 +542,24 @@ pub async fn signin(
         .await;
         return Err(failed());
     }
-    let threshold = identity.settings().lockout_threshold;
-    let Some(_attempt) = state
-        .store()
-        .claim_signin_attempt(user.id, threshold, now)
-        .await?
-    else {
+    if let SigninClaim::Locked(scope) =
+        claim_password_attempt(&state, &identity, user.id, &facts).await?
+    {
         hasher.waste(&body.password).await.map_err(hash_error)?;
         record(
             &state,
             user.id,
-            signin_event(&facts, user.id, 401, "locked"),
+            locked_event(&facts, user.id, "auth.signin", scope),
         )
         .await;
         return Err(failed());
-    };
+    }
     let verdict = hasher
         .verify(&body.password, user.password_hash.as_deref())
         .await
         .map_err(hash_error)?;
     if verdict == Verified::No {
-        let until = now + Duration::minutes(identity.settings().lockout_minutes);
-        if state
-            .store()
-            .lock_if_exhausted(user.id, threshold, until)
-            .await?
-        {
-            record(
-                &state,
-                user.id,
-                facts.event(
-                    Some(user.id),
-                    "auth.lockout",
-                    401,
-                    Some("UNAUTHENTICATED"),
-                    &json!({"failed_attempts": threshold, "locked_until": until}),
-                ),
-            )
-            .await;
-            send(
-                &identity,
-                &user.email,
-                "Your account was locked",
-                format!(
-                    "After {threshold} failed sign-in attempts, your account is locked until {} UTC.\n\
-                     If this was not you, reset your password at {}/auth/reset.\n",
-                    until.format("%Y-%m-%d %H:%M"),
-                    identity.public_url()
-                ),
-            )
-            .await;
-        }
+        password_failed(&state, &identity, &user, &facts).await?;
         record(
             &state,
             user.id,
@@ -452,12 +568,25 @@ pub async fn signin(
         .await;
         return Err(failed());
     }
-    state.store().reset_signin_attempts(user.id).await?;
+    state
+        .store()
+        .signin_succeeded(user.id, &facts.source)
+        .await?;
     if let (Verified::YesRehash(new), Some(old)) = (&verdict, user.password_hash.as_deref()) {
         state.store().rehash_password(user.id, old, new).await?;
     }
     if user.email_confirmed_at.is_none() {
-        mail_token(&state, &identity, &user, TokenPurpose::Confirm).await?;
+        // The fresh link counts against the address's mail limit too; past it, none is sent.
+        if crate::http::limits::per_email(
+            state.limiter(),
+            state.limits(),
+            &limit_address(&user.email),
+        )
+        .await
+        .is_ok()
+        {
+            mail_token(&state, &identity, &user, TokenPurpose::Confirm, None).await?;
+        }
         record(
             &state,
             user.id,
@@ -535,18 +664,22 @@ fn backup_code_hash(user: UserId, code: &str) -> String {
     token::hash(&format!("rampart.backup-code.v1:{user}:{normalized}"))
 }
 
-/// Ten fresh backup codes (`xxxxx-xxxxx`, 50 bits each) and their hashes.
+/// Ten fresh backup codes and their hashes. Each is 24 characters of the RFC 4648 base32
+/// alphabet from the OS CSPRNG (`xxxxxx-xxxxxx-xxxxxx-xxxxxx`, 120 bits): past ASVS V6.5.2's
+/// 112 bits, so a plain SHA-256 suffices at rest, as for the 256-bit session tokens. A slow
+/// password hash would add nothing against guessing 2^120 and would cost ten argon2
+/// verifications per code presented (the stored hashes cannot be looked up by a salted hash).
 fn new_backup_codes(user: UserId) -> (Vec<String>, Vec<String>) {
-    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let codes: Vec<String> = (0..10)
         .map(|_| {
-            let raw: String = (0..10)
-                .map(|_| {
-                    let i = rand::random_range(0..ALPHABET.len());
-                    char::from(ALPHABET[i])
-                })
+            let raw: Vec<char> = (0..24)
+                .map(|_| char::from(ALPHABET[rand::random_range(0..ALPHABET.len())]))
                 .collect();
-            format!("{}-{}", &raw[..5], &raw[5..])
+            raw.chunks(6)
+                .map(|g| g.iter().collect::<String>())
+                .collect::<Vec<_>>()
+                .join("-")
         })
         .collect();
     let hashes = codes.iter().map(|c| backup_code_hash(user, c)).collect();
@@ -585,6 +718,67 @@ async fn second_factor_ok(
         .then_some("backup_code"))
 }
 
+fn second_factor_locked(until: chrono::DateTime<chrono::Utc>) -> ApiError {
+    ApiError::new(
+        ErrorCode::Unauthenticated,
+        format!(
+            "two-factor sign-in is locked after too many wrong codes, until {} UTC; the account's owner was emailed",
+            until.format("%Y-%m-%d %H:%M")
+        ),
+    )
+}
+
+/// A person's second factor was just locked: audited, and the owner mailed (at most once per
+/// `lock_mail_every_minutes`). Whoever guessed codes knew the password.
+async fn second_factor_lockout(
+    state: &AppState,
+    identity: &Identity,
+    user: UserId,
+    until: chrono::DateTime<chrono::Utc>,
+    facts: &RequestFacts,
+) -> ApiResult<()> {
+    let settings = identity.settings();
+    record(
+        state,
+        user,
+        facts.event(
+            Some(user),
+            "auth.second_factor_lockout",
+            401,
+            Some("UNAUTHENTICATED"),
+            &json!({"failed_codes": settings.second_factor_user_max_failures, "locked_until": until}),
+        ),
+    )
+    .await;
+    let now = state.clock().now();
+    if !state
+        .store()
+        .claim_second_factor_lock_mail(
+            user,
+            Duration::minutes(settings.lock_mail_every_minutes),
+            now,
+        )
+        .await?
+    {
+        return Ok(());
+    }
+    if let Some(u) = state.store().user_auth(user).await? {
+        send_later(
+            identity,
+            &u.email,
+            "Two-factor sign-in to your account was locked",
+            format!(
+                "Someone who knows your password entered {} wrong two-factor codes. Two-factor \
+                 sign-in is locked until {} UTC. Change your password now at {}/auth/reset.\n",
+                settings.second_factor_user_max_failures,
+                until.format("%Y-%m-%d %H:%M"),
+                identity.public_url()
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// `POST /v1/auth/signin/2fa`: completes a sign-in with a TOTP or backup code; the pending
 /// session is replaced by a new one (the token rotates).
 pub async fn signin_second_factor(
@@ -603,11 +797,55 @@ pub async fn signin_second_factor(
             )
         })?;
     let user = pending.user;
+    let settings = identity.settings();
+    let now = state.clock().now();
+    let refused = |outcome: &str| {
+        facts.event(
+            Some(user),
+            "auth.signin_2fa",
+            401,
+            Some("UNAUTHENTICATED"),
+            &json!({"outcome": outcome}),
+        )
+    };
+    // Counted before the code is checked, on the pending session and on the person, so that
+    // parallel guesses cannot check more codes than either allows.
+    match state
+        .store()
+        .claim_second_factor_attempt(
+            pending.id,
+            user,
+            settings.second_factor_max_failures,
+            settings.second_factor_user_max_failures,
+            now,
+        )
+        .await?
+    {
+        SecondFactorClaim::Counted(_) => {}
+        SecondFactorClaim::SessionExhausted => {
+            record(&state, user, refused("too_many_attempts")).await;
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "too many wrong codes for this sign-in: sign in again",
+            ));
+        }
+        SecondFactorClaim::Locked(until) => {
+            record(&state, user, refused("locked")).await;
+            return Err(second_factor_locked(until));
+        }
+    }
     let Some(kind) = second_factor_ok(&state, user, body.code.expose()).await? else {
-        let max = identity.settings().second_factor_max_failures;
-        let n = state
+        let failure = state
             .store()
-            .second_factor_failed(pending.id, max, state.clock().now())
+            .second_factor_failed(
+                pending.id,
+                user,
+                settings.second_factor_max_failures,
+                settings.second_factor_user_max_failures,
+                Duration::minutes(settings.second_factor_lockout_minutes),
+                Duration::minutes(settings.lockout_max_minutes),
+                now,
+            )
             .await?;
         record(
             &state,
@@ -617,15 +855,20 @@ pub async fn signin_second_factor(
                 "auth.signin_2fa",
                 401,
                 Some("UNAUTHENTICATED"),
-                &json!({"failures": n}),
+                &json!({"outcome": "wrong_code", "session_ended": failure.session_ended}),
             ),
         )
         .await;
+        if let Some(until) = failure.locked_until {
+            second_factor_lockout(&state, &identity, user, until, &facts).await?;
+            return Err(second_factor_locked(until));
+        }
         return Err(ApiError::new(
             ErrorCode::Unauthenticated,
             "that code is not valid (codes work once; after too many failures sign in again)",
         ));
     };
+    state.store().second_factor_passed(user).await?;
     let started = start_session(
         &state,
         &identity,
@@ -705,6 +948,7 @@ pub async fn me(
     let orgs = state.store().user_orgs(me.user).await?;
     Ok(Json(json!({
         "user": {"id": u.id, "email": u.email, "name": u.name, "totp_enabled": u.totp_enabled},
+        "two_factor_required": me.record.two_factor_required,
         "session": {"id": me.session, "expires_at": me.record.absolute_expires_at, "idle_expires_at": me.record.idle_expires_at},
         "organizations": orgs.iter().map(|(o, w)| json!({"id": o, "workspace_id": w})).collect::<Vec<_>>(),
         "csrf_token": session::csrf_for(&me.token).expose(),
@@ -782,12 +1026,27 @@ async fn fresh_password(
         .user_auth(user)
         .await?
         .ok_or_else(ApiError::not_found)?;
+    // Counted like a sign-in, so that a stolen session cannot guess the password here.
+    if let SigninClaim::Locked(scope) = claim_password_attempt(state, identity, user, facts).await?
+    {
+        identity
+            .hasher()
+            .waste(password)
+            .await
+            .map_err(hash_error)?;
+        record(state, user, locked_event(facts, user, action, scope)).await;
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "too many wrong passwords: password checks are locked for a while (the owner was emailed)",
+        ));
+    }
     let verdict = identity
         .hasher()
         .verify(password, u.password_hash.as_deref())
         .await
         .map_err(hash_error)?;
     if verdict == Verified::No {
+        password_failed(state, identity, &u, facts).await?;
         record(
             state,
             user,
@@ -805,6 +1064,7 @@ async fn fresh_password(
             "the password is not correct",
         ));
     }
+    state.store().signin_succeeded(user, &facts.source).await?;
     Ok(u)
 }
 
@@ -873,6 +1133,7 @@ async fn mail_if_known(
     purpose: TokenPurpose,
     facts: &RequestFacts,
     action: &str,
+    browser_hash: Option<&str>,
 ) -> ApiResult<()> {
     let user = match Email::parse(raw) {
         Ok(email) => state.store().user_by_email(&email).await?,
@@ -880,7 +1141,7 @@ async fn mail_if_known(
     };
     match user {
         Some(u) if u.disabled_at.is_none() => {
-            mail_token(state, identity, &u, purpose).await?;
+            mail_token(state, identity, &u, purpose, browser_hash).await?;
             record(
                 state,
                 u.id,
@@ -893,6 +1154,102 @@ async fn mail_if_known(
         }
     }
     Ok(())
+}
+
+/// Starts [`mail_if_known`] after the answer instead of before it: looking the address up,
+/// storing a token, mailing and recording take time only when the address has an account, so
+/// doing them first would tell by the answer's timing whether it has one (issue 32, finding 8).
+/// Every address takes this same path. The work runs in a task of its own, in the request's
+/// span; a durable job queue (so that a restart cannot lose a link) comes with the jobs issue.
+fn mail_later(
+    state: &AppState,
+    identity: Identity,
+    raw: String,
+    purpose: TokenPurpose,
+    facts: RequestFacts,
+    action: &'static str,
+    browser_hash: Option<String>,
+) {
+    use tracing::Instrument;
+    let state = state.clone();
+    tokio::spawn(
+        async move {
+            if let Err(e) = mail_if_known(
+                &state,
+                &identity,
+                &raw,
+                purpose,
+                &facts,
+                action,
+                browser_hash.as_deref(),
+            )
+            .await
+            {
+                tracing::error!(code = e.code.as_str(), error = %e.message, action, "could not send a requested link");
+            }
+        }
+        .in_current_span(),
+    );
+}
+
+/// The address a per-address limit counts: normalized when it parses, else as typed.
+fn limit_address(raw: &str) -> String {
+    Email::parse(raw).map_or_else(|_| raw.trim().to_lowercase(), |e| e.normalized().to_owned())
+}
+
+/// Applies the per-address mail limit (issue 31, finding 5). A refusal is answered at once, the
+/// same for every address; recording it happens afterwards (like [`mail_later`]): in the
+/// ledgers of the address's account, at most once a minute per address, or as a log line when
+/// there is no account.
+async fn mail_allowed(
+    state: &AppState,
+    raw: &str,
+    facts: &RequestFacts,
+    action: &'static str,
+) -> Result<(), Response> {
+    let address = limit_address(raw);
+    let Err(refusal) =
+        crate::http::limits::per_email(state.limiter(), state.limits(), &address).await
+    else {
+        return Ok(());
+    };
+    use tracing::Instrument;
+    let (state, facts) = (state.clone(), facts.clone());
+    let raw = raw.to_owned();
+    tokio::spawn(
+        async move {
+            let pseudonym = rampart_audit::redact::pseudonym(&raw);
+            if !crate::http::limits::first_refusal_this_minute(state.limiter(), &address).await {
+                tracing::info!(email = %pseudonym, action, "mail to this address is rate limited (already recorded this minute)");
+                return;
+            }
+            let user = match Email::parse(&raw) {
+                Ok(email) => state.store().user_by_email(&email).await.ok().flatten(),
+                Err(_) => None,
+            };
+            match user {
+                Some(u) => {
+                    record(
+                        &state,
+                        u.id,
+                        facts.event(
+                            None,
+                            action,
+                            429,
+                            Some("RATE_LIMITED"),
+                            &json!({"outcome": "per_email_limit"}),
+                        ),
+                    )
+                    .await;
+                }
+                None => {
+                    tracing::info!(email = %pseudonym, action, "mail to this address is rate limited (no account)");
+                }
+            }
+        }
+        .in_current_span(),
+    );
+    Err(refusal)
 }
 
 fn link_sent() -> Response {
@@ -911,15 +1268,20 @@ pub async fn request_reset(
     JsonBody(body): JsonBody<EmailBody>,
 ) -> ApiResult<Response> {
     let identity = identity(&state)?;
-    mail_if_known(
+    if let Err(refused) =
+        mail_allowed(&state, &body.email, &facts, "auth.password_reset_request").await
+    {
+        return Ok(refused);
+    }
+    mail_later(
         &state,
-        &identity,
-        &body.email,
+        identity,
+        body.email,
         TokenPurpose::Reset,
-        &facts,
+        facts,
         "auth.password_reset_request",
-    )
-    .await?;
+        None,
+    );
     Ok(link_sent())
 }
 
@@ -949,14 +1311,24 @@ pub async fn complete_reset(
     let now = state.clock().now();
     let user = state
         .store()
-        .consume_auth_token(TokenPurpose::Reset, &token::hash(body.token.expose()), now)
+        .consume_auth_token(
+            TokenPurpose::Reset,
+            &token::hash(body.token.expose()),
+            None,
+            now,
+        )
         .await?
         .ok_or_else(bad_link)?;
+    // The link proves the mailbox. An address never confirmed loses what its sign-up set
+    // (second factor included) before the new password is set: whoever signed up may not own it.
+    state
+        .store()
+        .confirm_by_other_proof(user, Some(&hash), now)
+        .await?;
     let ended = state
         .store()
         .set_password(user, &hash, None, "password_reset", now)
         .await?;
-    state.store().confirm_email(user, now).await?;
     record(
         &state,
         user,
@@ -974,7 +1346,7 @@ pub async fn complete_reset(
     ))
 }
 
-/// `POST /v1/auth/magic-link`: mails a single-use sign-in link (15 min) if the address has an
+/// `POST /v1/auth/magic-link`: mails a single-use sign-in link (10 min) if the address has an
 /// account; answers the same either way.
 pub async fn request_magic_link(
     State(state): State<AppState>,
@@ -982,16 +1354,33 @@ pub async fn request_magic_link(
     JsonBody(body): JsonBody<EmailBody>,
 ) -> ApiResult<Response> {
     let identity = identity(&state)?;
-    mail_if_known(
+    if let Err(refused) = mail_allowed(&state, &body.email, &facts, "auth.magic_link_request").await
+    {
+        return Ok(refused);
+    }
+    // Asked for by a browser: the link works only in that browser (a nonce in a cookie set on
+    // this answer, its hash stored with the token). Set for every address alike.
+    let binding = session::from_browser(&facts.headers).then(token::mint);
+    let cookie = binding.as_ref().map(|b| {
+        session::set_magic_cookie(
+            &identity,
+            &b.token,
+            Duration::minutes(identity.settings().magic_link_minutes),
+        )
+    });
+    mail_later(
         &state,
-        &identity,
-        &body.email,
+        identity,
+        body.email,
         TokenPurpose::MagicLink,
-        &facts,
+        facts,
         "auth.magic_link_request",
-    )
-    .await?;
-    Ok(link_sent())
+        binding.map(|b| b.hash),
+    );
+    Ok(match cookie {
+        Some(c) => with_cookie(link_sent(), c),
+        None => link_sent(),
+    })
 }
 
 /// `POST /v1/auth/magic-link/consume`: signs in with a link (then the second factor, if on).
@@ -1002,50 +1391,64 @@ pub async fn consume_magic_link(
 ) -> ApiResult<Response> {
     let identity = identity(&state)?;
     let now = state.clock().now();
+    // A link bound to the browser that asked for it works only with that browser's nonce.
+    let browser =
+        session::presented_magic(&identity, &facts.headers).map(|n| token::hash(n.expose()));
     let user = state
         .store()
         .consume_auth_token(
             TokenPurpose::MagicLink,
             &token::hash(body.token.expose()),
+            browser.as_deref(),
             now,
         )
         .await?
         .ok_or_else(bad_link)?;
     let u = state.store().user_auth(user).await?.ok_or_else(bad_link)?;
-    if u.disabled_at.is_some() || u.locked_at(now) {
-        record(
-            &state,
-            user,
-            signin_event(
-                &facts,
-                user,
-                401,
-                if u.locked_at(now) {
-                    "locked"
-                } else {
-                    "disabled"
-                },
-            ),
-        )
-        .await;
+    // A password lock does not apply: the link proves the mailbox, and the lock is about
+    // guessing passwords (otherwise anyone could keep the owner out by failing on purpose).
+    if u.disabled_at.is_some() {
+        record(&state, user, signin_event(&facts, user, 401, "disabled")).await;
         return Err(failed());
     }
-    state.store().confirm_email(user, now).await?;
-    finish_first_factor(&state, &identity, &u, &facts, "magic_link").await
+    // The link proves the mailbox. An address never confirmed loses what its sign-up set
+    // (password, second factor, sessions): whoever signed up may not own it.
+    let u = if state
+        .store()
+        .confirm_by_other_proof(user, None, now)
+        .await?
+    {
+        state.store().user_auth(user).await?.ok_or_else(bad_link)?
+    } else {
+        u
+    };
+    let response = finish_first_factor(&state, &identity, &u, &facts, "magic_link").await?;
+    Ok(if browser.is_some() {
+        with_cookie(response, session::clear_magic_cookie(&identity))
+    } else {
+        response
+    })
 }
 
-/// `POST /v1/auth/totp/enroll`: a new secret awaiting confirmation.
+/// `POST /v1/auth/totp/enroll`: a new secret awaiting confirmation. Needs the current
+/// password: whoever enrols decides which authenticator the account trusts from then on, so a
+/// stolen session alone must not be enough.
 pub async fn totp_enroll(
     State(state): State<AppState>,
     Extension(me): Extension<SessionUser>,
     facts: RequestFacts,
+    JsonBody(body): JsonBody<PasswordBody>,
 ) -> ApiResult<Response> {
     let identity = identity(&state)?;
-    let u = state
-        .store()
-        .user_auth(me.user)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let u = fresh_password(
+        &state,
+        &identity,
+        me.user,
+        &body.password,
+        &facts,
+        "auth.totp_enroll",
+    )
+    .await?;
     if u.totp_enabled {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -1068,12 +1471,15 @@ pub async fn totp_enroll(
 }
 
 /// `POST /v1/auth/totp/confirm`: a valid code turns TOTP on; answers the backup codes, once.
+/// Every other session of the user ends (they were opened without the new factor) and the
+/// owner is mailed.
 pub async fn totp_confirm(
     State(state): State<AppState>,
     Extension(me): Extension<SessionUser>,
     facts: RequestFacts,
     JsonBody(body): JsonBody<CodeBody>,
 ) -> ApiResult<Response> {
+    let identity = identity(&state)?;
     let sealed = state
         .store()
         .totp_secret(me.user, true)
@@ -1114,13 +1520,38 @@ pub async fn totp_confirm(
             "the enrolment changed meanwhile; enrol again",
         ));
     }
+    let ended = state
+        .store()
+        .end_user_sessions(me.user, Some(me.session), "second_factor_enabled", now)
+        .await?;
     record(
         &state,
         me.user,
-        facts.event(Some(me.user), "auth.totp_enable", 200, None, &json!({})),
+        facts.event(
+            Some(me.user),
+            "auth.totp_enable",
+            200,
+            None,
+            &json!({"sessions_ended": ended}),
+        ),
     )
     .await;
-    Ok(Json(json!({"status": "enabled", "backup_codes": codes})).into_response())
+    if let Some(u) = state.store().user_auth(me.user).await? {
+        send(
+            &identity,
+            &u.email,
+            "Two-factor authentication was turned on",
+            "Two-factor authentication was just turned on for your Rampart account, and every other \
+             session was signed out. If this was not you, reset your password now and contact your \
+             administrator.\n"
+                .to_owned(),
+        )
+        .await;
+    }
+    Ok(
+        Json(json!({"status": "enabled", "backup_codes": codes, "sessions_ended": ended}))
+            .into_response(),
+    )
 }
 
 /// A body holding the current password.
@@ -1213,7 +1644,9 @@ pub struct AcceptBody {
 }
 
 /// `POST /v1/auth/invitations/accept`: joins the workspace; a new address also chooses a
-/// password (the link proves the address, so it counts as confirmed).
+/// password (the link proves the address, so it counts as confirmed). So does an address whose
+/// sign-up was never confirmed: that sign-up's password, second factor and sessions are
+/// cleared, since whoever made it may not own the address.
 pub async fn accept_invitation(
     State(state): State<AppState>,
     facts: RequestFacts,
@@ -1257,7 +1690,7 @@ pub async fn accept_invitation(
         .map_err(|e| match e {
             rampart_store::StoreError::NotFound(_) => ApiError::invalid(
                 "password",
-                "this invitation is for a new account: choose a password",
+                "choose a password: this invitation sets up the account",
             ),
             other => other.into(),
         })?

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Duration;
-use rampart_core::{Email, ErrorCode, MembershipId, Role};
+use rampart_core::{Email, ErrorCode, InvitationId, MembershipId, Role};
 use rampart_store::identity::{NewInvitation, members};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -16,10 +16,6 @@ use crate::auth::mail::Mail;
 use crate::auth::token;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Ctx, JsonBody, PathId};
-
-fn may_handle(holder: Role, role: Role) -> bool {
-    role.permissions().iter().all(|p| holder.can(*p))
-}
 
 fn refuse(holder: Role, role: Role) -> ApiError {
     ApiError::new(
@@ -48,7 +44,7 @@ pub struct InviteBody {
 pub async fn invite(mut ctx: Ctx, JsonBody(body): JsonBody<InviteBody>) -> ApiResult<Response> {
     let email = Email::parse(&body.email).map_err(|e| ApiError::invalid("email", e.to_string()))?;
     let holder = ctx.grant().role();
-    if !may_handle(holder, body.role) {
+    if !holder.covers(body.role) {
         return Err(refuse(holder, body.role));
     }
     let identity = ctx.state().identity().cloned().ok_or_else(|| {
@@ -102,6 +98,26 @@ pub async fn invitations(mut ctx: Ctx) -> ApiResult<Json<Value>> {
     Ok(Json(json!({"data": data, "next_cursor": null})))
 }
 
+/// `DELETE …/invitations/{id}`: revokes an open invitation, so its link stops working; an
+/// accepted, revoked or expired one is 404. Held to the delegation rule on the invited role.
+pub async fn revoke_invitation(
+    mut ctx: Ctx,
+    PathId(id): PathId<InvitationId>,
+) -> ApiResult<StatusCode> {
+    let now = ctx.now();
+    let invitation = members::open_invitation(ctx.tx(), id, now)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let holder = ctx.grant().role();
+    if !holder.covers(invitation.role) {
+        return Err(refuse(holder, invitation.role));
+    }
+    if !members::revoke_invitation(ctx.tx(), id, now).await? {
+        return Err(ApiError::not_found());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `PATCH …/members/{id}` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,10 +135,10 @@ pub async fn update(
     let current = members::get(ctx.tx(), id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    if !may_handle(holder, current.role) {
+    if !holder.covers(current.role) {
         return Err(refuse(holder, current.role));
     }
-    if !may_handle(holder, body.role) {
+    if !holder.covers(body.role) {
         return Err(refuse(holder, body.role));
     }
     let updated = members::set_role(ctx.tx(), id, body.role).await?;
@@ -130,20 +146,32 @@ pub async fn update(
 }
 
 /// `DELETE …/members/{id}`: removes the member and ends their sessions' access here (the
-/// membership is gone, so every later request is refused).
+/// membership is gone, so every later request is refused). The API keys they minted here are
+/// revoked with it, and so are the keys those keys minted: a key acts for whoever made it, and
+/// must not outlive their access. Takes effect at once on this node, within the key-cache TTL
+/// on others (as a revocation does).
 pub async fn remove(mut ctx: Ctx, PathId(id): PathId<MembershipId>) -> ApiResult<StatusCode> {
     let holder = ctx.grant().role();
     let current = members::get(ctx.tx(), id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    if !may_handle(holder, current.role) {
+    if !holder.covers(current.role) {
         return Err(refuse(holder, current.role));
     }
     members::remove(ctx.tx(), id).await?;
+    let now = ctx.now();
+    let revoked =
+        rampart_store::api_keys::revoke_minted_by(ctx.tx(), &current.user_id.to_string(), now)
+            .await?;
+    for hash in revoked {
+        ctx.state().keys().revoke(hash);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `DELETE …/members/{id}/sessions`: ends every session of that member (owners and admins).
+/// `DELETE …/members/{id}/sessions`: ends every current session's access to this workspace for
+/// that member (owners and admins); they sign in again to come back. Their sessions elsewhere
+/// (their other organizations) are not this workspace's to end.
 pub async fn end_sessions(
     mut ctx: Ctx,
     PathId(id): PathId<MembershipId>,
@@ -152,7 +180,7 @@ pub async fn end_sessions(
     let current = members::get(ctx.tx(), id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    if !may_handle(holder, current.role) {
+    if !holder.covers(current.role) {
         return Err(refuse(holder, current.role));
     }
     let now = ctx.now();

@@ -64,6 +64,11 @@ pub const ROUTE_PERMISSIONS: &[(&str, &str, &str)] = &[
     ),
     ("GET", "/v1/workspaces/{ws}/invitations", "members:manage"),
     ("POST", "/v1/workspaces/{ws}/invitations", "members:manage"),
+    (
+        "DELETE",
+        "/v1/workspaces/{ws}/invitations/{id}",
+        "members:manage",
+    ),
 ];
 
 /// README "Roles": `owner` (everything), `admin` (everything but billing management; both

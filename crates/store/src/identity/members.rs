@@ -242,12 +242,59 @@ pub async fn invitations(
     )
 }
 
+/// An open invitation of this workspace: not accepted, revoked or expired at `now`.
+pub async fn open_invitation(
+    tx: &mut TenantTx,
+    invitation: InvitationId,
+    now: DateTime<Utc>,
+) -> Result<Option<Invitation>, StoreError> {
+    let ws = tx.ws();
+    fetch_optional!(
+        &mut tx.conn,
+        "SELECT id, email, role, invited_by, created_at, expires_at FROM invitations \
+         WHERE workspace_id = $1 AND id = $2 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
+        [ws, invitation.to_string(), db_time(now)],
+        |r| {
+            let e = StoreError::from_sqlx;
+            Ok(Invitation {
+                id: id(r.try_get("id").map_err(e)?)?,
+                email: r.try_get("email").map_err(e)?,
+                role: parse_role(r.try_get("role").map_err(e)?)?,
+                invited_by: r.try_get("invited_by").map_err(e)?,
+                created_at: r.try_get("created_at").map_err(e)?,
+                expires_at: r.try_get("expires_at").map_err(e)?,
+            })
+        }
+    )
+}
+
+/// Revokes an open invitation of this workspace (its link stops working); false when there is
+/// no open invitation with that id.
+pub async fn revoke_invitation(
+    tx: &mut TenantTx,
+    invitation: InvitationId,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let ws = tx.ws();
+    let n = execute!(
+        &mut tx.conn,
+        "UPDATE invitations SET revoked_at = $3 WHERE workspace_id = $1 AND id = $2 \
+         AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
+        ws,
+        invitation.to_string(),
+        db_time(now)
+    )
+    .map_err(StoreError::from_sqlx)?;
+    Ok(n == 1)
+}
+
 /// What accepting an invitation produced.
 #[derive(Debug, Clone, Copy)]
 pub struct Accepted {
     /// The user who joined (created if new).
     pub user: UserId,
-    /// Whether the user was created by this acceptance.
+    /// Whether this acceptance set the account's password: a new address, or one whose earlier
+    /// sign-up was never confirmed (and was cleared).
     pub new_user: bool,
     /// The organization.
     pub org: OrgId,
@@ -306,15 +353,28 @@ impl Store {
         )?;
         let (user, new_user) = match existing {
             Some(u) => {
-                // The token proves the address: confirm it if it was not yet.
-                execute!(
+                // The token proves the address. If it was never confirmed, whoever signed up with
+                // it may not own it: their password, second factor and sessions are cleared, and
+                // the password the invitee chooses is the one that counts.
+                let confirmed: bool = fetch_optional!(
                     &mut *c,
-                    "UPDATE users SET email_confirmed_at = COALESCE(email_confirmed_at, $2) WHERE id = $1",
-                    u.to_string(),
-                    now
-                )
-                .map_err(StoreError::from_sqlx)?;
-                (u, false)
+                    "SELECT email_confirmed_at IS NOT NULL AS confirmed FROM users WHERE id = $1",
+                    [u.to_string()],
+                    |r| r
+                        .try_get::<bool, _>("confirmed")
+                        .map_err(StoreError::from_sqlx)
+                )?
+                .unwrap_or(false);
+                if confirmed {
+                    (u, false)
+                } else {
+                    let Some(hash) = new_password_hash else {
+                        return Err(StoreError::NotFound("password for the new account"));
+                    };
+                    super::users::replace_unconfirmed(&mut *c, u, Some(hash), name, Some(now), now)
+                        .await?;
+                    (u, true)
+                }
             }
             None => {
                 let Some(hash) = new_password_hash else {
@@ -354,7 +414,11 @@ impl Store {
     }
 }
 
-/// Ends every session of the user behind `member` (an admin action), in this transaction.
+/// Ends the access to this workspace of every session the user behind `member` holds now (an
+/// admin action), in this transaction: those sessions no longer count as this membership, so
+/// the person signs in again to come back. Their sessions themselves, and their access to other
+/// workspaces, stay: a workspace admin's authority ends at the workspace. Returns how many live
+/// sessions lost their access here.
 pub async fn end_sessions(
     tx: &mut TenantTx,
     member: MembershipId,
@@ -363,5 +427,57 @@ pub async fn end_sessions(
     let current = get(tx, member)
         .await?
         .ok_or(StoreError::NotFound("member"))?;
-    super::sessions::end_all_on(&mut tx.conn, current.user_id, None, "ended_by_admin", now).await
+    let now = db_time(now);
+    let ws = tx.ws();
+    execute!(
+        &mut tx.conn,
+        "UPDATE memberships SET sessions_revoked_before = $3 WHERE workspace_id = $1 AND id = $2",
+        ws,
+        member.to_string(),
+        now
+    )
+    .map_err(StoreError::from_sqlx)?;
+    let n = fetch_optional!(
+        &mut tx.conn,
+        "SELECT COUNT(*) AS n FROM sessions WHERE user_id = $1 AND ended_at IS NULL \
+         AND created_at <= $2 AND idle_expires_at > $2 AND absolute_expires_at > $2",
+        [current.user_id.to_string(), now],
+        |r| r.try_get::<i64, _>("n").map_err(StoreError::from_sqlx)
+    )?
+    .unwrap_or(0);
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+impl Store {
+    /// A signed-in user's membership of a workspace, as a session created at
+    /// `session_created_at` holds it: none when an admin ended that session's access there
+    /// (the session is older than the membership's `sessions_revoked_before`).
+    pub async fn session_membership(
+        &self,
+        user: UserId,
+        workspace: WorkspaceId,
+        session_created_at: DateTime<Utc>,
+    ) -> Result<Option<rampart_core::Membership>, StoreError> {
+        let mut c = self.platform(false).await?;
+        fetch_optional!(
+            &mut c,
+            "SELECT m.role, w.org_id, o.plan FROM memberships m \
+             JOIN workspaces w ON w.id = m.workspace_id JOIN organizations o ON o.id = w.org_id \
+             WHERE m.user_id = $1 AND m.workspace_id = $2 \
+             AND (m.sessions_revoked_before IS NULL OR m.sessions_revoked_before < $3)",
+            [
+                user.to_string(),
+                workspace.to_string(),
+                db_time(session_created_at)
+            ],
+            |r| Ok(rampart_core::Membership {
+                org: id(r.try_get("org_id").map_err(StoreError::from_sqlx)?)?,
+                workspace,
+                role: parse_role(r.try_get("role").map_err(StoreError::from_sqlx)?)?,
+                plan: crate::platform::parse_plan(
+                    r.try_get("plan").map_err(StoreError::from_sqlx)?
+                )?,
+            })
+        )
+    }
 }

@@ -12,6 +12,7 @@ pub mod tokens;
 pub mod users;
 
 pub use members::{Accepted, Invitation, Member, NewInvitation};
+pub use second_factor::{SecondFactorClaim, SecondFactorFailure, backoff};
 pub use sessions::{NewSession, SessionRecord, SessionStage};
 pub use tokens::TokenPurpose;
-pub use users::{SignupOutcome, UserAuth};
+pub use users::{LockScope, SigninClaim, SignupOutcome, UserAuth};

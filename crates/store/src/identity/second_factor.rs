@@ -1,6 +1,7 @@
 //! The second factor: the TOTP secret (stored only in the encrypted form the caller hands in),
-//! the last accepted time step (replay protection, advanced atomically) and backup codes
-//! (hashes; each usable once).
+//! the last accepted time step (replay protection, advanced atomically), backup codes (hashes;
+//! each usable once), and the failure counts that stop guessing: every code presented is
+//! counted before it is checked, on its pending session and on its person.
 
 use chrono::{DateTime, Utc};
 use rampart_core::UserId;
@@ -34,7 +35,200 @@ async fn replace_codes(
     Ok(())
 }
 
+/// Whether a presented second-factor code may be checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactorClaim {
+    /// Counted; check it. The person's failures, this one included.
+    Counted(i64),
+    /// The pending session has used up its attempts (it is ended now); nothing was checked.
+    SessionExhausted,
+    /// The person's second factor is locked until then; nothing was checked.
+    Locked(DateTime<Utc>),
+}
+
+/// What a wrong code led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondFactorFailure {
+    /// The pending session has no attempts left and was ended.
+    pub session_ended: bool,
+    /// This failure locked the person's second factor until then (exactly one caller per lock).
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+/// How long the `locks`-th lock in a row lasts (counting from 0): `base`, doubled each time, at
+/// most `max`.
+pub fn backoff(base: chrono::Duration, max: chrono::Duration, locks: i64) -> chrono::Duration {
+    let doublings = u32::try_from(locks.clamp(0, 30)).unwrap_or(30);
+    base.checked_mul(1 << doublings)
+        .map_or(max, |d| d.min(max))
+        .max(base.min(max))
+}
+
 impl Store {
+    /// Counts a second-factor attempt before its code is checked: on the pending `session`
+    /// (refused once `session_max` are counted; the session then ends) and on `user` (refused
+    /// while locked, or once `user_max` are counted; an expired lock is cleared and counting
+    /// restarts). Conditional updates, so parallel attempts never check more codes than allowed.
+    pub async fn claim_second_factor_attempt(
+        &self,
+        session: rampart_core::SessionId,
+        user: UserId,
+        session_max: u32,
+        user_max: u32,
+        now: DateTime<Utc>,
+    ) -> Result<SecondFactorClaim, StoreError> {
+        let now = db_time(now);
+        let mut c = self.platform(true).await?;
+        let counted = fetch_optional!(
+            &mut c,
+            "UPDATE sessions SET second_factor_failures = second_factor_failures + 1 \
+             WHERE id = $1 AND user_id = $2 AND ended_at IS NULL AND stage = 'second_factor' \
+             AND second_factor_failures < $3 RETURNING second_factor_failures",
+            [
+                session.to_string(),
+                user.to_string(),
+                i64::from(session_max)
+            ],
+            |r| r
+                .try_get::<i64, _>("second_factor_failures")
+                .map_err(StoreError::from_sqlx)
+        )?;
+        if counted.is_none() {
+            execute!(
+                &mut c,
+                "UPDATE sessions SET ended_at = $2, end_reason = 'second_factor_failures' \
+                 WHERE id = $1 AND ended_at IS NULL",
+                session.to_string(),
+                now
+            )
+            .map_err(StoreError::from_sqlx)?;
+            c.commit().await?;
+            return Ok(SecondFactorClaim::SessionExhausted);
+        }
+        let claimed = fetch_optional!(
+            &mut c,
+            "UPDATE users SET \
+               second_factor_failures = CASE WHEN second_factor_locked_until IS NOT NULL \
+                 AND second_factor_locked_until <= $2 THEN 1 ELSE second_factor_failures + 1 END, \
+               second_factor_locked_until = CASE WHEN second_factor_locked_until IS NOT NULL \
+                 AND second_factor_locked_until <= $2 THEN NULL ELSE second_factor_locked_until END \
+             WHERE id = $1 AND ((second_factor_locked_until IS NOT NULL AND second_factor_locked_until <= $2) \
+               OR (second_factor_locked_until IS NULL AND second_factor_failures < $3)) \
+             RETURNING second_factor_failures",
+            [user.to_string(), now, i64::from(user_max)],
+            |r| r
+                .try_get::<i64, _>("second_factor_failures")
+                .map_err(StoreError::from_sqlx)
+        )?;
+        let outcome = match claimed {
+            Some(n) => SecondFactorClaim::Counted(n),
+            None => {
+                let until = fetch_optional!(
+                    &mut c,
+                    "SELECT second_factor_locked_until FROM users WHERE id = $1",
+                    [user.to_string()],
+                    |r| r
+                        .try_get::<Option<DateTime<Utc>>, _>("second_factor_locked_until")
+                        .map_err(StoreError::from_sqlx)
+                )?
+                .flatten();
+                // At the count but not yet locked: a parallel failure is about to lock it.
+                SecondFactorClaim::Locked(until.unwrap_or(now))
+            }
+        };
+        c.commit().await?;
+        Ok(outcome)
+    }
+
+    /// After a wrong code: ends the pending session once it has `session_max` failures, and
+    /// locks `user`'s second factor once they have `user_max` (for `backoff` of the locks in a
+    /// row so far). Exactly one caller per lock is told it locked.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn second_factor_failed(
+        &self,
+        session: rampart_core::SessionId,
+        user: UserId,
+        session_max: u32,
+        user_max: u32,
+        base: chrono::Duration,
+        max: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<SecondFactorFailure, StoreError> {
+        let now = db_time(now);
+        let mut c = self.platform(true).await?;
+        let session_ended = execute!(
+            &mut c,
+            "UPDATE sessions SET ended_at = $2, end_reason = 'second_factor_failures' \
+             WHERE id = $1 AND ended_at IS NULL AND second_factor_failures >= $3",
+            session.to_string(),
+            now,
+            i64::from(session_max)
+        )
+        .map_err(StoreError::from_sqlx)?
+            == 1;
+        let locks = fetch_optional!(
+            &mut c,
+            "SELECT second_factor_locks FROM users WHERE id = $1",
+            [user.to_string()],
+            |r| r
+                .try_get::<i64, _>("second_factor_locks")
+                .map_err(StoreError::from_sqlx)
+        )?
+        .unwrap_or(0);
+        let until = db_time(now + backoff(base, max, locks));
+        let locked = execute!(
+            &mut c,
+            "UPDATE users SET second_factor_locked_until = $2, second_factor_locks = second_factor_locks + 1 \
+             WHERE id = $1 AND second_factor_locked_until IS NULL AND second_factor_failures >= $3",
+            user.to_string(),
+            until,
+            i64::from(user_max)
+        )
+        .map_err(StoreError::from_sqlx)?
+            == 1;
+        c.commit().await?;
+        Ok(SecondFactorFailure {
+            session_ended,
+            locked_until: locked.then_some(until),
+        })
+    }
+
+    /// The second factor passed: the person's count, lock and backoff start again.
+    pub async fn second_factor_passed(&self, user: UserId) -> Result<(), StoreError> {
+        let mut c = self.platform(true).await?;
+        execute!(
+            &mut c,
+            "UPDATE users SET second_factor_failures = 0, second_factor_locked_until = NULL, \
+             second_factor_locks = 0 WHERE id = $1",
+            user.to_string()
+        )
+        .map_err(StoreError::from_sqlx)?;
+        c.commit().await
+    }
+
+    /// Whether to mail the owner about a second-factor lock now: true at most once per `every`
+    /// (a lock kept up by an attacker must not become a mail bomb).
+    pub async fn claim_second_factor_lock_mail(
+        &self,
+        user: UserId,
+        every: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = db_time(now);
+        let mut c = self.platform(true).await?;
+        let n = execute!(
+            &mut c,
+            "UPDATE users SET second_factor_lock_mailed_at = $2 WHERE id = $1 \
+             AND (second_factor_lock_mailed_at IS NULL OR second_factor_lock_mailed_at <= $3)",
+            user.to_string(),
+            now,
+            now - every
+        )
+        .map_err(StoreError::from_sqlx)?;
+        c.commit().await?;
+        Ok(n == 1)
+    }
+
     /// Stores an encrypted TOTP secret awaiting its first valid code; replaces any earlier
     /// pending one. The active secret, if any, is untouched until confirmation.
     pub async fn set_pending_totp(
@@ -186,5 +380,22 @@ impl Store {
             |r| r.try_get::<i64, _>("n").map_err(StoreError::from_sqlx)
         )?;
         Ok(n.unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use chrono::Duration;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let (base, max) = (Duration::minutes(15), Duration::hours(24));
+        assert_eq!(backoff(base, max, 0), Duration::minutes(15));
+        assert_eq!(backoff(base, max, 1), Duration::minutes(30));
+        assert_eq!(backoff(base, max, 6), Duration::minutes(960));
+        assert_eq!(backoff(base, max, 7), Duration::hours(24));
+        assert_eq!(backoff(base, max, 1_000), Duration::hours(24));
+        assert_eq!(backoff(base, max, -3), Duration::minutes(15));
     }
 }

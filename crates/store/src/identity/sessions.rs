@@ -85,6 +85,11 @@ pub struct SessionRecord {
     pub client_ip: Option<String>,
     /// Browser at sign-in.
     pub user_agent: Option<String>,
+    /// The person has no second factor but an organization of theirs requires one: the
+    /// session reaches only what enrolling needs (read with the session, so it follows the
+    /// policy and the enrolment at once).
+    #[serde(skip)]
+    pub two_factor_required: bool,
 }
 
 const COLUMNS: &str = "id, user_id, stage, csrf_hash, second_factor_failures, created_at, \
@@ -106,6 +111,7 @@ macro_rules! session {
             absolute_expires_at: r.try_get("absolute_expires_at").map_err(e)?,
             client_ip: r.try_get("client_ip").map_err(e)?,
             user_agent: r.try_get("user_agent").map_err(e)?,
+            two_factor_required: false,
         })
     }};
 }
@@ -182,13 +188,22 @@ impl Store {
         fetch_optional!(
             &mut c,
             sqlx::AssertSqlSafe(format!(
-                "SELECT s.{} FROM sessions s JOIN users u ON u.id = s.user_id \
+                "SELECT s.{}, (u.totp_enabled_at IS NULL AND EXISTS (SELECT 1 FROM memberships m \
+                   JOIN workspaces w ON w.id = m.workspace_id JOIN organizations o ON o.id = w.org_id \
+                   WHERE m.user_id = s.user_id AND o.require_2fa = TRUE)) AS two_factor_required \
+                 FROM sessions s JOIN users u ON u.id = s.user_id \
                  WHERE s.token_hash = $1 AND s.ended_at IS NULL AND s.idle_expires_at > $2 \
                  AND s.absolute_expires_at > $2 AND u.disabled_at IS NULL",
                 COLUMNS.replace(", ", ", s.")
             )),
             [token_hash, db_time(now)],
-            |r| session!(r)
+            |r| {
+                let mut record = session!(r)?;
+                record.two_factor_required = r
+                    .try_get::<bool, _>("two_factor_required")
+                    .map_err(StoreError::from_sqlx)?;
+                Ok(record)
+            }
         )
     }
 
@@ -264,29 +279,5 @@ impl Store {
             [user.to_string(), db_time(now)],
             |r| session!(r)
         )
-    }
-
-    /// Counts one failed second-factor code on a pending session; at `max` the session ends.
-    /// Returns the failures counted so far.
-    pub async fn second_factor_failed(
-        &self,
-        session: SessionId,
-        max: u32,
-        now: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
-        let mut c = self.platform(true).await?;
-        let n = fetch_optional!(
-            &mut c,
-            "UPDATE sessions SET second_factor_failures = second_factor_failures + 1, \
-             ended_at = CASE WHEN second_factor_failures + 1 >= $2 THEN $3 ELSE ended_at END, \
-             end_reason = CASE WHEN second_factor_failures + 1 >= $2 THEN 'second_factor_failures' ELSE end_reason END \
-             WHERE id = $1 AND ended_at IS NULL RETURNING second_factor_failures",
-            [session.to_string(), i64::from(max), db_time(now)],
-            |r| r
-                .try_get::<i64, _>("second_factor_failures")
-                .map_err(StoreError::from_sqlx)
-        )?;
-        c.commit().await?;
-        Ok(n.unwrap_or(i64::from(max)))
     }
 }

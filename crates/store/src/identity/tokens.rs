@@ -31,12 +31,14 @@ impl TokenPurpose {
 
 impl Store {
     /// Stores a token hash for `user`; earlier unused tokens of the same purpose stop working,
-    /// so only the newest link mailed is valid.
+    /// so only the newest link mailed is valid. With `browser_hash`, the token can be consumed
+    /// only by a request presenting the browser nonce with that hash.
     pub async fn create_auth_token(
         &self,
         user: UserId,
         purpose: TokenPurpose,
         token_hash: &str,
+        browser_hash: Option<&str>,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<AuthTokenId, StoreError> {
@@ -53,32 +55,42 @@ impl Store {
         let tid = AuthTokenId::generate();
         execute!(
             &mut c,
-            "INSERT INTO auth_tokens (id, user_id, purpose, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO auth_tokens (id, user_id, purpose, token_hash, created_at, expires_at, browser_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             tid.to_string(),
             user.to_string(),
             purpose.as_str(),
             token_hash,
             now,
-            db_time(expires_at)
+            db_time(expires_at),
+            browser_hash
         )
         .map_err(StoreError::from_sqlx)?;
         c.commit().await?;
         Ok(tid)
     }
 
-    /// Uses up the token if it is of this purpose, unused and unexpired; returns its user.
+    /// Uses up the token if it is of this purpose, unused, unexpired and, when it is bound to a
+    /// browser, presented with that browser's nonce (`browser_hash`); returns its user. A token
+    /// presented without its browser is left unused.
     pub async fn consume_auth_token(
         &self,
         purpose: TokenPurpose,
         token_hash: &str,
+        browser_hash: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Option<UserId>, StoreError> {
         let mut c = self.platform(true).await?;
         let user = fetch_optional!(
             &mut c,
             "UPDATE auth_tokens SET used_at = $3 WHERE token_hash = $1 AND purpose = $2 \
-             AND used_at IS NULL AND expires_at > $3 RETURNING user_id",
-            [token_hash, purpose.as_str(), db_time(now)],
+             AND used_at IS NULL AND expires_at > $3 \
+             AND (browser_hash IS NULL OR browser_hash = $4) RETURNING user_id",
+            [
+                token_hash,
+                purpose.as_str(),
+                db_time(now),
+                browser_hash.unwrap_or_default()
+            ],
             |r| id::<UserId>(r.try_get("user_id").map_err(StoreError::from_sqlx)?)
         )?;
         c.commit().await?;

@@ -40,6 +40,34 @@ impl UserAuth {
     }
 }
 
+/// Where a sign-in lock applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockScope {
+    /// One source (a client IP or IPv6 /64) for this account.
+    Source,
+    /// The account, from everywhere (the backstop).
+    Account,
+}
+
+impl LockScope {
+    /// `source` or `account`, for events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockScope::Source => "source",
+            LockScope::Account => "account",
+        }
+    }
+}
+
+/// Whether a password may be evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigninClaim {
+    /// Counted; evaluate it.
+    Counted,
+    /// Refused unevaluated: locked (or at the count) for this scope.
+    Locked(LockScope),
+}
+
 /// What sign-up did.
 #[derive(Debug, Clone, Copy)]
 pub enum SignupOutcome {
@@ -52,8 +80,51 @@ pub enum SignupOutcome {
         /// Its first workspace.
         workspace: WorkspaceId,
     },
-    /// The email already belongs to a user; nothing was changed.
+    /// The email already belongs to a confirmed user; nothing was changed.
     Existing(UserId),
+    /// The email belonged to a user who never confirmed it: that sign-up was replaced by this
+    /// one (password, name), its second factor and sessions cleared. Whoever signed up first
+    /// may not have owned the address, so only a link mailed for this sign-up confirms it.
+    Replaced(UserId),
+}
+
+/// Clears what an unconfirmed sign-up may have set (its password, becoming `password_hash`,
+/// second factor, backup codes, sessions and failure counters), marks the address confirmed
+/// when `confirm` is given, and optionally renames the user. Only while the address is
+/// unconfirmed; true when it was (and so was cleared).
+pub(crate) async fn replace_unconfirmed(
+    c: &mut crate::conn::Conn,
+    user: UserId,
+    password_hash: Option<&str>,
+    name: Option<&str>,
+    confirm: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let n = execute!(
+        &mut *c,
+        "UPDATE users SET password_hash = $2, name = COALESCE($3, name), email_confirmed_at = $4, \
+         totp_secret = NULL, totp_pending_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL, \
+         failed_signins = 0, locked_until = NULL, signin_locks = 0 \
+         WHERE id = $1 AND email_confirmed_at IS NULL",
+        user.to_string(),
+        password_hash,
+        name,
+        confirm.map(db_time)
+    )
+    .map_err(StoreError::from_sqlx)?;
+    if n == 0 {
+        return Ok(false);
+    }
+    for table in ["backup_codes", "signin_failures"] {
+        execute!(
+            &mut *c,
+            sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE user_id = $1")),
+            user.to_string()
+        )
+        .map_err(StoreError::from_sqlx)?;
+    }
+    super::sessions::end_all_on(c, user, None, "address_claimed", db_time(now)).await?;
+    Ok(true)
 }
 
 const USER_COLUMNS: &str = "id, email, name, password_hash, email_confirmed_at, disabled_at, \
@@ -104,6 +175,11 @@ impl Store {
             |r| id(r.try_get("id").map_err(StoreError::from_sqlx)?)
         )?;
         if let Some(user) = existing {
+            if replace_unconfirmed(&mut c, user, Some(password_hash), Some(name), None, now).await?
+            {
+                c.commit().await?;
+                return Ok(SignupOutcome::Replaced(user));
+            }
             return Ok(SignupOutcome::Existing(user));
         }
         let user = UserId::generate();
@@ -159,19 +235,48 @@ impl Store {
         )
     }
 
-    /// Reserves one sign-in attempt before the password is evaluated: the counter goes up
-    /// atomically, so parallel attempts can never evaluate more than `max` passwords between
-    /// a success and a lock. A lock that has expired is cleared here and counting restarts.
-    /// Returns the attempt's number, or `None` when the account is locked or `max` attempts
-    /// are already counted.
+    /// Reserves one password attempt on `user` from `source` before the password is evaluated:
+    /// counted atomically on the (account, source) pair and on the account, so parallel
+    /// attempts never evaluate more passwords than either allows. A source is refused once
+    /// `source_max` are counted since its last success or while it is locked; the account,
+    /// once `account_max` are counted from all sources together or while it is locked. An
+    /// expired lock is cleared here and its count restarts (the backoff remembers it).
     pub async fn claim_signin_attempt(
         &self,
         user: UserId,
-        max: u32,
+        source: &str,
+        source_max: u32,
+        account_max: u32,
         now: DateTime<Utc>,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<SigninClaim, StoreError> {
         let now = db_time(now);
         let mut c = self.platform(true).await?;
+        let counted = fetch_optional!(
+            &mut c,
+            "INSERT INTO signin_failures (user_id, source, failures, locks, updated_at) VALUES ($1, $2, 1, 0, $3) \
+             ON CONFLICT (user_id, source) DO UPDATE SET \
+               failures = CASE WHEN signin_failures.locked_until IS NOT NULL AND signin_failures.locked_until <= $3 \
+                 THEN 1 ELSE signin_failures.failures + 1 END, \
+               locked_until = CASE WHEN signin_failures.locked_until IS NOT NULL AND signin_failures.locked_until <= $3 \
+                 THEN NULL ELSE signin_failures.locked_until END, \
+               updated_at = $3 \
+             WHERE (signin_failures.locked_until IS NOT NULL AND signin_failures.locked_until <= $3) \
+               OR (signin_failures.locked_until IS NULL AND signin_failures.failures < $4) \
+             RETURNING failures",
+            [
+                user.to_string(),
+                source.to_owned(),
+                now,
+                i64::from(source_max)
+            ],
+            |r| r
+                .try_get::<i64, _>("failures")
+                .map_err(StoreError::from_sqlx)
+        )?;
+        if counted.is_none() {
+            c.commit().await?;
+            return Ok(SigninClaim::Locked(LockScope::Source));
+        }
         let claimed = fetch_optional!(
             &mut c,
             "UPDATE users SET \
@@ -180,46 +285,124 @@ impl Store {
              WHERE id = $1 AND ( (locked_until IS NOT NULL AND locked_until <= $2) \
                   OR (locked_until IS NULL AND failed_signins < $3) ) \
              RETURNING failed_signins",
-            [user.to_string(), now, i64::from(max)],
+            [user.to_string(), now, i64::from(account_max)],
             |r| r
                 .try_get::<i64, _>("failed_signins")
                 .map_err(StoreError::from_sqlx)
         )?;
         c.commit().await?;
-        Ok(claimed)
+        Ok(match claimed {
+            Some(_) => SigninClaim::Counted,
+            None => SigninClaim::Locked(LockScope::Account),
+        })
     }
 
-    /// After a failed evaluation: locks the account until `until` if `max` attempts are now
-    /// counted and it is not locked yet. True for exactly one caller per lock.
-    pub async fn lock_if_exhausted(
+    /// After a wrong password: locks the source once it has `source_max` failures, and the
+    /// account once it has `account_max`, each for `backoff` of its locks in a row so far.
+    /// Exactly one caller per lock is told of it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn signin_failed(
         &self,
         user: UserId,
-        max: u32,
-        until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+        source: &str,
+        source_max: u32,
+        account_max: u32,
+        base: chrono::Duration,
+        max: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(LockScope, DateTime<Utc>)>, StoreError> {
+        let now = db_time(now);
         let mut c = self.platform(true).await?;
-        let n = execute!(
+        let locks: i64 = fetch_optional!(
             &mut c,
-            "UPDATE users SET locked_until = $2 WHERE id = $1 AND locked_until IS NULL AND failed_signins >= $3",
+            "SELECT locks FROM signin_failures WHERE user_id = $1 AND source = $2",
+            [user.to_string(), source.to_owned()],
+            |r| r.try_get::<i64, _>("locks").map_err(StoreError::from_sqlx)
+        )?
+        .unwrap_or(0);
+        let until = db_time(now + super::second_factor::backoff(base, max, locks));
+        let source_locked = execute!(
+            &mut c,
+            "UPDATE signin_failures SET locked_until = $3, locks = locks + 1 \
+             WHERE user_id = $1 AND source = $2 AND locked_until IS NULL AND failures >= $4",
             user.to_string(),
-            db_time(until),
-            i64::from(max)
+            source,
+            until,
+            i64::from(source_max)
         )
-        .map_err(StoreError::from_sqlx)?;
+        .map_err(StoreError::from_sqlx)?
+            == 1;
+        let account_locks: i64 = fetch_optional!(
+            &mut c,
+            "SELECT signin_locks FROM users WHERE id = $1",
+            [user.to_string()],
+            |r| r
+                .try_get::<i64, _>("signin_locks")
+                .map_err(StoreError::from_sqlx)
+        )?
+        .unwrap_or(0);
+        let account_until = db_time(now + super::second_factor::backoff(base, max, account_locks));
+        let account_locked = execute!(
+            &mut c,
+            "UPDATE users SET locked_until = $2, signin_locks = signin_locks + 1 \
+             WHERE id = $1 AND locked_until IS NULL AND failed_signins >= $3",
+            user.to_string(),
+            account_until,
+            i64::from(account_max)
+        )
+        .map_err(StoreError::from_sqlx)?
+            == 1;
         c.commit().await?;
-        Ok(n == 1)
+        Ok(if account_locked {
+            Some((LockScope::Account, account_until))
+        } else if source_locked {
+            Some((LockScope::Source, until))
+        } else {
+            None
+        })
     }
 
-    /// After a successful sign-in: the counter starts again from zero.
-    pub async fn reset_signin_attempts(&self, user: UserId) -> Result<(), StoreError> {
+    /// After a correct password from `source`: that source's count and backoff, and the
+    /// account's count, start again. Other sources keep theirs. An account-wide lock in force
+    /// stays (only time, a reset or the operator lifts it).
+    pub async fn signin_succeeded(&self, user: UserId, source: &str) -> Result<(), StoreError> {
         let mut c = self.platform(true).await?;
         execute!(
             &mut c,
-            "UPDATE users SET failed_signins = 0 WHERE id = $1 AND locked_until IS NULL",
+            "DELETE FROM signin_failures WHERE user_id = $1 AND source = $2",
+            user.to_string(),
+            source
+        )
+        .map_err(StoreError::from_sqlx)?;
+        execute!(
+            &mut c,
+            "UPDATE users SET failed_signins = 0, signin_locks = 0 WHERE id = $1 AND locked_until IS NULL",
             user.to_string()
         )
         .map_err(StoreError::from_sqlx)?;
         c.commit().await
+    }
+
+    /// Whether to mail the owner about a sign-in lock now: true at most once per `every`.
+    pub async fn claim_lock_mail(
+        &self,
+        user: UserId,
+        every: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = db_time(now);
+        let mut c = self.platform(true).await?;
+        let n = execute!(
+            &mut c,
+            "UPDATE users SET lock_mailed_at = $2 WHERE id = $1 \
+             AND (lock_mailed_at IS NULL OR lock_mailed_at <= $3)",
+            user.to_string(),
+            now,
+            now - every
+        )
+        .map_err(StoreError::from_sqlx)?;
+        c.commit().await?;
+        Ok(n == 1)
     }
 
     /// Replaces the password hash if it is still `old` (a re-hash on sign-in must not undo a
@@ -257,14 +440,39 @@ impl Store {
         let mut c = self.platform(true).await?;
         execute!(
             &mut c,
-            "UPDATE users SET password_hash = $2, failed_signins = 0, locked_until = NULL WHERE id = $1",
+            "UPDATE users SET password_hash = $2, failed_signins = 0, locked_until = NULL, signin_locks = 0 WHERE id = $1",
             user.to_string(),
             hash
+        )
+        .map_err(StoreError::from_sqlx)?;
+        // Guesses at the old password say nothing about the new one.
+        execute!(
+            &mut c,
+            "DELETE FROM signin_failures WHERE user_id = $1",
+            user.to_string()
         )
         .map_err(StoreError::from_sqlx)?;
         let ended = super::sessions::end_all_on(&mut c, user, keep, reason, now).await?;
         c.commit().await?;
         Ok(ended)
+    }
+
+    /// The address is proven by something other than its sign-up's own link (a magic link, a
+    /// password reset, an invitation): if it was never confirmed, whatever the sign-up set is
+    /// cleared first (its password, replaced by `password_hash`; second factor; sessions), since
+    /// whoever signed up may not own the address. Then it is marked confirmed. True when an
+    /// unconfirmed sign-up was cleared.
+    pub async fn confirm_by_other_proof(
+        &self,
+        user: UserId,
+        password_hash: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.platform(true).await?;
+        let cleared =
+            replace_unconfirmed(&mut c, user, password_hash, None, Some(now), now).await?;
+        c.commit().await?;
+        Ok(cleared)
     }
 
     /// Marks the user's email confirmed (idempotent).
