@@ -64,7 +64,21 @@ const BODY_LIMIT: usize = 1024 * 1024;
 /// are in limits.rs).
 fn generous(s: rampart::AppState) -> rampart::AppState {
     let lots = 1_000_000_000;
-    s.with_limits(
+    // The run sends wrong passwords and codes by the thousand from one address: locks would
+    // shut the run's own people out (their counting has tests of its own in identity.rs).
+    let identity = s.identity().unwrap().clone();
+    let mut settings = identity.settings().clone();
+    settings.lockout_threshold = 1_000_000;
+    settings.lockout_account_threshold = 1_000_000;
+    settings.second_factor_max_failures = 1_000_000;
+    settings.second_factor_user_max_failures = 1_000_000;
+    let identity = rampart::auth::Identity::new(
+        settings,
+        identity.hasher().clone(),
+        identity.mailer().clone(),
+        identity.public_url(),
+    );
+    s.with_identity(identity).with_limits(
         std::sync::Arc::new(rampart_guard::Limiter::local()),
         rampart::http::limits::LimitSettings {
             rates: rampart::config::RateLimitSettings {
@@ -2437,8 +2451,18 @@ async fn run_case(
     report: &mut Report,
 ) {
     let counted = case.spec.mutates && matches!(case.spec.scope, Scope::Tenant | Scope::User);
+    // Only the world's own organizations are counted. A fuzzed sign-up makes organizations of
+    // its own, and reset and magic-link requests do their work after answering (issue 32,
+    // finding 8), so such an organization's ledger can gain an event while a later request is
+    // being counted.
+    let ours = |counts: Counts| -> Counts {
+        counts
+            .into_iter()
+            .filter(|(org, _)| world.org_names.contains_key(org))
+            .collect()
+    };
     let before = if counted {
-        Some(ledgers.counts().await)
+        Some(ours(ledgers.counts().await))
     } else {
         None
     };
@@ -2449,7 +2473,7 @@ async fn run_case(
     }
     if let (Some(before), Ok(expected)) = (before, expected_ledger(world, &case, &o)) {
         report.counted += 1;
-        let after = ledgers.counts().await;
+        let after = ours(ledgers.counts().await);
         if let Some(detail) = ledger_violation(&before, &after, expected.as_deref(), &|org| {
             world.label(org)
         }) {

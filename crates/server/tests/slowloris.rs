@@ -304,7 +304,10 @@ fn greedy_addresses_are_shed_before_descriptors_run_out_and_others_are_served() 
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     // Idle connections stay open for the whole test unless refused.
-    let env = [("RAMPART_HTTP__HEADER_READ_TIMEOUT_SECS", "600")];
+    let env = [
+        ("RAMPART_HTTP__HEADER_READ_TIMEOUT_SECS", "600"),
+        ("RAMPART_HTTP__KEEP_ALIVE_TIMEOUT_SECS", "600"),
+    ];
     // A soft limit of 128 that the server raises to the hard limit, 256, at start.
     let server = start_limited(&data, &env, Some((128, 256)));
     let addr = server.addr.clone();
@@ -320,8 +323,16 @@ fn greedy_addresses_are_shed_before_descriptors_run_out_and_others_are_served() 
 
     // One address takes its 40 and then asks for 300 more: far past the 256 descriptors the
     // process may open, had they been accepted.
+    // Each is answered once, so the server has accepted all 40 before the next connection is
+    // made (a connect completes in the kernel's backlog, before the server accepts it: without
+    // this, the 41st could be accepted ahead of one of them), and then kept alive.
     let held: Vec<TcpStream> = (0..per_ip)
-        .map(|_| connect_from("127.0.0.1", &addr))
+        .map(|_| {
+            let mut sock = connect_from("127.0.0.1", &addr);
+            write!(sock, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            assert_eq!(read_response(&mut sock).map(|(s, _)| s), Some(200));
+            sock
+        })
         .collect();
     for _ in 0..300 {
         assert_eq!(health_from("127.0.0.1", &addr), None, "over its cap");
