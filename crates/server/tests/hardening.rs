@@ -222,9 +222,25 @@ async fn a_refused_request_is_recorded_whatever_its_path_holds(app: TestApp) {
         let (status, _, envelope) = error_of(app.delete(&path, &org.owner_key).await).await;
         assert_eq!(status, 400, "{path}: {envelope}");
     }
+    // Segments that do not decode to UTF-8, and a workspace id that does not parse: still
+    // refused in the envelope, and recorded in the caller's own ledger.
+    for (path, status) in [
+        (format!("/v1/workspaces/{}/contacts/ct_%FF", org.ws), 400),
+        ("/v1/workspaces/ws_%FF/contacts/ct_x".to_owned(), 400),
+        ("/v1/workspaces/not-a-workspace/contacts".to_owned(), 400),
+        (format!("/v1/workspaces/{}/credentials/%C0%80", org.ws), 404),
+    ] {
+        let r = app
+            .req(Method::DELETE, &path, &org.owner_key)
+            .send()
+            .await
+            .unwrap();
+        let (got, _, envelope) = error_of(r).await;
+        assert_eq!(got, status, "{path}: {envelope}");
+    }
     let events = ledger(&app, &org.org.to_string()).await;
     let new = &events[before..];
-    assert_eq!(new.len(), 6, "one event per refused request: {new:?}");
+    assert_eq!(new.len(), 10, "one event per refused request: {new:?}");
     assert_eq!(
         new[0]["target"], "ct_\u{FFFD}",
         "the NUL is kept visibly, not dropped"
@@ -235,7 +251,13 @@ async fn a_refused_request_is_recorded_whatever_its_path_holds(app: TestApp) {
         cut.chars().count() <= 257 && cut.ends_with('\u{2026}'),
         "{cut}"
     );
-    assert!(new.iter().all(|e| e["status"] == 400));
+    let statuses: Vec<&Value> = new.iter().map(|e| &e["status"]).collect();
+    assert_eq!(statuses[..9], [&json!(400); 9], "{new:?}");
+    assert_eq!(
+        statuses[9],
+        &json!(404),
+        "a provider no segment can name: {new:?}"
+    );
 }
 
 async fn an_event_that_cannot_be_written_fails_the_request_closed(app: TestApp) {

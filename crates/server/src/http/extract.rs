@@ -159,9 +159,12 @@ impl<S: Send + Sync, T: FromStr<Err = IdError>> FromRequestParts<S> for PathId<T
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // axum refuses the whole map when one segment does not decode to UTF-8.
         let params = RawPathParams::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::internal())?;
+            .map_err(|_| {
+                ApiError::bad_request("a path segment is not valid percent-encoded UTF-8")
+            })?;
         let raw = params
             .iter()
             .find(|(k, _)| *k == "id")

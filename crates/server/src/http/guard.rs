@@ -11,8 +11,7 @@ use std::time::Instant;
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -278,32 +277,35 @@ async fn authenticate(
 pub(crate) struct PathIds {
     pub ws: Option<String>,
     pub id: Option<String>,
-    /// A segment did not decode to UTF-8 (`%FF`), so none could be read.
+    /// A parameter segment did not decode to UTF-8 (`%FF`).
     pub undecodable: bool,
 }
 
 impl PathIds {
-    /// The matched path's segments. A segment that does not percent-decode to UTF-8 is not an
-    /// error here: the guard still finds out who sent the request, so that its refusal can be
-    /// recorded like any other, instead of axum answering before the guard runs.
-    async fn of(parts: &mut Parts) -> Self {
-        let Ok(params) = RawPathParams::from_request_parts(parts, &()).await else {
-            return Self {
-                undecodable: true,
-                ..Self::default()
+    /// The parameters of `path` matched by the route `template`, each percent-decoded on its
+    /// own. A segment that does not decode to UTF-8 is not an error here (axum's extractor
+    /// refuses the whole request before the guard runs): the guard still reads the others and
+    /// finds out who sent the request, so that its refusal is recorded like any other.
+    fn of(template: &str, path: &str) -> Self {
+        let mut ids = Self::default();
+        // The router matched `path` to `template`, segment for segment ('/' inside a segment
+        // arrives percent-encoded).
+        for (pattern, raw) in template.split('/').zip(path.split('/')) {
+            let Some(name) = pattern.strip_prefix('{').and_then(|p| p.strip_suffix('}')) else {
+                continue;
             };
-        };
-        let get = |name: &str| {
-            params
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.to_owned())
-        };
-        Self {
-            ws: get("ws"),
-            id: get("id"),
-            undecodable: false,
+            let decoded = percent_encoding::percent_decode_str(raw).decode_utf8();
+            let Ok(value) = decoded else {
+                ids.undecodable = true;
+                continue;
+            };
+            match name {
+                "ws" => ids.ws = Some(value.into_owned()),
+                "id" => ids.id = Some(value.into_owned()),
+                _ => {}
+            }
         }
+        ids
     }
 
     /// The refusal of a path none of whose segments could be read.
@@ -313,10 +315,13 @@ impl PathIds {
 }
 
 fn path_workspace(ids: &PathIds) -> Result<WorkspaceId, ApiError> {
-    if ids.undecodable {
-        return Err(PathIds::undecodable_error());
-    }
-    let raw = ids.ws.as_deref().ok_or_else(ApiError::internal)?;
+    let Some(raw) = ids.ws.as_deref() else {
+        return Err(if ids.undecodable {
+            PathIds::undecodable_error()
+        } else {
+            ApiError::internal()
+        });
+    };
     raw.parse::<WorkspaceId>()
         .map_err(|e| ApiError::bad_request(format!("invalid workspace id in path: {e}")))
 }
@@ -610,9 +615,8 @@ pub async fn guard(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let (mut parts, body) = req.into_parts();
-    let ids = PathIds::of(&mut parts).await;
-    let mut req = Request::from_parts(parts, body);
+    let ids = PathIds::of(spec.path, req.uri().path());
+    let mut req = req;
     req.extensions_mut().insert(BodyLimit(spec.body_limit()));
     let mut response = match spec.scope {
         Scope::Public => 'public: {

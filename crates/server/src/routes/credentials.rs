@@ -29,9 +29,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Provider {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // A segment that does not decode to UTF-8 names no provider either.
         let params = RawPathParams::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::internal())?;
+            .map_err(|_| ApiError::not_found())?;
         let raw = params
             .iter()
             .find(|(k, _)| *k == "provider")
