@@ -2,7 +2,8 @@
 //! Versions 1 to 6 are the same change on both backends, under the same names; from 7 on each
 //! backend numbers its own (PostgreSQL's 7 seals the audit chain inside COMMIT and its 8 lets
 //! only that seal write the chain; SQLite's 7 makes the database refuse an event that does not
-//! follow its chain head). Each is recorded with a SHA-256 of its text: a migration edited after
+//! follow its chain head). From 10 on, a change has the same number and file name on both
+//! (10: the job queue). Each is recorded with a SHA-256 of its text: a migration edited after
 //! it ran, or a database newer than the binary, stops start-up instead of drifting.
 
 use sha2::{Digest, Sha256};
@@ -47,6 +48,11 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         "audit_follow_head",
         include_str!("../migrations/sqlite/0007_audit_follow_head.sql"),
     ),
+    (
+        10,
+        "jobs",
+        include_str!("../migrations/sqlite/0010_jobs.sql"),
+    ),
 ];
 
 /// (version, name, SQL) for PostgreSQL.
@@ -90,6 +96,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         8,
         "audit_sealed_by_owner",
         include_str!("../migrations/postgres/0008_audit_sealed_by_owner.sql"),
+    ),
+    (
+        10,
+        "jobs",
+        include_str!("../migrations/postgres/0010_jobs.sql"),
     ),
 ];
 
