@@ -70,6 +70,15 @@ pub struct Worker {
     registry: Registry,
     settings: WorkerSettings,
     schedules: Vec<Scheduled>,
+    draw: Draw,
+}
+
+/// Where a backoff's jitter comes from: a number in `[0, 1]`.
+type Draw = fn() -> f64;
+
+fn random_draw() -> f64 {
+    use rand::Rng;
+    rand::rng().random_range(0.0..=1.0)
 }
 
 impl std::fmt::Debug for Worker {
@@ -94,7 +103,15 @@ impl Worker {
             registry,
             settings,
             schedules: Vec::new(),
+            draw: random_draw,
         }
+    }
+
+    /// Takes each backoff's jitter from `draw` (a number in `[0, 1]`) instead of the thread's
+    /// random generator: for tests that check the wait a failure gets.
+    pub fn with_jitter(mut self, draw: fn() -> f64) -> Self {
+        self.draw = draw;
+        self
     }
 
     /// Also enqueues `scheduled`'s runs (its kind must be registered to run here, or on
@@ -210,6 +227,7 @@ impl Worker {
             job.clone(),
             work,
             self.settings,
+            self.draw,
         ));
         running.insert(handle.id(), Running { job });
     }
@@ -229,7 +247,14 @@ impl Worker {
             && panicked
         {
             let failure = JobError::retry("the job's code panicked; see the worker's log");
-            record(&self.queue, &job, Err(failure), self.settings.backoff).await;
+            record(
+                &self.queue,
+                &job,
+                Err(failure),
+                self.settings.backoff,
+                self.draw,
+            )
+            .await;
         }
     }
 
@@ -308,6 +333,7 @@ async fn run_job(
     job: ClaimedJob,
     mut work: BoxFuture<Result<(), JobError>>,
     settings: WorkerSettings,
+    draw: Draw,
 ) {
     let beat = (settings.lease / 3).max(Duration::from_millis(10));
     let result = loop {
@@ -327,12 +353,18 @@ async fn run_job(
         }
     };
     drop(work);
-    record(&queue, &job, result, settings.backoff).await;
+    record(&queue, &job, result, settings.backoff, draw).await;
 }
 
 /// Records a run's outcome: done; dead (a permanent failure, or the last attempt); or queued
 /// again after a jittered backoff.
-async fn record(queue: &Queue, job: &ClaimedJob, result: Result<(), JobError>, backoff: Backoff) {
+async fn record(
+    queue: &Queue,
+    job: &ClaimedJob,
+    result: Result<(), JobError>,
+    backoff: Backoff,
+    draw: Draw,
+) {
     let jobs = queue.store().jobs();
     let now = queue.clock().now();
     let written = match result {
@@ -346,7 +378,7 @@ async fn record(queue: &Queue, job: &ClaimedJob, result: Result<(), JobError>, b
                 tracing::warn!(job = %job.id, kind = %job.kind, error = %text, "job is dead; `rampart jobs retry` queues it again");
                 jobs.bury(job.id, &job.lease, now, &text).await
             } else {
-                let wait = backoff.delay_from(job.attempt, &mut rand::rng());
+                let wait = backoff.delay(job.attempt, draw());
                 let at = now + chrono::Duration::from_std(wait).unwrap_or_default();
                 tracing::info!(job = %job.id, kind = %job.kind, error = %text, retry_in_ms = wait.as_millis() as u64, "job failed; will retry");
                 jobs.retry_later(job.id, &job.lease, now, &text, at).await
