@@ -35,6 +35,8 @@ use tokio::sync::{mpsc, watch};
 both_backends!(
     two_workers_never_run_the_same_job_at_once,
     a_killed_workers_job_runs_again_once_its_lease_lapses,
+    a_running_jobs_lease_is_renewed_while_it_runs,
+    a_worker_that_lost_its_lease_cannot_record_an_outcome,
     failures_back_off_then_the_job_is_dead_and_an_operator_requeues_it,
     a_scheduled_slot_enqueued_by_two_nodes_is_stored_and_run_once,
     the_daily_audit_retention_runs_as_a_scheduled_job,
@@ -318,6 +320,111 @@ async fn a_killed_workers_job_runs_again_once_its_lease_lapses(app: TestApp) {
     rescuer.stop().await;
     assert_eq!(job(&app.store, id).await.attempts, 2);
     other.close().await;
+}
+
+/// A job that runs longer than its lease keeps it: its worker renews the lease (every third
+/// of it) from the clock's current time, so once the clock has passed the first lease's end,
+/// the lease ends later still and another node cannot claim the job.
+async fn a_running_jobs_lease_is_renewed_while_it_runs(app: TestApp) {
+    let queue = app.state.jobs().clone();
+    let id = queue.enqueue(&Gate {}).await.unwrap();
+    let (tx, mut started) = mpsc::unbounded_channel();
+    let mut registry = Registry::new();
+    registry.register(GateHandler(tx));
+    let short = WorkerSettings {
+        lease: Duration::from_secs(3),
+        ..settings(1)
+    };
+    let worker = Running::start(Worker::new(queue, registry, short));
+    assert_eq!(next_start(&mut started).await, Some(1));
+    let first_end = job(&app.store, id).await.lease_until.unwrap();
+    app.clock.advance(chrono::Duration::seconds(10));
+    let now = app.clock.now_for_tests();
+    until("the lease was renewed past the clock", || async {
+        job(&app.store, id).await.lease_until.unwrap() > now
+    })
+    .await;
+    assert!(now > first_end);
+    let other = other_node(&app).await;
+    let taken = other
+        .jobs()
+        .claim(
+            &[Gate::KIND],
+            5,
+            now,
+            now + chrono::Duration::minutes(1),
+            "other",
+        )
+        .await
+        .unwrap();
+    assert!(
+        taken.is_empty(),
+        "claimed a job whose worker is alive: {taken:?}"
+    );
+    worker.task.abort();
+    other.close().await;
+}
+
+/// Every write of a run names its lease: once a lapsed lease has passed to another worker, the
+/// first worker can neither renew it nor record an outcome over the run that replaced it. A job
+/// whose lease lapses on its last attempt is dead, saying why.
+async fn a_worker_that_lost_its_lease_cannot_record_an_outcome(app: TestApp) {
+    let queue = app.state.jobs().clone();
+    let jobs = app.store.jobs();
+    let id = queue.enqueue(&Gate {}).await.unwrap();
+    let lease = |now: chrono::DateTime<chrono::Utc>| now + chrono::Duration::minutes(1);
+    let now = app.clock.now_for_tests();
+    assert_eq!(
+        jobs.claim(&[Gate::KIND], 1, now, lease(now), "a")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    app.clock.advance(chrono::Duration::seconds(61));
+    let now = app.clock.now_for_tests();
+    let b = jobs
+        .claim(&[Gate::KIND], 1, now, lease(now), "b")
+        .await
+        .unwrap();
+    assert_eq!((b[0].id, b[0].attempt), (id, 2));
+
+    assert!(!jobs.extend(id, "a", lease(now)).await.unwrap());
+    assert!(!jobs.complete(id, "a", now).await.unwrap());
+    assert!(!jobs.bury(id, "a", now, "late").await.unwrap());
+    assert!(!jobs.release(id, "a", now).await.unwrap());
+    let running = job(&app.store, id).await;
+    assert_eq!((running.state, running.attempts), (JobState::Running, 2));
+    assert!(jobs.complete(id, "b", now).await.unwrap());
+    assert_eq!(job(&app.store, id).await.state, JobState::Done);
+
+    // The last attempt's worker stops: the next claim finds the job dead, not claimable.
+    let last = queue.enqueue(&Gate {}).await.unwrap();
+    for (attempt, token) in [(1, "c"), (2, "d"), (3, "e")] {
+        app.clock.advance(chrono::Duration::seconds(61));
+        let now = app.clock.now_for_tests();
+        let got = jobs
+            .claim(&[Gate::KIND], 1, now, lease(now), token)
+            .await
+            .unwrap();
+        assert_eq!((got[0].id, got[0].attempt), (last, attempt));
+    }
+    app.clock.advance(chrono::Duration::seconds(61));
+    let now = app.clock.now_for_tests();
+    assert!(
+        jobs.claim(&[Gate::KIND], 1, now, lease(now), "f")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let dead = job(&app.store, last).await;
+    assert_eq!(dead.state, JobState::Dead);
+    assert_eq!(
+        dead.last_error.as_deref(),
+        Some(
+            "attempt 3 of 3 did not finish: its worker stopped before the job ended (the lease expired)"
+        )
+    );
 }
 
 // ---- retries, dead letters, the operator's re-queue ---------------------------------------

@@ -315,12 +315,10 @@ const CLAIM_SQLITE: &str = concat!(
      RETURNING id, kind, payload, org_id, workspace_id, user_id, attempts, max_attempts"
 );
 
-/// Whether anything is claimable, read on a reader before a claim takes the writer.
-const ANY_CLAIMABLE_SQLITE: &str = concat!(
-    "SELECT 1 FROM jobs WHERE ",
-    claimable!("$1", "(SELECT value FROM json_each($2))"),
-    " LIMIT 1"
-);
+/// Whether a claim has anything to do, read on a reader before it takes the writer: a job due
+/// of a listed kind, or a lapsed lease of any kind (to claim again, or to bury).
+const ANY_DUE_SQLITE: &str = "SELECT 1 FROM jobs WHERE (state = 'running' AND lease_until <= $1) \
+     OR (state = 'queued' AND run_at <= $1 AND kind IN (SELECT value FROM json_each($2))) LIMIT 1";
 
 /// Claims on PostgreSQL: the rows are locked as they are chosen, and rows another worker's
 /// claim holds are skipped rather than waited for.
@@ -426,7 +424,7 @@ impl Jobs<'_> {
         match &*self.0.0 {
             Backend::Sqlite { readers, .. } => {
                 let kinds = serde_json::to_string(kinds).map_err(corrupt)?;
-                let due: Option<i64> = sqlx::query_scalar(ANY_CLAIMABLE_SQLITE)
+                let due: Option<i64> = sqlx::query_scalar(ANY_DUE_SQLITE)
                     .bind(now)
                     .bind(&kinds)
                     .fetch_optional(readers)
