@@ -217,8 +217,14 @@ impl Worker {
             subject: job.subject,
         };
         let Some(work) = self.registry.start(&job.kind, &job.payload, info) else {
-            // Claims name only registered kinds; a kind the registry lost is given back.
-            tracing::error!(job = %job.id, kind = %job.kind, "claimed a job of a kind this worker does not run");
+            // Claims name only registered kinds, so this does not happen; were it to, the job
+            // goes back for a worker that runs its kind.
+            tracing::error!(job = %job.id, kind = %job.kind, "claimed a job of a kind this worker does not run; releasing it");
+            let queue = self.queue.clone();
+            tasks.spawn(async move {
+                let now = queue.clock().now();
+                let _ = queue.store().jobs().release(job.id, &job.lease, now).await;
+            });
             return;
         };
         tracing::debug!(job = %job.id, kind = %job.kind, attempt = job.attempt, "job started");
