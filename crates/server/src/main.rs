@@ -491,10 +491,8 @@ async fn serve(settings: Settings) -> Result<()> {
         .with_limits(limiter, limits)
         .with_trusted_proxies(settings.trusted_proxy_nets()?)
         .with_identity(identity(&settings)?);
-    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     let worker = if settings.jobs.run_in_serve {
-        let worker = ops::worker::build(&settings, state.jobs().clone())?;
-        Some(tokio::spawn(worker.run(stopping_rx.clone())))
+        Some(ops::worker::build(&settings, state.jobs().clone())?)
     } else {
         tracing::info!("jobs.run_in_serve is false: this node runs no jobs (run `rampart worker`)");
         None
@@ -519,6 +517,9 @@ async fn serve(settings: Settings) -> Result<()> {
         spawn_https_redirect(addr, &settings, local.port(), caps.clone())?;
     }
     tracing::info!(listen = %local, tls = tls.is_some(), database = ?store.kind(), public_url = %settings.public_url(), "rampart is serving");
+    // Started once nothing can fail before serving: a start-up error leaves no claimed job.
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let worker = worker.map(|w| tokio::spawn(w.run(stopping_rx.clone())));
 
     let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
     let signal_handle = handle.clone();
