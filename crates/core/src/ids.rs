@@ -178,6 +178,11 @@ typed_id!(
     AuthTokenId,
     "tok"
 );
+typed_id!(
+    /// A job in the durable queue (`rampart-jobs`).
+    JobId,
+    "job"
+);
 
 #[cfg(test)]
 mod tests {

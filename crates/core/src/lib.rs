@@ -18,8 +18,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use contact::{Email, FieldError, PersonName, Phone, Tag, UsState};
 pub use error::ErrorCode;
 pub use ids::{
-    ApiKeyId, AuthTokenId, ContactId, CredentialId, IdError, InvitationId, MembershipId, OrgId,
-    SessionId, UserId, WorkspaceId,
+    ApiKeyId, AuthTokenId, ContactId, CredentialId, IdError, InvitationId, JobId, MembershipId,
+    OrgId, SessionId, UserId, WorkspaceId,
 };
 pub use plan::Plan;
 pub use principal::{AccessDenied, Actor, AuthMethod, Membership, Principal, TenantGrant};

@@ -86,6 +86,8 @@ pub struct Settings {
     pub auth: crate::auth::AuthSettings,
     /// Connection timeouts and caps (`[http]`, `RAMPART_HTTP__*`).
     pub http: HttpSettings,
+    /// The job queue's worker (`[jobs]`, `RAMPART_JOBS__*`).
+    pub jobs: JobsSettings,
 }
 
 /// Requests per minute, per bucket and subject.
@@ -166,13 +168,84 @@ impl Default for QuotaSettings {
 pub struct AuditSettings {
     /// Days an event is kept; older ones leave behind a checkpoint (daily, and `rampart audit prune`).
     pub retention_days: u32,
+    /// When the daily retention job runs, `HH:MM` UTC.
+    pub retention_at: String,
 }
 
 impl Default for AuditSettings {
     fn default() -> Self {
         Self {
             retention_days: 365,
+            retention_at: "03:00".into(),
         }
+    }
+}
+
+/// The job queue's worker, in `serve` and in `rampart worker`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobsSettings {
+    /// Whether `serve` runs a worker too (`false`: only `rampart worker` nodes run jobs).
+    pub run_in_serve: bool,
+    /// Jobs a worker runs at once.
+    pub concurrency: u32,
+    /// Seconds a claimed job stays leased without news from its worker (renewed every third).
+    pub lease_secs: u64,
+    /// First idle poll delay in milliseconds; it doubles up to `poll_max_ms` while idle.
+    pub poll_min_ms: u64,
+    /// Longest idle poll delay in milliseconds.
+    pub poll_max_ms: u64,
+    /// Longest wait after a job's first failed attempt, in seconds; it doubles per attempt.
+    pub retry_base_secs: u64,
+    /// Longest wait between two attempts, in seconds.
+    pub retry_max_secs: u64,
+    /// Days a done job is kept before it is deleted.
+    pub keep_done_days: u32,
+}
+
+impl Default for JobsSettings {
+    fn default() -> Self {
+        Self {
+            run_in_serve: true,
+            concurrency: 4,
+            lease_secs: 60,
+            poll_min_ms: 200,
+            poll_max_ms: 5_000,
+            retry_base_secs: 10,
+            retry_max_secs: 3_600,
+            keep_done_days: 7,
+        }
+    }
+}
+
+impl JobsSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |what: &str| Err(ConfigError::Invalid(format!("jobs.{what}")));
+        if !(1..=256).contains(&self.concurrency) {
+            return bad("concurrency must be between 1 and 256");
+        }
+        if !(3..=3600).contains(&self.lease_secs) {
+            return bad("lease_secs must be between 3 and 3600");
+        }
+        if !(10..=600_000).contains(&self.poll_min_ms)
+            || !(self.poll_min_ms..=600_000).contains(&self.poll_max_ms)
+        {
+            return bad(
+                "poll_min_ms must be between 10 and 600000, and poll_max_ms between it and 600000",
+            );
+        }
+        if !(1..=86_400).contains(&self.retry_base_secs)
+            || !(self.retry_base_secs..=86_400).contains(&self.retry_max_secs)
+        {
+            return bad(
+                "retry_base_secs must be between 1 and 86400, and retry_max_secs between it and 86400",
+            );
+        }
+        // A scheduled run's dedup key must outlive its day (crates/jobs/src/kinds/prune.rs).
+        if !(2..=3650).contains(&self.keep_done_days) {
+            return bad("keep_done_days must be between 2 and 3650");
+        }
+        Ok(())
     }
 }
 
@@ -208,6 +281,7 @@ impl Default for Settings {
             trusted_proxies: Vec::new(),
             auth: crate::auth::AuthSettings::default(),
             http: HttpSettings::default(),
+            jobs: JobsSettings::default(),
         }
     }
 }
@@ -341,6 +415,9 @@ impl Settings {
             ));
         }
         self.http.validate()?;
+        self.jobs.validate()?;
+        rampart_jobs::Schedule::daily_at(&self.audit.retention_at)
+            .map_err(|e| ConfigError::Invalid(format!("audit.retention_at: {e}")))?;
         self.database()?;
         Ok(())
     }
@@ -543,6 +620,42 @@ mod tests {
         let refused = Settings::load(Some(&file)).unwrap_err().to_string();
         assert!(refused.contains("auth.hash_nice"), "{refused}");
         assert_eq!(Settings::default().auth.hash_nice, 10);
+    }
+
+    /// The job settings: a file sets them, and a value out of range, or a retention time that
+    /// is not HH:MM, stops start-up naming the setting.
+    #[test]
+    fn job_settings_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rampart.toml");
+        std::fs::write(
+            &file,
+            "[jobs]\nrun_in_serve = false\nconcurrency = 2\n[audit]\nretention_at = \"04:30\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file)).unwrap();
+        assert!(!s.jobs.run_in_serve);
+        assert_eq!(s.jobs.concurrency, 2);
+        assert_eq!(s.audit.retention_at, "04:30");
+        assert_eq!(Settings::default().audit.retention_at, "03:00");
+        for (toml, named) in [
+            ("[jobs]\nconcurrency = 0\n", "jobs.concurrency"),
+            ("[jobs]\nlease_secs = 1\n", "jobs.lease_secs"),
+            (
+                "[jobs]\npoll_min_ms = 500\npoll_max_ms = 100\n",
+                "jobs.poll_min_ms",
+            ),
+            (
+                "[jobs]\nretry_base_secs = 60\nretry_max_secs = 30\n",
+                "jobs.retry_base_secs",
+            ),
+            ("[jobs]\nkeep_done_days = 1\n", "jobs.keep_done_days"),
+            ("[audit]\nretention_at = \"3am\"\n", "audit.retention_at"),
+        ] {
+            std::fs::write(&file, toml).unwrap();
+            let refused = Settings::load(Some(&file)).unwrap_err().to_string();
+            assert!(refused.contains(named), "{toml}: {refused}");
+        }
     }
 
     #[test]

@@ -7,19 +7,17 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
+use rampart::cli::operator_event;
 use rampart::config::{Database, Settings, postgres_user};
 use rampart::conn::{self, Caps, Edge, Timeouts};
 use rampart::http::client::OverTls;
 use rampart::http::headers::EdgeSettings;
 use rampart::http::limits::LimitSettings;
 use rampart::{AppState, app, cli as ops, telemetry};
-use rampart_audit::redact_args;
-use rampart_core::{
-    AuthMethod, Clock, Email, OrgId, Plan, Role, SystemClock, TenantGrant, WorkspaceId,
-};
+use rampart_core::{Clock, Email, OrgId, Plan, Role, SystemClock, TenantGrant, WorkspaceId};
 use rampart_crypto::{MasterKey, MasterKeyError, NewApiKey};
 use rampart_guard::{Limiter, RedisFailure};
-use rampart_store::audit::{self, NewEvent};
+use rampart_store::audit;
 use rampart_store::{KeyScope, Mode, PoolSettings, Store, Vault, api_keys};
 use serde_json::json;
 
@@ -78,6 +76,11 @@ enum Command {
     /// Bulk imports from files.
     #[command(subcommand)]
     Import(ImportCmd),
+    /// Run the job worker alone, without the HTTP server (scale-out; `serve` runs one too).
+    Worker,
+    /// The job queue: list jobs, re-queue dead ones.
+    #[command(subcommand)]
+    Jobs(ops::jobs::JobsCmd),
 }
 
 #[derive(Subcommand)]
@@ -112,7 +115,7 @@ enum AuditCmd {
         #[arg(long, value_enum, default_value = "ndjson")]
         format: ExportFormat,
     },
-    /// Apply the retention period now (serve also does it daily).
+    /// Apply the retention period now (the job worker also does it daily).
     Prune {
         #[arg(long)]
         org: Option<OrgId>,
@@ -298,6 +301,21 @@ async fn run() -> Result<()> {
         Command::Import(ImportCmd::Contacts(args)) => {
             rampart::cli::import_contacts::run(&settings, args).await
         }
+        Command::Worker => {
+            migrate(&settings).await?;
+            let store = open(&settings).await?;
+            store.ensure_restricted_role().await?;
+            let result =
+                ops::worker::run(&settings, &store, Arc::new(SystemClock), shutdown_signal()).await;
+            store.close().await;
+            result
+        }
+        Command::Jobs(cmd) => {
+            let store = open_migrated(&settings).await?;
+            let result = ops::jobs::run(&store, cmd).await;
+            store.close().await;
+            result
+        }
         Command::Keys(Keys::RotateMaster(args)) => {
             keys_command(&settings, KeysOrImport::Master(args)).await
         }
@@ -465,7 +483,6 @@ async fn serve(settings: Settings) -> Result<()> {
     tracing::info!(key_id = %master.id(), "master key loaded");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let vault = ops::open_vault(&settings, &store, master, clock.clone()).await?;
-    spawn_retention(store.clone(), clock.clone(), settings.audit.retention_days);
     let state = AppState::new(
         store.clone(),
         vault.clone(),
@@ -488,6 +505,12 @@ async fn serve(settings: Settings) -> Result<()> {
         .with_limits(limiter, limits)
         .with_trusted_proxies(settings.trusted_proxy_nets()?)
         .with_identity(identity(&settings)?);
+    let worker = if settings.jobs.run_in_serve {
+        Some(ops::worker::build(&settings, state.jobs().clone())?)
+    } else {
+        tracing::info!("jobs.run_in_serve is false: this node runs no jobs (run `rampart worker`)");
+        None
+    };
     let app = app::build(state);
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
     let tls = match (&settings.tls_cert, &settings.tls_key) {
@@ -508,10 +531,12 @@ async fn serve(settings: Settings) -> Result<()> {
         spawn_https_redirect(addr, &settings, local.port(), caps.clone())?;
     }
     tracing::info!(listen = %local, tls = tls.is_some(), database = ?store.kind(), public_url = %settings.public_url(), "rampart is serving");
+    // Started once nothing can fail before serving: a start-up error leaves no claimed job.
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let worker = worker.map(|w| tokio::spawn(w.run(stopping_rx.clone())));
 
     let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
     let signal_handle = handle.clone();
-    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
@@ -534,6 +559,21 @@ async fn serve(settings: Settings) -> Result<()> {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace + Duration::from_secs(1)).await;
         } => tracing::warn!("grace period over; exiting with requests still in flight (their transactions roll back)"),
+    }
+    // The worker stopped claiming at the signal; it gives running jobs the same grace and
+    // releases the unfinished ones before it returns.
+    if let Some(worker) = worker {
+        match tokio::time::timeout(grace + Duration::from_secs(5), worker).await {
+            Ok(Ok(drained)) => tracing::info!(
+                finished = drained.finished,
+                released = drained.released.len(),
+                "job worker drained"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "the job worker failed"),
+            Err(_) => tracing::warn!(
+                "the job worker did not stop in time; its unreleased jobs run again once their leases lapse"
+            ),
+        }
     }
     // A request abandoned after the grace period still holds its connection; exiting closes
     // it and the database rolls its transaction back.
@@ -620,11 +660,17 @@ async fn shutdown_signal() {
     }
 }
 
-async fn audit_command(settings: &Settings, cmd: AuditCmd) -> Result<()> {
+/// Opens the store for an operator command, migrating an embedded database first (it may not
+/// exist yet).
+async fn open_migrated(settings: &Settings) -> Result<Store> {
     if matches!(settings.database()?, Database::Sqlite(_)) {
         migrate(settings).await?;
     }
-    let store = open(settings).await?;
+    open(settings).await
+}
+
+async fn audit_command(settings: &Settings, cmd: AuditCmd) -> Result<()> {
+    let store = open_migrated(settings).await?;
     let result = audit_on(&store, settings, cmd).await;
     store.close().await;
     result
@@ -717,32 +763,6 @@ async fn audit_on(store: &Store, settings: &Settings, cmd: AuditCmd) -> Result<(
         }
     }
     Ok(())
-}
-
-/// Applies audit retention to every organization once a day while serving.
-fn spawn_retention(store: Store, clock: Arc<dyn Clock>, days: u32) {
-    tokio::spawn(async move {
-        let mut every_day = tokio::time::interval(Duration::from_secs(24 * 60 * 60));
-        loop {
-            every_day.tick().await;
-            let orgs = match store.org_ids().await {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::warn!(error = %e, "audit retention: could not list organizations");
-                    continue;
-                }
-            };
-            for org in orgs {
-                match rampart_audit::retention::apply(&store, org, days, clock.now()).await {
-                    Ok(Some(cp)) => {
-                        tracing::info!(%org, seq = cp.seq, "audit retention: checkpoint recorded, older events removed")
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, %org, "audit retention failed"),
-                }
-            }
-        }
-    });
 }
 
 /// Opens the store (migrating an embedded database first) and the vault, for operator commands.
@@ -1068,21 +1088,6 @@ async fn user_by_email(store: &Store, email: &str) -> Result<rampart_core::UserI
         .await?
         .ok_or_else(|| anyhow!("no user has the email {}", email.as_str()))?
         .id)
-}
-
-/// The ledger event for an operator's CLI action inside a tenant (arguments redacted).
-fn operator_event(command: &str, action: &str, args: serde_json::Value) -> NewEvent {
-    NewEvent {
-        actor: "operator".to_owned(),
-        auth_method: Some(AuthMethod::Cli.as_str().to_owned()),
-        method: "CLI".to_owned(),
-        path: format!("rampart {command}"),
-        action: action.to_owned(),
-        args: redact_args(args.to_string().as_bytes()),
-        status: 200,
-        request_id: format!("cli_{}", ulid::Ulid::new().to_string().to_ascii_lowercase()),
-        ..NewEvent::default()
-    }
 }
 
 fn non_empty<'a>(value: &'a str, flag: &str) -> Result<&'a str> {

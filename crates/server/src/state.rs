@@ -1,10 +1,11 @@
-//! What every handler can reach: the store, the vault, the clock, the API-key cache and the
-//! settings.
+//! What every handler can reach: the store, the vault, the clock, the API-key cache, the job
+//! queue and the settings.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_core::Clock;
+use rampart_jobs::Queue;
 use rampart_store::{Store, Vault};
 
 use ipnet::IpNet;
@@ -32,6 +33,7 @@ struct Inner {
     trusted_proxies: Arc<Vec<IpNet>>,
     edge_controls: bool,
     identity: Option<Identity>,
+    jobs: Queue,
 }
 
 impl AppState {
@@ -40,6 +42,7 @@ impl AppState {
     /// that bound).
     pub fn new(store: Store, vault: Vault, clock: Arc<dyn Clock>, key_cache_ttl: Duration) -> Self {
         let ttl = key_cache_ttl.min(Duration::from_secs(60));
+        let jobs = Queue::new(store.clone(), clock.clone());
         Self(Arc::new(Inner {
             store,
             vault,
@@ -52,6 +55,7 @@ impl AppState {
             trusted_proxies: Arc::new(Vec::new()),
             edge_controls: true,
             identity: None,
+            jobs,
         }))
     }
 
@@ -70,6 +74,12 @@ impl AppState {
         &*self.0.clock
     }
 
+    /// The durable job queue. A job enqueued here starts at once when this node runs a worker
+    /// (the worker `serve` starts shares its wake-up signal), else at a worker's next poll.
+    pub fn jobs(&self) -> &Queue {
+        &self.0.jobs
+    }
+
     /// The same state with the mutation guard (audit ledger, idempotency) switched off. Exists
     /// only so `bench/` can measure what the guard costs; nothing in the server calls it, and
     /// no configuration reaches it.
@@ -80,6 +90,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let keys = Arc::new(KeyCache::new(Duration::from_secs(30)));
+        let jobs = Queue::new(store.clone(), clock.clone());
         Self(Arc::new(Inner {
             store,
             vault,
@@ -92,6 +103,7 @@ impl AppState {
             trusted_proxies: Arc::new(Vec::new()),
             edge_controls: true,
             identity: None,
+            jobs,
         }))
     }
 

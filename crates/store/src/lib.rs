@@ -25,6 +25,7 @@ pub mod contacts;
 pub mod credentials;
 pub mod idempotency;
 pub mod identity;
+pub mod jobs;
 pub mod snapshot;
 pub mod vault;
 pub mod versions;

@@ -2,9 +2,10 @@
 //! Versions 1 to 6 are the same change on both backends, under the same names; from 7 on each
 //! backend numbers its own (PostgreSQL's 7 seals the audit chain inside COMMIT and its 8 lets
 //! only that seal write the chain; SQLite's 7 makes the database refuse an event that does not
-//! follow its chain head). Version 9 is the same change on both again (identity hardening;
-//! SQLite has no 8). Each is recorded with a SHA-256 of its text: a migration edited after
-//! it ran, or a database newer than the binary, stops start-up instead of drifting.
+//! follow its chain head). From 9 on, a change has the same number and file name on both (9:
+//! identity hardening; 10: the job queue; SQLite has no 8). Each is recorded with a SHA-256 of
+//! its text: a migration edited after it ran, or a database newer than the binary, stops
+//! start-up instead of drifting.
 
 use sha2::{Digest, Sha256};
 use sqlx::{PgPool, SqlitePool};
@@ -52,6 +53,11 @@ pub const MIGRATIONS_SQLITE: &[(i64, &str, &str)] = &[
         9,
         "identity_hardening",
         include_str!("../migrations/sqlite/0009_identity_hardening.sql"),
+    ),
+    (
+        10,
+        "jobs",
+        include_str!("../migrations/sqlite/0010_jobs.sql"),
     ),
 ];
 
@@ -101,6 +107,11 @@ pub const MIGRATIONS_POSTGRES: &[(i64, &str, &str)] = &[
         9,
         "identity_hardening",
         include_str!("../migrations/postgres/0009_identity_hardening.sql"),
+    ),
+    (
+        10,
+        "jobs",
+        include_str!("../migrations/postgres/0010_jobs.sql"),
     ),
 ];
 

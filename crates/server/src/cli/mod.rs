@@ -1,5 +1,6 @@
 //! Operator commands that live outside `main.rs`: key management, organization deletion,
-//! imports, encrypted backups and verified restores; `main.rs` only parses and dispatches.
+//! imports, encrypted backups and verified restores, the job queue (`jobs`) and its worker
+//! (`worker`); `main.rs` only parses and dispatches.
 //!
 //! Backup and restore files are sync I/O (the `age` crate streams through `std::io`); the async
 //! commands run that part on a blocking thread.
@@ -8,17 +9,20 @@ pub mod backup;
 pub mod identity;
 pub mod import;
 pub mod import_contacts;
+pub mod jobs;
 pub mod keys;
 pub mod org;
 pub mod restore;
+pub mod worker;
 
 mod files;
 
 use crate::config::{Database, Settings};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use rampart_core::Clock;
+use rampart_core::{AuthMethod, Clock};
 use rampart_crypto::MasterKey;
+use rampart_store::audit::NewEvent;
 use rampart_store::{Keyring, Store, Vault, keyring_path_for};
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -151,5 +155,20 @@ fn emit(json: bool, value: serde_json::Value, text: String) {
         println!("{value}");
     } else {
         println!("{text}");
+    }
+}
+
+/// The ledger event for an operator's CLI action inside a tenant (arguments redacted).
+pub fn operator_event(command: &str, action: &str, args: serde_json::Value) -> NewEvent {
+    NewEvent {
+        actor: "operator".to_owned(),
+        auth_method: Some(AuthMethod::Cli.as_str().to_owned()),
+        method: "CLI".to_owned(),
+        path: format!("rampart {command}"),
+        action: action.to_owned(),
+        args: rampart_audit::redact_args(args.to_string().as_bytes()),
+        status: 200,
+        request_id: format!("cli_{}", ulid::Ulid::new().to_string().to_ascii_lowercase()),
+        ..NewEvent::default()
     }
 }
