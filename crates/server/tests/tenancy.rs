@@ -189,7 +189,10 @@ async fn postgres_row_level_security_is_forced_and_fails_closed() {
     .fetch_all(&admin)
     .await
     .unwrap();
-    let platform = ["memberships"];
+    // Platform tables that name a workspace without holding its data: memberships (who may
+    // enter which workspace, read before one is bound) and jobs (claimed across every
+    // organization before any workspace is bound; payloads carry ids only, migration 0010).
+    let platform = ["memberships", "jobs"];
     let tenant: Vec<_> = tables
         .iter()
         .filter(|(t, _, _)| !platform.contains(&t.as_str()))
