@@ -451,7 +451,11 @@ fn age_tool() -> Option<()> {
     if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
         panic!("CI is set but the `age` tool is missing (apt-get install age)");
     }
-    eprintln!("SKIPPED: the standard `age` tool is not installed (apt-get install age)");
+    // On the real standard error (not `eprintln!`, which the harness hides for a passing test).
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        b"SKIPPED in backup: the tests against the standard `age` tool; apt-get install age to run them\n",
+    );
     None
 }
 

@@ -175,7 +175,7 @@ fn chromium() -> Option<&'static str> {
         if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
             panic!("CI must install Debian's chromium for the CSP test");
         }
-        eprintln!("SKIPPED: chromium is not installed (apt-get install chromium)");
+        common::announce_skip("the browser tests", "apt-get install chromium to run them");
     }
     found
 }

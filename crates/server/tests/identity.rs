@@ -1869,7 +1869,7 @@ async fn mail_goes_through_a_real_smtp_server() {
         .is_ok_and(|s| s.success());
     if !available {
         assert!(!ci, "CI must install aiosmtpd (pip install aiosmtpd)");
-        eprintln!("SKIPPED (SMTP): pip install aiosmtpd to run this test");
+        common::announce_skip("the SMTP tests", "pip install aiosmtpd to run them");
         return;
     }
     let port = {
@@ -1957,7 +1957,10 @@ fn pyotp_code(uri: &str, unix_time: i64) -> Option<String> {
         // The same rule as every other peer: a skip is said out loud, and never allowed in CI.
         let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
         assert!(!ci, "CI must install python3 and pyotp: {why}");
-        eprintln!("SKIPPED (TOTP peer): pip install pyotp to run this test ({why})");
+        common::announce_skip(
+            "the TOTP peer tests",
+            &format!("pip install pyotp to run them ({why})"),
+        );
         None
     };
     let out = match std::process::Command::new("python3")

@@ -104,7 +104,10 @@ fn peers_available() -> bool {
                 "CI: the TLS link test needs root, PostgreSQL's initdb, runuser and redis-server"
             );
         }
-        eprintln!("SKIPPED (TLS links): needs root, PostgreSQL's initdb, runuser and redis-server");
+        common::announce_skip(
+            "the TLS link tests",
+            "they need root, PostgreSQL's initdb, runuser and redis-server",
+        );
     }
     ok
 }

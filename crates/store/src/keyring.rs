@@ -4,7 +4,6 @@
 //! Rows hold only wrapped keys ([`WrappedKey`]), each labelled with the master key that
 //! wrapped it. A destroyed scope is remembered, so no key is ever made for it again.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -81,16 +80,7 @@ impl Keyring {
     /// [`keyring_path_for`]). Deleted keys are overwritten in the file (`secure_delete`).
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
         // Create the file private before SQLite does; its -wal and -shm take the same mode.
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(StoreError::Keyring(e.to_string())),
-        }
+        crate::private_file::create(path).map_err(|e| StoreError::Keyring(e.to_string()))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .journal_mode(SqliteJournalMode::Wal)

@@ -16,6 +16,7 @@ mod ledger_scan;
 mod lifecycle;
 mod migrate;
 mod platform;
+mod private_file;
 mod tenant;
 mod writer;
 
@@ -130,6 +131,9 @@ impl Store {
     /// [`sqlite_connect_options`]: one writer connection and a read-only reader pool.
     pub async fn open_sqlite(path: &Path, settings: PoolSettings) -> Result<Self, StoreError> {
         let base = sqlite_connect_options(path);
+        // Contacts and the ledger are as private as the keyring beside them.
+        crate::private_file::create(path)
+            .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(settings.acquire_timeout)

@@ -186,7 +186,7 @@ pub async fn run(settings: &Settings, args: BackupArgs) -> Result<()> {
         snapshot_bytes,
         to,
     } = written;
-    crate::cli::emit(
+    crate::cli::output::emit(
         args.json,
         json!({"out": args.out, "kind": kind, "bytes": bytes, "sha256": sha256,
                "snapshot_bytes": snapshot_bytes, "encrypted_to": to}),

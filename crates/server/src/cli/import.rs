@@ -15,11 +15,36 @@ use rampart_store::credentials::{self, COLUMN, PROVIDERS, TABLE};
 use rampart_store::{KeyScope, Mode, Store, Vault};
 use serde_json::{Value, json};
 
+use super::open::{close, open_with_vault};
+use super::operator_event;
+use super::output::emit;
+use crate::config::Settings;
+use rampart_core::{Clock, SystemClock};
+
 /// What `rampart import` reads.
 #[derive(Debug, clap::Subcommand)]
 pub enum Import {
-    /// Provider credentials encrypted with Fernet.
+    /// Provider credentials encrypted with Fernet by another system, re-sealed under the
+    /// organization's data key.
     Credentials(ImportCredentials),
+    /// Contacts from CSV (name,email,phone,us_state,tags), validated row by row.
+    Contacts(super::import_contacts::ImportContactsArgs),
+}
+
+/// Runs one import.
+pub async fn run(settings: &Settings, cmd: Import) -> Result<()> {
+    match cmd {
+        Import::Contacts(args) => super::import_contacts::run(settings, args).await,
+        Import::Credentials(args) => {
+            let (store, vault) = open_with_vault(settings).await?;
+            let event = operator_event("import credentials", "credential.import", json!({}));
+            let result = credentials(&store, &vault, &args, SystemClock.now(), event).await;
+            close(store, vault).await;
+            let value = result?;
+            emit(args.json, value.clone(), value.to_string());
+            Ok(())
+        }
+    }
 }
 
 /// Arguments of `import credentials`.

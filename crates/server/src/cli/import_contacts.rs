@@ -29,7 +29,7 @@ use rampart_core::{
 };
 use rampart_store::audit::{self, NewEvent};
 use rampart_store::contacts::{self, NewContact, PreparedContact};
-use rampart_store::{BackendKind, Mode, PoolSettings, Store, TenantTx};
+use rampart_store::{BackendKind, Mode, Store, TenantTx};
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -197,22 +197,15 @@ struct Parsed {
 
 /// Runs `rampart import contacts`.
 pub async fn run(settings: &Settings, args: ImportContactsArgs) -> Result<()> {
-    let pool = PoolSettings {
-        max_connections: settings.database_max_connections,
-        ..PoolSettings::default()
-    };
-    let store = match settings.database()? {
-        Database::Sqlite(path) => {
-            if !path.is_file() {
-                bail!(
-                    "no database at {}: run `rampart migrate` and create the workspace first",
-                    path.display()
-                );
-            }
-            Store::open_sqlite(&path, pool).await?
-        }
-        Database::Postgres(url) => Store::connect_postgres(&url, pool).await?,
-    };
+    if let Database::Sqlite(path) = settings.database()?
+        && !path.is_file()
+    {
+        bail!(
+            "no database at {}: run `rampart migrate` and create the workspace first",
+            path.display()
+        );
+    }
+    let store = super::open::open(settings).await?;
     let result = import(&store, &args).await;
     store.close().await;
     let summary = result?;

@@ -12,7 +12,8 @@ use rampart_jobs::{JobRecord, JobState, Queue, QueueError};
 use rampart_store::StoreError;
 use serde_json::json;
 
-use super::{emit, operator_event};
+use super::operator_event;
+use super::output::emit;
 
 /// `rampart jobs …`.
 #[derive(Debug, clap::Subcommand)]

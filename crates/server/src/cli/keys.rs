@@ -1,9 +1,10 @@
-//! `rampart keys rotate-master` and `rampart keys rotate-org`. Both are resumable: a master
+//! `rampart keys`: `init` writes a new master key; `rotate-master` and `rotate-org` are
+//! resumable: a master
 //! rotation rewraps only rows still labelled with another master key; a data key rotation
 //! continues with the newest version when an older one is still present.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -11,6 +12,60 @@ use rampart_core::OrgId;
 use rampart_crypto::{MasterKey, rewrap_dek};
 use rampart_store::{KeyScope, Store, Vault};
 use serde_json::{Value, json};
+
+use super::open::{close, ensure_private_dir, open_with_vault};
+use super::output::{JsonFlag, emit};
+use crate::config::Settings;
+
+/// The master-key subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCmd {
+    /// Write a new master key file (mode 0600); never overwrites.
+    Init(JsonFlag),
+    /// Rewrap every data key under a new master key (resumable).
+    RotateMaster(RotateMaster),
+    /// Give an organization a new data key and re-encrypt its fields (resumable).
+    RotateOrg(RotateOrg),
+}
+
+/// Runs one master-key subcommand.
+pub async fn run(settings: &Settings, cmd: KeysCmd) -> Result<()> {
+    let (json, result) = match cmd {
+        KeysCmd::Init(out) => {
+            let path = settings.master_key_path();
+            ensure_private_dir(path.parent().unwrap_or(Path::new(".")))?;
+            let key = MasterKey::generate_file(&path)?;
+            emit(
+                out.json,
+                json!({"path": path, "key_id": key.id()}),
+                format!(
+                    "wrote master key {} to {}; back it up somewhere other than this machine",
+                    key.id(),
+                    path.display()
+                ),
+            );
+            return Ok(());
+        }
+        KeysCmd::RotateMaster(args) => {
+            let (store, vault) = open_with_vault(settings).await?;
+            let result = match MasterKey::load_file(&args.new_key_file) {
+                Ok(new) => rotate_master(&vault, &new, &mut std::io::stderr()).await,
+                Err(e) => Err(e.into()),
+            };
+            close(store, vault).await;
+            (args.json, result)
+        }
+        KeysCmd::RotateOrg(args) => {
+            let (store, vault) = open_with_vault(settings).await?;
+            let result = rotate_org(&store, &vault, &args, &mut std::io::stderr()).await;
+            close(store, vault).await;
+            (args.json, result)
+        }
+    };
+    let value = result?;
+    emit(json, value.clone(), value.to_string());
+    Ok(())
+}
 
 /// Arguments of `keys rotate-master`.
 #[derive(Debug, clap::Args)]

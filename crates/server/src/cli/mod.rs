@@ -1,18 +1,23 @@
-//! Operator commands that live outside `main.rs`: key management, organization deletion,
-//! imports, encrypted backups and verified restores, the job queue (`jobs`) and its worker
-//! (`worker`); `main.rs` only parses and dispatches.
+//! Every command of the `rampart` binary, one module each: `serve`, `admin`, `audit`, `keys`,
+//! `import`, `backup` / `restore`, `jobs` and `worker`; `open` opens what they work on and
+//! `output` prints their results. `main.rs` only parses and dispatches.
 //!
 //! Backup and restore files are sync I/O (the `age` crate streams through `std::io`); the async
 //! commands run that part on a blocking thread.
 
+pub mod admin;
+pub mod audit;
 pub mod backup;
 pub mod identity;
 pub mod import;
 pub mod import_contacts;
 pub mod jobs;
 pub mod keys;
+pub mod open;
 pub mod org;
+pub mod output;
 pub mod restore;
+pub mod serve;
 pub mod worker;
 
 mod files;
@@ -146,15 +151,6 @@ async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
             s.recv().await;
         }
         None => std::future::pending::<()>().await,
-    }
-}
-
-/// Prints `value` as one JSON line, or `text`.
-fn emit(json: bool, value: serde_json::Value, text: String) {
-    if json {
-        println!("{value}");
-    } else {
-        println!("{text}");
     }
 }
 

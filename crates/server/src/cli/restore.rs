@@ -358,7 +358,7 @@ pub async fn run(args: RestoreArgs) -> Result<()> {
         "\nstart it with RAMPART_DATA_DIR={} and the install's master key (RAMPART_MASTER_KEY_FILE)",
         dir.display()
     ));
-    super::emit(
+    super::output::emit(
         args.json,
         json!({"database": db, "bytes": data.0, "backup_sha256": data.1, "migrations": migrations,
                "organizations": orgs, "events": events,

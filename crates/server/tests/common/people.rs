@@ -455,7 +455,7 @@ impl SmtpPeer {
             .is_ok_and(|s| s.success());
         if !available {
             assert!(!ci, "CI must install aiosmtpd (pip install aiosmtpd)");
-            eprintln!("SKIPPED (SMTP): pip install aiosmtpd to run this test");
+            super::announce_skip("the SMTP tests", "pip install aiosmtpd to run them");
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
