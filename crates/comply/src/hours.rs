@@ -87,17 +87,20 @@ fn transitions(tz: Tz, from: DateTime<Utc>, to: DateTime<Utc>, out: &mut Vec<Dat
         let hi = lo.checked_add_signed(step).unwrap_or(to).min(to);
         let hi_off = offset_secs(tz, hi);
         if hi_off != lo_off {
-            // Bisect (lo has the old offset, hi the new) down to one second.
-            let (mut a, mut b) = (lo, hi);
-            while b.signed_duration_since(a) > Duration::seconds(1) {
-                let mid = a + (b.signed_duration_since(a) / 2);
-                if offset_secs(tz, mid) == lo_off {
-                    a = mid;
-                } else {
-                    b = mid;
+            // Bisect in whole seconds (lo has the old offset, hi the new): transitions fall on
+            // whole seconds.
+            let (mut a, mut b) = (lo.timestamp(), hi.timestamp());
+            while b - a > 1 {
+                let mid = a + (b - a) / 2;
+                match DateTime::from_timestamp(mid, 0) {
+                    Some(t) if offset_secs(tz, t) == lo_off => a = mid,
+                    Some(_) => b = mid,
+                    None => break,
                 }
             }
-            out.push(b);
+            if let Some(t) = DateTime::from_timestamp(b, 0) {
+                out.push(t);
+            }
         }
         if hi <= lo {
             break;
