@@ -1,7 +1,8 @@
 //! Inbound SMS keywords: opt-out, help and opt-in words, matched on the whole message.
 //!
 //! A message is a keyword when, after trimming whitespace (and invisible format characters such
-//! as a zero-width space or a byte-order mark) from both ends, dropping trailing punctuation,
+//! as a zero-width space or a byte-order mark) from both ends, dropping trailing punctuation
+//! (and leading punctuation too, so that `"STOP"` in quotes and `¿STOP?` still opt out),
 //! folding ASCII case and reading any run of spaces, hyphens or underscores between two words as
 //! one space, it is exactly one of the words below. "Stop!", " stop ", "STOP." and "Opt-Out"
 //! are keywords; "please stop", "stop it" and "stopp" are not (a person may still be asking to
@@ -56,7 +57,7 @@ fn is_invisible(c: char) -> bool {
         )
 }
 
-fn is_trailing_punctuation(c: char) -> bool {
+fn is_punctuation(c: char) -> bool {
     c.is_ascii_punctuation()
         || matches!(
             c,
@@ -77,9 +78,7 @@ fn is_trailing_punctuation(c: char) -> bool {
 
 /// The keyword the whole message is, if any.
 pub fn classify(body: &str) -> Option<Keyword> {
-    let body = body
-        .trim_matches(is_invisible)
-        .trim_end_matches(|c| is_trailing_punctuation(c) || is_invisible(c));
+    let body = body.trim_matches(|c| is_punctuation(c) || is_invisible(c));
     if body.is_empty() || body.len() > MAX_LEN {
         return None;
     }
