@@ -1,6 +1,8 @@
 //! `decide` beyond calling hours: every non-time reason, all reasons listed, deny over defer,
 //! the campaign window (with DST gaps and overlaps), warnings and the wire shape.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use chrono::{Duration, NaiveTime, Weekday};

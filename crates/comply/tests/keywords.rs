@@ -1,5 +1,7 @@
 //! Inbound SMS keywords: whole message, trimmed, any case, trailing punctuation ignored.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use rampart_comply::keyword::{Keyword, classify};
 
 #[test]

@@ -1,6 +1,8 @@
 //! The calling-hours table as operator data: the built-in file parses, a replacement is
 //! validated whole, and a valid replacement changes decisions.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;
@@ -41,9 +43,11 @@ fn the_builtin_table_parses_and_says_where_it_comes_from() {
     );
 }
 
+type Edit = Box<dyn FnOnce(&mut Value)>;
+
 #[test]
 fn malformed_values_are_refused_with_a_clear_error() {
-    let cases: Vec<(Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|v| state_mut(v, "CT")["weekday"] = "25:00-26:00".into()),
             "state CT, weekday \"25:00-26:00\": start is not a time",
