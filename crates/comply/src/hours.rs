@@ -12,7 +12,9 @@
 //! in order, and returns the first at which everything holds. A local time that does not exist
 //! (inside a spring-forward gap) is reached at the transition instant, which is tried.
 
-use chrono::{DateTime, Datelike, Days, Duration, NaiveDate, NaiveDateTime, NaiveTime, Offset};
+use chrono::{
+    DateTime, Datelike, Days, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset,
+};
 use chrono::{TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::{OffsetComponents, Tz};
 
@@ -29,18 +31,17 @@ enum Clock {
 }
 
 impl Clock {
-    fn local(self, at: DateTime<Utc>) -> NaiveDateTime {
-        match self {
-            Clock::Wall(tz) => at.with_timezone(&tz).naive_local(),
-            Clock::Standard(tz) => {
-                let base = tz
-                    .offset_from_utc_datetime(&at.naive_utc())
-                    .base_utc_offset();
-                at.naive_utc()
-                    .checked_add_signed(base)
-                    .unwrap_or(at.naive_utc())
+    /// The clock's reading at `at`; `None` past the ends of chrono's calendar (no decision can
+    /// be made there, so the caller treats it as outside every window).
+    fn local(self, at: DateTime<Utc>) -> Option<NaiveDateTime> {
+        let offset = self.tz().offset_from_utc_datetime(&at.naive_utc());
+        let shift = match self {
+            Clock::Wall(_) => offset.fix(),
+            Clock::Standard(_) => {
+                FixedOffset::east_opt(i32::try_from(offset.base_utc_offset().num_seconds()).ok()?)?
             }
-        }
+        };
+        at.naive_utc().checked_add_offset(shift)
     }
 
     /// The instants at which this clock reads `local`.
@@ -121,6 +122,9 @@ fn day_name(day: Weekday) -> &'static str {
         _ => "weekdays",
     }
 }
+
+/// The message for an instant whose local time chrono cannot represent.
+const OUT_OF_RANGE: &str = "the recipient's local time is outside the supported calendar";
 
 /// Calling hours for a phone channel.
 #[derive(Debug, Clone, Copy)]
@@ -204,13 +208,20 @@ impl Plan<'_> {
         };
         if let Some(calling) = self.calling {
             for &tz in &self.zones {
-                let local = Clock::Wall(tz).local(at);
+                let Some(local) = Clock::Wall(tz).local(at) else {
+                    blocks.quiet = Some(OUT_OF_RANGE.to_owned());
+                    break;
+                };
                 let secs = local.num_seconds_from_midnight();
                 let mut block = calling.state.and_then(|rule| {
                     state_block(rule, local).or_else(|| {
-                        rule.standard_time
-                            .then(|| state_block(rule, Clock::Standard(tz).local(at)))
-                            .flatten()
+                        if !rule.standard_time {
+                            return None;
+                        }
+                        let Some(standard) = Clock::Standard(tz).local(at) else {
+                            return Some(OUT_OF_RANGE.to_owned());
+                        };
+                        state_block(rule, standard)
                             .map(|m| format!("{m} (the state's rule is read in standard time)"))
                     })
                 });
@@ -228,8 +239,9 @@ impl Plan<'_> {
         }
         if let Some((window, clock)) = self.campaign {
             let ok = |tz: Tz| {
-                let local = Clock::Wall(tz).local(at);
-                window.contains(local.weekday(), local.num_seconds_from_midnight())
+                Clock::Wall(tz).local(at).is_some_and(|local| {
+                    window.contains(local.weekday(), local.num_seconds_from_midnight())
+                })
             };
             let inside = match clock {
                 CampaignClock::Own(tz) => ok(tz),
@@ -296,7 +308,8 @@ impl Plan<'_> {
         for clock in self.clocks() {
             let Some(first) = at
                 .checked_sub_signed(Duration::days(1))
-                .map(|t| clock.local(t).date())
+                .and_then(|t| clock.local(t))
+                .map(|t| t.date())
             else {
                 continue;
             };

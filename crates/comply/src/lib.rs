@@ -35,6 +35,8 @@
 //! table ([`CallingRules`]), shipped as data (`data/calling_windows.json`) that an operator can
 //! replace.
 
+#![deny(missing_docs)]
+
 mod decision;
 mod facts;
 pub mod holidays;

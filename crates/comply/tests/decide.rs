@@ -545,3 +545,28 @@ fn facts_read_from_json() {
         ]
     );
 }
+
+#[test]
+fn the_ends_of_time_do_not_panic() {
+    use chrono::{DateTime, Utc};
+    let c = SendingContext {
+        campaign_window: Some(window(&[Weekday::Sun], (23, 0), (1, 0), None)),
+        ..ctx()
+    };
+    for at in [
+        DateTime::<Utc>::MIN_UTC,
+        DateTime::<Utc>::MIN_UTC + Duration::days(1),
+        DateTime::<Utc>::MAX_UTC - Duration::days(3),
+        DateTime::<Utc>::MAX_UTC,
+    ] {
+        for tz in ["America/New_York", "Pacific/Chatham"] {
+            let f = reachable(Some("AL"), Some(tz), noon());
+            for channel in Channel::ALL {
+                let d = decide(&f, channel, at, &c);
+                assert_eq!(d.reasons().is_empty(), d.is_allowed());
+                let d = decide(&f, channel, at, &ctx());
+                assert_eq!(d.reasons().is_empty(), d.is_allowed());
+            }
+        }
+    }
+}

@@ -311,6 +311,22 @@ proptest! {
     }
 
     #[test]
+    fn any_instant_chrono_can_hold_is_decided_without_panicking(
+        c in reachable_case(),
+        secs in (DateTime::<Utc>::MIN_UTC.timestamp()..=DateTime::<Utc>::MAX_UTC.timestamp()),
+    ) {
+        let at = DateTime::from_timestamp(secs, 0).unwrap();
+        let ctx = SendingContext {
+            rules: rules(),
+            email_requires_consent: c.email_requires_consent,
+            sender_10dlc: c.ten_dlc,
+            campaign_window: c.window,
+        };
+        let d = decide(&c.facts, c.channel, at, &ctx);
+        prop_assert_eq!(d.reasons().is_empty(), d.is_allowed());
+    }
+
+    #[test]
     fn classify_and_from_json_never_panic(s in "\\PC{0,80}") {
         let _ = keyword::classify(&s);
         let _ = rampart_comply::CallingRules::from_json(&s);
