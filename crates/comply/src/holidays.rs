@@ -135,6 +135,21 @@ pub fn observed(date: NaiveDate) -> NaiveDate {
 /// The federal holiday that `date` is, either as the holiday's own date or as its observed day
 /// (see the module docs). `None` on an ordinary day.
 pub fn federal_holiday_on(date: NaiveDate) -> Option<FederalHoliday> {
+    // A superset of the days that can be a holiday or an observed day, so most days are
+    // answered without computing the calendar.
+    let (day, monday) = (date.day(), date.weekday() == Weekday::Mon);
+    let possible = match date.month() {
+        1 => day <= 2 || monday,
+        2 | 5 | 9 | 10 => monday,
+        6 => (18..=20).contains(&day),
+        7 => (3..=5).contains(&day),
+        11 => (10..=12).contains(&day) || date.weekday() == Weekday::Thu,
+        12 => (24..=26).contains(&day) || day == 31,
+        _ => false,
+    };
+    if !possible {
+        return None;
+    }
     // The observed day of next year's New Year's Day can be December 31 of this year.
     for year in [date.year(), date.year().saturating_add(1)] {
         for (day, holiday) in federal_holidays(year) {

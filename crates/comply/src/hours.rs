@@ -13,7 +13,7 @@
 //! (inside a spring-forward gap) is reached at the transition instant, which is tried.
 
 use chrono::{
-    DateTime, Datelike, Days, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset,
+    DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset,
 };
 use chrono::{TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::{OffsetComponents, Tz};
@@ -303,34 +303,53 @@ impl Plan<'_> {
         starts.sort_unstable();
         starts.dedup();
 
-        let days = u64::try_from(horizon.num_days()).unwrap_or(0) + 3;
+        // Search one UTC day at a time, so that the usual defer (the next morning) looks at a
+        // handful of candidates. A chunk's candidates are every reading of a window start or
+        // midnight that falls inside it, from each clock's local dates around it, plus the
+        // clocks' transitions inside it.
+        let clocks = self.clocks();
         let mut candidates = Vec::new();
-        for clock in self.clocks() {
-            let Some(first) = at
-                .checked_sub_signed(Duration::days(1))
-                .and_then(|t| clock.local(t))
-                .map(|t| t.date())
-            else {
-                continue;
-            };
-            for i in 0..=days {
-                let Some(date) = first.checked_add_days(Days::new(i)) else {
-                    break;
+        let mut chunk_start = at;
+        while chunk_start < limit {
+            let chunk_end = chunk_start
+                .checked_add_signed(Duration::days(1))
+                .unwrap_or(limit)
+                .min(limit);
+            candidates.clear();
+            for &clock in &clocks {
+                let (Some(from), Some(to)) = (clock.local(chunk_start), clock.local(chunk_end))
+                else {
+                    continue;
                 };
-                for &secs in &starts {
-                    if let Some(local) = at_secs(date, secs) {
-                        clock.instants(local, &mut candidates);
+                let (Some(first), last) = (from.date().pred_opt(), to.date().succ_opt()) else {
+                    continue;
+                };
+                let last = last.unwrap_or(to.date());
+                let mut date = first;
+                while date <= last {
+                    for &secs in &starts {
+                        if let Some(local) = at_secs(date, secs) {
+                            clock.instants(local, &mut candidates);
+                        }
                     }
+                    let Some(next) = date.succ_opt() else { break };
+                    date = next;
                 }
+                transitions(clock.tz(), chunk_start, chunk_end, &mut candidates);
             }
-            transitions(clock.tz(), at, limit, &mut candidates);
+            // The chunk is (chunk_start, chunk_end]: the first chunk excludes `at` itself.
+            candidates.retain(|c| *c > chunk_start && *c <= chunk_end);
+            candidates.sort_unstable();
+            candidates.dedup();
+            if let Some(found) = candidates.iter().find(|c| self.evaluate(**c).is_clear()) {
+                return Some(*found);
+            }
+            if chunk_end <= chunk_start {
+                break;
+            }
+            chunk_start = chunk_end;
         }
-        candidates.retain(|c| *c > at && *c <= limit);
-        candidates.sort_unstable();
-        candidates.dedup();
-        candidates
-            .into_iter()
-            .find(|c| self.evaluate(*c).is_clear())
+        None
     }
 }
 
