@@ -21,7 +21,8 @@
 //!   recipient's local time; end exclusive (21:00:00 is outside). The zone is the contact's
 //!   `timezone` when set (an invalid IANA name is `UNKNOWN_TIMEZONE`, never a guess), otherwise
 //!   its state's; a state with several zones and no explicit `timezone` must be inside the
-//!   window in all of them. DST comes from the IANA database (chrono-tz). Holidays are the US
+//!   window in all of them. A state the table does not know is `UNKNOWN_TIMEZONE` too, even
+//!   with a valid zone: its rules would be unknown. DST comes from the IANA database (chrono-tz). Holidays are the US
 //!   federal calendar, computed for any year ([`holidays`]).
 //! - **All the reasons.** `Allow` has no reasons; `Defer` and `Deny` have at least one, in the
 //!   order of [`ReasonCode::ALL`]. Deny wins over defer: a decision is a defer only when every
@@ -203,10 +204,13 @@ fn dnc_reason(facts: &ContactFacts, at: DateTime<Utc>) -> Option<Reason> {
     }
 }
 
-/// The recipient's zones and state rule, or why they are unknown.
+/// The recipient's zones and state rule, or why they are unknown. With `calling` (a phone
+/// channel), a state the table does not know fails closed even when the zone is known: its
+/// calling rules would be unknown.
 fn resolve_zones<'r>(
     facts: &ContactFacts,
     rules: &'r CallingRules,
+    calling: bool,
 ) -> Result<(Vec<Tz>, Option<&'r rules::StateRule>), &'static str> {
     let state = facts
         .state
@@ -214,6 +218,11 @@ fn resolve_zones<'r>(
         .map(str::trim)
         .filter(|s| !s.is_empty());
     let state_rule = state.and_then(|s| rules.state(s));
+    if calling && state.is_some() && state_rule.is_none() {
+        return Err(
+            "the contact's state is not in the calling-hours table, so its rules are unknown",
+        );
+    }
     match facts
         .timezone
         .as_deref()
@@ -273,7 +282,7 @@ pub fn decide(
     let mut plan = None;
     if calling_needed || campaign.is_some() {
         let resolved = if recipient_zone_needed {
-            resolve_zones(facts, ctx.rules).map(Some)
+            resolve_zones(facts, ctx.rules, calling_needed).map(Some)
         } else {
             Ok(None)
         };

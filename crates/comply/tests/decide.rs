@@ -202,6 +202,9 @@ fn unknown_time_zones_fail_closed() {
         // An invalid explicit zone is not replaced by the state's.
         (Some("NY"), Some("Eastern")),
         (Some(""), Some("  ")),
+        // A known zone with a state the table does not know: the state's rules are unknown.
+        (Some("XX"), Some("America/New_York")),
+        (Some("Texas"), Some("America/Chicago")),
     ] {
         let f = reachable(state, tz, noon());
         for channel in [Channel::Sms, Channel::Voice] {
