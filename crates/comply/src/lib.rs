@@ -220,7 +220,8 @@ fn resolve_zones<'r>(
     let state_rule = state.and_then(|s| rules.state(s));
     if calling && state.is_some() && state_rule.is_none() {
         return Err(
-            "the contact's state is not in the calling-hours table, so its rules are unknown",
+            "the contact's state is not in the calling-hours table: its calling rules are unknown, \
+             so no call or text",
         );
     }
     match facts
@@ -232,11 +233,20 @@ fn resolve_zones<'r>(
         Some(name) => name
             .parse::<Tz>()
             .map(|tz| (vec![tz], state_rule))
-            .map_err(|_| "the contact's timezone is not an IANA time zone name"),
+            .map_err(|_| {
+                "the contact's timezone is not an IANA time zone name: its local time is unknown, \
+                 so no time-bound send"
+            }),
         None => match (state, state_rule) {
             (Some(_), Some(rule)) => Ok((rule.zones.clone(), Some(rule))),
-            (Some(_), None) => Err("the contact's state is not in the calling-hours table"),
-            (None, _) => Err("the contact has neither a time zone nor a US state"),
+            (Some(_), None) => Err(
+                "the contact's state is not in the calling-hours table: its local time is \
+                 unknown, so no time-bound send",
+            ),
+            (None, _) => Err(
+                "the contact has neither a time zone nor a US state: its local time is unknown, \
+                 so no time-bound send",
+            ),
         },
     }
 }
@@ -288,10 +298,7 @@ pub fn decide(
         };
         match resolved {
             Err(why) => {
-                reasons.push(Reason::new(
-                    ReasonCode::UnknownTimezone,
-                    format!("{why}: local time cannot be known, so no time-bound send"),
-                ));
+                reasons.push(Reason::new(ReasonCode::UnknownTimezone, why));
                 // A campaign in its own zone can still be checked, for the full list.
                 if let Some(w) = campaign
                     && let Some(tz) = w.timezone()
