@@ -45,17 +45,19 @@ impl Backoff {
         let ceiling = self.ceiling(attempt).as_millis() as f64;
         Duration::from_millis((ceiling * unit).ceil() as u64)
     }
-
-    /// The wait after failed attempt `attempt`, drawn from `rng`.
-    pub fn delay_from(&self, attempt: u32, rng: &mut impl rand::Rng) -> Duration {
-        self.delay(attempt, rng.random_range(0.0..=1.0))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
+    use rand::{Rng, SeedableRng};
+
+    impl Backoff {
+        /// The wait after failed attempt `attempt`, drawn from `rng`.
+        fn delay_from(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
+            self.delay(attempt, rng.random_range(0.0..=1.0))
+        }
+    }
 
     fn policy() -> Backoff {
         Backoff {

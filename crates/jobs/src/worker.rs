@@ -76,9 +76,10 @@ pub struct Worker {
 /// Where a backoff's jitter comes from: a number in `[0, 1]`.
 type Draw = fn() -> f64;
 
+/// From the crypto room's source; should the OS generator fail, the full ceiling (the longest
+/// wait, never a retry storm).
 fn random_draw() -> f64 {
-    use rand::Rng;
-    rand::rng().random_range(0.0..=1.0)
+    rampart_crypto::random::fraction().unwrap_or(1.0)
 }
 
 impl std::fmt::Debug for Worker {

@@ -81,8 +81,9 @@ impl AppState {
     }
 
     /// The same state with the mutation guard (audit ledger, idempotency) switched off. Exists
-    /// only so `bench/` can measure what the guard costs; nothing in the server calls it, and
-    /// no configuration reaches it.
+    /// only so `bench/` can measure what the guard costs (feature `bench-seams`, which only
+    /// `bench/` enables: a server build does not have this function).
+    #[cfg(feature = "bench-seams")]
     #[doc(hidden)]
     pub fn without_mutation_guard_for_benchmarks(
         store: Store,
@@ -149,8 +150,8 @@ impl AppState {
     }
 
     /// The same state with the edge controls (security headers, rate limits, quotas) switched
-    /// off. Exists only so `bench/` can measure what the edge costs; nothing in the server calls
-    /// it, and no configuration reaches it.
+    /// off. Exists only so `bench/` can measure what the edge costs (feature `bench-seams`).
+    #[cfg(feature = "bench-seams")]
     #[doc(hidden)]
     pub fn without_edge_for_benchmarks(self) -> Self {
         let mut inner = (*self.0).clone();

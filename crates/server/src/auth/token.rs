@@ -4,6 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rampart_core::Secret;
+use rampart_crypto::random::{self, RandomError};
 use sha2::{Digest, Sha256};
 
 /// A fresh token and its stored hash.
@@ -14,15 +15,14 @@ pub struct Minted {
     pub hash: String,
 }
 
-/// Draws a new 256-bit token.
-pub fn mint() -> Minted {
-    let bytes: [u8; 32] = rand::random();
-    let token = URL_SAFE_NO_PAD.encode(bytes);
+/// Draws a new 256-bit token from the crypto room's CSPRNG.
+pub fn mint() -> Result<Minted, RandomError> {
+    let token = URL_SAFE_NO_PAD.encode(random::bytes::<32>()?);
     let hash = hash(&token);
-    Minted {
+    Ok(Minted {
         token: Secret::new(token),
         hash,
-    }
+    })
 }
 
 /// The stored form of a presented token.
@@ -44,8 +44,8 @@ mod tests {
 
     #[test]
     fn tokens_are_unique_and_hash_stably() {
-        let a = mint();
-        let b = mint();
+        let a = mint().unwrap();
+        let b = mint().unwrap();
         assert_ne!(a.token.expose(), b.token.expose());
         assert!(well_formed(a.token.expose()));
         assert_eq!(hash(a.token.expose()), a.hash);

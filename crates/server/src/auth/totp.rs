@@ -29,10 +29,9 @@ fn totp(secret: &[u8], issuer: &str, account: &str) -> Result<Totp, TotpError> {
         .map_err(|_| TotpError)
 }
 
-/// A new 160-bit secret from the CSPRNG.
-pub fn new_secret() -> Secret<Vec<u8>> {
-    let bytes: [u8; 20] = rand::random();
-    Secret::new(bytes.to_vec())
+/// A new 160-bit secret from the crypto room's CSPRNG.
+pub fn new_secret() -> Result<Secret<Vec<u8>>, rampart_crypto::random::RandomError> {
+    Ok(Secret::new(rampart_crypto::random::bytes::<20>()?.to_vec()))
 }
 
 /// The `otpauth://totp/…` URI an authenticator app scans, and the base32 secret to type in.
@@ -144,7 +143,7 @@ mod tests {
 
     #[test]
     fn drift_of_one_step_is_accepted_two_is_not() {
-        let secret = new_secret();
+        let secret = new_secret().unwrap();
         assert_eq!(secret.expose().len(), 20);
         let t = totp(secret.expose(), "rampart", "a@example.com").unwrap();
         let now = 1_800_000_000u64;
@@ -160,7 +159,7 @@ mod tests {
 
     #[test]
     fn uri_names_issuer_and_account() {
-        let secret = new_secret();
+        let secret = new_secret().unwrap();
         let (uri, b32) = provisioning(&secret, "Rampart", "a@example.com").unwrap();
         assert!(
             uri.starts_with("otpauth://totp/Rampart:a%40example.com?"),

@@ -99,6 +99,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<rampart_crypto::random::RandomError> for ApiError {
+    fn from(e: rampart_crypto::random::RandomError) -> Self {
+        tracing::error!(error = %e, "no secret could be drawn");
+        ApiError::internal()
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

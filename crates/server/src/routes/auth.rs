@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Duration;
 use rampart_core::{Email, ErrorCode, PersonName, Plan, Secret, SessionId, UserId};
+use rampart_crypto::random::RandomError;
 use rampart_store::identity::{
     LockScope, NewSession, SecondFactorClaim, SessionStage, SigninClaim, SignupOutcome,
     TokenPurpose, UserAuth,
@@ -119,7 +120,7 @@ async fn mail_token(
             "sign in",
         ),
     };
-    let minted = token::mint();
+    let minted = token::mint()?;
     state
         .store()
         .create_auth_token(
@@ -168,7 +169,7 @@ async fn start_session(
             (t, t)
         }
     };
-    let minted = token::mint();
+    let minted = token::mint()?;
     let csrf = session::csrf_for(&minted.token);
     let new = NewSession {
         user,
@@ -669,21 +670,21 @@ fn backup_code_hash(user: UserId, code: &str) -> String {
 /// 112 bits, so a plain SHA-256 suffices at rest, as for the 256-bit session tokens. A slow
 /// password hash would add nothing against guessing 2^120 and would cost ten argon2
 /// verifications per code presented (the stored hashes cannot be looked up by a salted hash).
-fn new_backup_codes(user: UserId) -> (Vec<String>, Vec<String>) {
+fn new_backup_codes(user: UserId) -> Result<(Vec<String>, Vec<String>), RandomError> {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let codes: Vec<String> = (0..10)
+    let codes = (0..10)
         .map(|_| {
-            let raw: Vec<char> = (0..24)
-                .map(|_| char::from(ALPHABET[rand::random_range(0..ALPHABET.len())]))
-                .collect();
-            raw.chunks(6)
-                .map(|g| g.iter().collect::<String>())
+            let raw = rampart_crypto::random::string_from(ALPHABET, 24)?;
+            Ok(raw
+                .as_bytes()
+                .chunks(6)
+                .map(|g| String::from_utf8_lossy(g).into_owned())
                 .collect::<Vec<_>>()
-                .join("-")
+                .join("-"))
         })
-        .collect();
+        .collect::<Result<Vec<String>, RandomError>>()?;
     let hashes = codes.iter().map(|c| backup_code_hash(user, c)).collect();
-    (codes, hashes)
+    Ok((codes, hashes))
 }
 
 /// Checks a TOTP code or a backup code for `user`, consuming what it uses.
@@ -1360,7 +1361,7 @@ pub async fn request_magic_link(
     }
     // Asked for by a browser: the link works only in that browser (a nonce in a cookie set on
     // this answer, its hash stored with the token). Set for every address alike.
-    let binding = session::from_browser(&facts.headers).then(token::mint);
+    let binding = session::from_browser(&facts.headers).then(token::mint).transpose()?;
     let cookie = binding.as_ref().map(|b| {
         session::set_magic_cookie(
             &identity,
@@ -1455,7 +1456,7 @@ pub async fn totp_enroll(
             "two-factor authentication is already on; turn it off first",
         ));
     }
-    let secret = totp::new_secret();
+    let secret = totp::new_secret()?;
     let (uri, b32) = totp::provisioning(&secret, &identity.settings().totp_issuer, &u.email)
         .map_err(|_| ApiError::internal())?;
     let svg = totp::qr_svg(&uri).map_err(|_| ApiError::internal())?;
@@ -1509,7 +1510,7 @@ pub async fn totp_confirm(
         ));
     };
     let active = secrets::seal(&state, me.user, "totp_secret", &secret).await?;
-    let (codes, hashes) = new_backup_codes(me.user);
+    let (codes, hashes) = new_backup_codes(me.user)?;
     if !state
         .store()
         .activate_totp(me.user, &sealed, &active, step, &hashes, now)
@@ -1584,7 +1585,7 @@ pub async fn regenerate_backup_codes(
             "two-factor authentication is off",
         ));
     }
-    let (codes, hashes) = new_backup_codes(me.user);
+    let (codes, hashes) = new_backup_codes(me.user)?;
     state
         .store()
         .replace_backup_codes(me.user, &hashes, state.clock().now())

@@ -56,7 +56,7 @@ pub async fn invite(mut ctx: Ctx, JsonBody(body): JsonBody<InviteBody>) -> ApiRe
     let now = ctx.now();
     // The token names its workspace (as an API key does), so accepting it can run bound to
     // that workspace under row-level security; the hash covers the whole token.
-    let minted = token::mint();
+    let minted = token::mint()?;
     let link_token = format!("{}_{}", ctx.grant().workspace(), minted.token.expose());
     let token_hash = token::hash(&link_token);
     let invited_by = ctx.grant().principal().actor.label();
