@@ -127,128 +127,339 @@ where
     }
 }
 
-macro_rules! spec {
-    (@plan) => { Plan::Free };
-    (@plan $plan:ident) => { Plan::$plan };
-    ($name:ident: $method:ident $path:literal, $scope:ident, $perm:expr, mutates = $mutates:literal,
-          destructive = $destructive:literal, $bucket:ident, $action:literal, $target:ident, $body:expr
-     $(, plan = $plan:ident)?) => {
-        /// Manifest entry for the route.
-        pub static $name: RouteSpec = RouteSpec {
-            method: Method::$method,
-            path: $path,
-            scope: Scope::$scope,
-            permission: $perm,
-            mutates: $mutates,
-            destructive: $destructive,
-                                    min_plan: spec!(@plan $($plan)?),
-            bucket: Bucket::$bucket,
-            action: $action,
-            target: Target::$target,
-            example_body: $body,
-            frame_ancestors: &[],
-        };
+/// Builds each entry's `pub static` declaration and [`routes`], which pairs it with its
+/// handler, from one table (below) whose rows name every field.
+macro_rules! manifest {
+    (@perm -) => { None };
+    (@perm $perm:ident) => { Some(Permission::$perm) };
+    ($(
+        $name:ident {
+            route: $method:ident $path:literal,
+            scope: $scope:ident, permission: $perm:tt, plan: $plan:ident, bucket: $bucket:ident,
+            action: $action:literal, mutates: $mutates:literal, destructive: $destructive:literal, target: $target:ident,
+            example: $body:expr,
+            handler: $handler:path,
+        }
+    )*) => {
+        $(
+            /// Manifest entry for the route.
+            pub static $name: RouteSpec = RouteSpec {
+                method: Method::$method,
+                path: $path,
+                scope: Scope::$scope,
+                permission: manifest!(@perm $perm),
+                mutates: $mutates,
+                destructive: $destructive,
+                min_plan: Plan::$plan,
+                bucket: Bucket::$bucket,
+                action: $action,
+                target: Target::$target,
+                example_body: $body,
+                frame_ancestors: &[],
+            };
+        )*
+
+        /// Every route with its handler. The order is the order of the documentation.
+        pub fn routes() -> Vec<Route> {
+            vec![$(route(&$name, $handler)),*]
+        }
     };
 }
 
-use Permission as P;
-
-spec!(HOME: GET "/", Public, None, mutates = false, destructive = false, Health, "page.home", None, None);
-spec!(HEALTHZ: GET "/healthz", Public, None, mutates = false, destructive = false, Health, "health.live", None, None);
-spec!(READYZ: GET "/readyz", Public, None, mutates = false, destructive = false, Health, "health.ready", None, None);
-spec!(CONTACTS_LIST: GET "/v1/workspaces/{ws}/contacts", Tenant, Some(P::ContactsRead), mutates = false, destructive = false, Api, "contact.list", None, None);
-spec!(CONTACTS_CREATE: POST "/v1/workspaces/{ws}/contacts", Tenant, Some(P::ContactsWrite), mutates = true, destructive = false, Api, "contact.create", None,
-    Some(r#"{"name":"Matrix Probe","email":"probe@example.com","tags":["probe"]}"#));
-spec!(CONTACTS_GET: GET "/v1/workspaces/{ws}/contacts/{id}", Tenant, Some(P::ContactsRead), mutates = false, destructive = false, Api, "contact.get", Contact, None);
-spec!(CONTACTS_UPDATE: PATCH "/v1/workspaces/{ws}/contacts/{id}", Tenant, Some(P::ContactsWrite), mutates = true, destructive = false, Api, "contact.update", Contact,
-    Some(r#"{"name":"Overwritten","tags":["pwned"]}"#));
-spec!(CONTACTS_DELETE: DELETE "/v1/workspaces/{ws}/contacts/{id}", Tenant, Some(P::ContactsWrite), mutates = true, destructive = true, Api, "contact.delete", Contact, None);
-spec!(API_KEYS_LIST: GET "/v1/workspaces/{ws}/api-keys", Tenant, Some(P::KeysManage), mutates = false, destructive = false, Api, "api_key.list", None, None);
-spec!(API_KEYS_CREATE: POST "/v1/workspaces/{ws}/api-keys", Tenant, Some(P::KeysManage), mutates = true, destructive = false, Api, "api_key.create", None,
-    Some(r#"{"name":"matrix probe","role":"viewer"}"#));
-spec!(API_KEYS_REVOKE: DELETE "/v1/workspaces/{ws}/api-keys/{id}", Tenant, Some(P::KeysManage), mutates = true, destructive = true, Api, "api_key.revoke", ApiKey, None);
-spec!(CREDENTIALS_PUT: PUT "/v1/workspaces/{ws}/credentials/{provider}", Tenant, Some(P::CredentialsManage), mutates = true, destructive = false, Api, "credential.set", None,
-    Some(r#"{"secret":"matrix-probe-secret-0000"}"#));
-spec!(CREDENTIALS_GET: GET "/v1/workspaces/{ws}/credentials/{provider}", Tenant, Some(P::CredentialsManage), mutates = false, destructive = false, Api, "credential.get", None, None);
-spec!(CREDENTIALS_DELETE: DELETE "/v1/workspaces/{ws}/credentials/{provider}", Tenant, Some(P::CredentialsManage), mutates = true, destructive = true, Api, "credential.delete", None, None);
-
-spec!(CONTACT_VERSIONS: GET "/v1/workspaces/{ws}/contacts/{id}/versions", Tenant, Some(P::ContactsRead), mutates = false, destructive = false, Api, "contact.versions", Contact, None);
-spec!(AUDIT_EVENTS_LIST: GET "/v1/workspaces/{ws}/audit-events", Tenant, Some(P::AuditRead), mutates = false, destructive = false, Api, "audit_event.list", None, None, plan = Starter);
-
-spec!(MEMBERS_LIST: GET "/v1/workspaces/{ws}/members", Tenant, Some(P::WorkspaceRead), mutates = false, destructive = false, Api, "member.list", None, None);
-spec!(MEMBERS_UPDATE: PATCH "/v1/workspaces/{ws}/members/{id}", Tenant, Some(P::MembersManage), mutates = true, destructive = false, Api, "member.update", Member,
-    Some(r#"{"role":"viewer"}"#));
-spec!(MEMBERS_REMOVE: DELETE "/v1/workspaces/{ws}/members/{id}", Tenant, Some(P::MembersManage), mutates = true, destructive = true, Api, "member.remove", Member, None);
-spec!(MEMBERS_END_SESSIONS: DELETE "/v1/workspaces/{ws}/members/{id}/sessions", Tenant, Some(P::MembersManage), mutates = true, destructive = true, Api, "member.sessions_end", Member, None);
-spec!(INVITATIONS_LIST: GET "/v1/workspaces/{ws}/invitations", Tenant, Some(P::MembersManage), mutates = false, destructive = false, Api, "invitation.list", None, None);
-spec!(INVITATIONS_CREATE: POST "/v1/workspaces/{ws}/invitations", Tenant, Some(P::MembersManage), mutates = true, destructive = false, Api, "invitation.create", None,
-    Some(r#"{"email":"matrix-invitee@example.com","role":"viewer"}"#));
-spec!(INVITATIONS_REVOKE: DELETE "/v1/workspaces/{ws}/invitations/{id}", Tenant, Some(P::MembersManage), mutates = true, destructive = true, Api, "invitation.revoke", Invitation, None);
-
-spec!(AUTH_SIGNUP: POST "/v1/auth/signup", Public, None, mutates = true, destructive = false, SignIn, "auth.signup", None, Some(r#"{"email":"probe@example.com","password":"Probe-Password-9","name":"Probe Person","org_name":"Probe Org"}"#));
-spec!(AUTH_CONFIRM: POST "/v1/auth/confirm", Public, None, mutates = true, destructive = false, SignIn, "auth.confirm", None, Some(r#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#));
-spec!(AUTH_SIGNIN: POST "/v1/auth/signin", Public, None, mutates = true, destructive = false, SignIn, "auth.signin", None, Some(r#"{"email":"probe@example.com","password":"Probe-Password-9"}"#));
-spec!(AUTH_SIGNIN_2FA: POST "/v1/auth/signin/2fa", Public, None, mutates = true, destructive = false, SignIn, "auth.signin_2fa", None, Some(r#"{"code":"123456"}"#));
-spec!(AUTH_RESET_REQUEST: POST "/v1/auth/password/reset", Public, None, mutates = true, destructive = false, SignIn, "auth.password_reset_request", None, Some(r#"{"email":"probe@example.com"}"#));
-spec!(AUTH_RESET_COMPLETE: POST "/v1/auth/password/reset/complete", Public, None, mutates = true, destructive = false, SignIn, "auth.password_reset", None, Some(r#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","password":"Probe-Password-9"}"#));
-spec!(AUTH_MAGIC_REQUEST: POST "/v1/auth/magic-link", Public, None, mutates = true, destructive = false, SignIn, "auth.magic_link_request", None, Some(r#"{"email":"probe@example.com"}"#));
-spec!(AUTH_MAGIC_CONSUME: POST "/v1/auth/magic-link/consume", Public, None, mutates = true, destructive = false, SignIn, "auth.magic_link", None, Some(r#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#));
-spec!(AUTH_INVITATION_ACCEPT: POST "/v1/auth/invitations/accept", Public, None, mutates = true, destructive = false, SignIn, "member.accept", None, Some(r#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","password":"Probe-Password-9"}"#));
-spec!(AUTH_ME: GET "/v1/auth/me", User, None, mutates = false, destructive = false, Api, "auth.me", None, None);
-spec!(AUTH_SIGNOUT: POST "/v1/auth/signout", User, None, mutates = true, destructive = false, Api, "auth.signout", None, Some(r#"{}"#));
-spec!(AUTH_SESSIONS: GET "/v1/auth/sessions", User, None, mutates = false, destructive = false, Api, "auth.session_list", None, None);
-spec!(AUTH_SESSION_END: DELETE "/v1/auth/sessions/{id}", User, None, mutates = true, destructive = true, Api, "auth.session_end", Session, None);
-spec!(AUTH_PASSWORD_CHANGE: POST "/v1/auth/password", User, None, mutates = true, destructive = false, SignIn, "auth.password_change", None, Some(r#"{"current_password":"Probe-Password-9","new_password":"Probe-Password-10"}"#));
-spec!(AUTH_TOTP_ENROLL: POST "/v1/auth/totp/enroll", User, None, mutates = true, destructive = false, SignIn, "auth.totp_enroll", None, Some(r#"{"password":"Probe-Password-9"}"#));
-spec!(AUTH_TOTP_CONFIRM: POST "/v1/auth/totp/confirm", User, None, mutates = true, destructive = false, SignIn, "auth.totp_enable", None, Some(r#"{"code":"123456"}"#));
-spec!(AUTH_BACKUP_CODES: POST "/v1/auth/totp/backup-codes", User, None, mutates = true, destructive = false, SignIn, "auth.backup_codes_regenerate", None, Some(r#"{"password":"Probe-Password-9"}"#));
-spec!(AUTH_TOTP_DISABLE: DELETE "/v1/auth/totp", User, None, mutates = true, destructive = true, SignIn, "auth.totp_disable", None, None);
-
-/// Every route with its handler. The order is the order of the documentation.
-pub fn routes() -> Vec<Route> {
-    vec![
-        route(&HOME, pages::home),
-        route(&HEALTHZ, health::live),
-        route(&READYZ, health::ready),
-        route(&CONTACTS_LIST, contacts::list),
-        route(&CONTACTS_CREATE, contacts::create),
-        route(&CONTACTS_GET, contacts::get),
-        route(&CONTACTS_UPDATE, contacts::update),
-        route(&CONTACTS_DELETE, contacts::delete),
-        route(&CONTACT_VERSIONS, contacts::versions),
-        route(&API_KEYS_LIST, api_keys::list),
-        route(&API_KEYS_CREATE, api_keys::create),
-        route(&API_KEYS_REVOKE, api_keys::revoke),
-        route(&CREDENTIALS_PUT, credentials::put),
-        route(&CREDENTIALS_GET, credentials::get),
-        route(&CREDENTIALS_DELETE, credentials::delete),
-        route(&AUDIT_EVENTS_LIST, audit_events::list),
-        route(&MEMBERS_LIST, members::list),
-        route(&MEMBERS_UPDATE, members::update),
-        route(&MEMBERS_REMOVE, members::remove),
-        route(&MEMBERS_END_SESSIONS, members::end_sessions),
-        route(&INVITATIONS_LIST, members::invitations),
-        route(&INVITATIONS_CREATE, members::invite),
-        route(&INVITATIONS_REVOKE, members::revoke_invitation),
-        route(&AUTH_SIGNUP, auth::signup),
-        route(&AUTH_CONFIRM, auth::confirm),
-        route(&AUTH_SIGNIN, auth::signin),
-        route(&AUTH_SIGNIN_2FA, auth::signin_second_factor),
-        route(&AUTH_RESET_REQUEST, auth::request_reset),
-        route(&AUTH_RESET_COMPLETE, auth::complete_reset),
-        route(&AUTH_MAGIC_REQUEST, auth::request_magic_link),
-        route(&AUTH_MAGIC_CONSUME, auth::consume_magic_link),
-        route(&AUTH_INVITATION_ACCEPT, auth::accept_invitation),
-        route(&AUTH_ME, auth::me),
-        route(&AUTH_SIGNOUT, auth::signout),
-        route(&AUTH_SESSIONS, auth::sessions),
-        route(&AUTH_SESSION_END, auth::end_session),
-        route(&AUTH_PASSWORD_CHANGE, auth::change_password),
-        route(&AUTH_TOTP_ENROLL, auth::totp_enroll),
-        route(&AUTH_TOTP_CONFIRM, auth::totp_confirm),
-        route(&AUTH_BACKUP_CODES, auth::regenerate_backup_codes),
-        route(&AUTH_TOTP_DISABLE, auth::totp_disable),
-    ]
+// The manifest. One row per route: its method and path, who may call it (`scope`), the
+// permission its caller's role must hold (`-`: none, for public and personal routes), the
+// lowest plan, the rate-limit bucket, the ledger's action name, whether it changes state and
+// whether it destroys data (agents must confirm those), what `{id}` names, a valid example
+// body (tests and documentation send it), and the handler.
+#[rustfmt::skip]
+manifest! {
+    HOME {
+        route: GET "/",
+        scope: Public, permission: -, plan: Free, bucket: Health,
+        action: "page.home", mutates: false, destructive: false, target: None,
+        example: None,
+        handler: pages::home,
+    }
+    HEALTHZ {
+        route: GET "/healthz",
+        scope: Public, permission: -, plan: Free, bucket: Health,
+        action: "health.live", mutates: false, destructive: false, target: None,
+        example: None,
+        handler: health::live,
+    }
+    READYZ {
+        route: GET "/readyz",
+        scope: Public, permission: -, plan: Free, bucket: Health,
+        action: "health.ready", mutates: false, destructive: false, target: None,
+        example: None,
+        handler: health::ready,
+    }
+    CONTACTS_LIST {
+        route: GET "/v1/workspaces/{ws}/contacts",
+        scope: Tenant, permission: ContactsRead, plan: Free, bucket: Api,
+        action: "contact.list", mutates: false, destructive: false, target: None,
+        example: None,
+        handler: contacts::list,
+    }
+    CONTACTS_CREATE {
+        route: POST "/v1/workspaces/{ws}/contacts",
+        scope: Tenant, permission: ContactsWrite, plan: Free, bucket: Api,
+        action: "contact.create", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"name":"Matrix Probe","email":"probe@example.com","tags":["probe"]}"#),
+        handler: contacts::create,
+    }
+    CONTACTS_GET {
+        route: GET "/v1/workspaces/{ws}/contacts/{id}",
+        scope: Tenant, permission: ContactsRead, plan: Free, bucket: Api,
+        action: "contact.get", mutates: false, destructive: false, target: Contact,
+        example: None,
+        handler: contacts::get,
+    }
+    CONTACTS_UPDATE {
+        route: PATCH "/v1/workspaces/{ws}/contacts/{id}",
+        scope: Tenant, permission: ContactsWrite, plan: Free, bucket: Api,
+        action: "contact.update", mutates: true, destructive: false, target: Contact,
+        example: Some(r#"{"name":"Overwritten","tags":["pwned"]}"#),
+        handler: contacts::update,
+    }
+    CONTACTS_DELETE {
+        route: DELETE "/v1/workspaces/{ws}/contacts/{id}",
+        scope: Tenant, permission: ContactsWrite, plan: Free, bucket: Api,
+        action: "contact.delete", mutates: true, destructive: true, target: Contact,
+        example: None,
+        handler: contacts::delete,
+    }
+    CONTACT_VERSIONS {
+        route: GET "/v1/workspaces/{ws}/contacts/{id}/versions",
+        scope: Tenant, permission: ContactsRead, plan: Free, bucket: Api,
+        action: "contact.versions", mutates: false, destructive: false, target: Contact,
+        example: None,
+        handler: contacts::versions,
+    }
+    API_KEYS_LIST {
+        route: GET "/v1/workspaces/{ws}/api-keys",
+        scope: Tenant, permission: KeysManage, plan: Free, bucket: Api,
+        action: "api_key.list", mutates: false, destructive: false, target: None,
+        example: None,
+        handler: api_keys::list,
+    }
+    API_KEYS_CREATE {
+        route: POST "/v1/workspaces/{ws}/api-keys",
+        scope: Tenant, permission: KeysManage, plan: Free, bucket: Api,
+        action: "api_key.create", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"name":"matrix probe","role":"viewer"}"#),
+        handler: api_keys::create,
+    }
+    API_KEYS_REVOKE {
+        route: DELETE "/v1/workspaces/{ws}/api-keys/{id}",
+        scope: Tenant, permission: KeysManage, plan: Free, bucket: Api,
+        action: "api_key.revoke", mutates: true, destructive: true, target: ApiKey,
+        example: None,
+        handler: api_keys::revoke,
+    }
+    CREDENTIALS_PUT {
+        route: PUT "/v1/workspaces/{ws}/credentials/{provider}",
+        scope: Tenant, permission: CredentialsManage, plan: Free, bucket: Api,
+        action: "credential.set", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"secret":"matrix-probe-secret-0000"}"#),
+        handler: credentials::put,
+    }
+    CREDENTIALS_GET {
+        route: GET "/v1/workspaces/{ws}/credentials/{provider}",
+        scope: Tenant, permission: CredentialsManage, plan: Free, bucket: Api,
+        action: "credential.get", mutates: false, destructive: false, target: None,
+        example: None,
+        handler: credentials::get,
+    }
+    CREDENTIALS_DELETE {
+        route: DELETE "/v1/workspaces/{ws}/credentials/{provider}",
+        scope: Tenant, permission: CredentialsManage, plan: Free, bucket: Api,
+        action: "credential.delete", mutates: true, destructive: true, target: None,
+        example: None,
+        handler: credentials::delete,
+    }
+    AUDIT_EVENTS_LIST {
+        route: GET "/v1/workspaces/{ws}/audit-events",
+        scope: Tenant, permission: AuditRead, plan: Starter, bucket: Api,
+        action: "audit_event.list", mutates: false, destructive: false, target: None,
+        example: None,
+        handler: audit_events::list,
+    }
+    MEMBERS_LIST {
+        route: GET "/v1/workspaces/{ws}/members",
+        scope: Tenant, permission: WorkspaceRead, plan: Free, bucket: Api,
+        action: "member.list", mutates: false, destructive: false, target: None,
+        example: None,
+        handler: members::list,
+    }
+    MEMBERS_UPDATE {
+        route: PATCH "/v1/workspaces/{ws}/members/{id}",
+        scope: Tenant, permission: MembersManage, plan: Free, bucket: Api,
+        action: "member.update", mutates: true, destructive: false, target: Member,
+        example: Some(r#"{"role":"viewer"}"#),
+        handler: members::update,
+    }
+    MEMBERS_REMOVE {
+        route: DELETE "/v1/workspaces/{ws}/members/{id}",
+        scope: Tenant, permission: MembersManage, plan: Free, bucket: Api,
+        action: "member.remove", mutates: true, destructive: true, target: Member,
+        example: None,
+        handler: members::remove,
+    }
+    MEMBERS_END_SESSIONS {
+        route: DELETE "/v1/workspaces/{ws}/members/{id}/sessions",
+        scope: Tenant, permission: MembersManage, plan: Free, bucket: Api,
+        action: "member.sessions_end", mutates: true, destructive: true, target: Member,
+        example: None,
+        handler: members::end_sessions,
+    }
+    INVITATIONS_LIST {
+        route: GET "/v1/workspaces/{ws}/invitations",
+        scope: Tenant, permission: MembersManage, plan: Free, bucket: Api,
+        action: "invitation.list", mutates: false, destructive: false, target: None,
+        example: None,
+        handler: members::invitations,
+    }
+    INVITATIONS_CREATE {
+        route: POST "/v1/workspaces/{ws}/invitations",
+        scope: Tenant, permission: MembersManage, plan: Free, bucket: Api,
+        action: "invitation.create", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"email":"matrix-invitee@example.com","role":"viewer"}"#),
+        handler: members::invite,
+    }
+    INVITATIONS_REVOKE {
+        route: DELETE "/v1/workspaces/{ws}/invitations/{id}",
+        scope: Tenant, permission: MembersManage, plan: Free, bucket: Api,
+        action: "invitation.revoke", mutates: true, destructive: true, target: Invitation,
+        example: None,
+        handler: members::revoke_invitation,
+    }
+    AUTH_SIGNUP {
+        route: POST "/v1/auth/signup",
+        scope: Public, permission: -, plan: Free, bucket: SignIn,
+        action: "auth.signup", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"email":"probe@example.com","password":"Probe-Password-9","name":"Probe Person","org_name":"Probe Org"}"#),
+        handler: auth::signup,
+    }
+    AUTH_CONFIRM {
+        route: POST "/v1/auth/confirm",
+        scope: Public, permission: -, plan: Free, bucket: SignIn,
+        action: "auth.confirm", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#),
+        handler: auth::confirm,
+    }
+    AUTH_SIGNIN {
+        route: POST "/v1/auth/signin",
+        scope: Public, permission: -, plan: Free, bucket: SignIn,
+        action: "auth.signin", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"email":"probe@example.com","password":"Probe-Password-9"}"#),
+        handler: auth::signin,
+    }
+    AUTH_SIGNIN_2FA {
+        route: POST "/v1/auth/signin/2fa",
+        scope: Public, permission: -, plan: Free, bucket: SignIn,
+        action: "auth.signin_2fa", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"code":"123456"}"#),
+        handler: auth::signin_second_factor,
+    }
+    AUTH_RESET_REQUEST {
+        route: POST "/v1/auth/password/reset",
+        scope: Public, permission: -, plan: Free, bucket: SignIn,
+        action: "auth.password_reset_request", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"email":"probe@example.com"}"#),
+        handler: auth::request_reset,
+    }
+    AUTH_RESET_COMPLETE {
+        route: POST "/v1/auth/password/reset/complete",
+        scope: Public, permission: -, plan: Free, bucket: SignIn,
+        action: "auth.password_reset", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","password":"Probe-Password-9"}"#),
+        handler: auth::complete_reset,
+    }
+    AUTH_MAGIC_REQUEST {
+        route: POST "/v1/auth/magic-link",
+        scope: Public, permission: -, plan: Free, bucket: SignIn,
+        action: "auth.magic_link_request", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"email":"probe@example.com"}"#),
+        handler: auth::request_magic_link,
+    }
+    AUTH_MAGIC_CONSUME {
+        route: POST "/v1/auth/magic-link/consume",
+        scope: Public, permission: -, plan: Free, bucket: SignIn,
+        action: "auth.magic_link", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#),
+        handler: auth::consume_magic_link,
+    }
+    AUTH_INVITATION_ACCEPT {
+        route: POST "/v1/auth/invitations/accept",
+        scope: Public, permission: -, plan: Free, bucket: SignIn,
+        action: "member.accept", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","password":"Probe-Password-9"}"#),
+        handler: auth::accept_invitation,
+    }
+    AUTH_ME {
+        route: GET "/v1/auth/me",
+        scope: User, permission: -, plan: Free, bucket: Api,
+        action: "auth.me", mutates: false, destructive: false, target: None,
+        example: None,
+        handler: auth::me,
+    }
+    AUTH_SIGNOUT {
+        route: POST "/v1/auth/signout",
+        scope: User, permission: -, plan: Free, bucket: Api,
+        action: "auth.signout", mutates: true, destructive: false, target: None,
+        example: Some(r#"{}"#),
+        handler: auth::signout,
+    }
+    AUTH_SESSIONS {
+        route: GET "/v1/auth/sessions",
+        scope: User, permission: -, plan: Free, bucket: Api,
+        action: "auth.session_list", mutates: false, destructive: false, target: None,
+        example: None,
+        handler: auth::sessions,
+    }
+    AUTH_SESSION_END {
+        route: DELETE "/v1/auth/sessions/{id}",
+        scope: User, permission: -, plan: Free, bucket: Api,
+        action: "auth.session_end", mutates: true, destructive: true, target: Session,
+        example: None,
+        handler: auth::end_session,
+    }
+    AUTH_PASSWORD_CHANGE {
+        route: POST "/v1/auth/password",
+        scope: User, permission: -, plan: Free, bucket: SignIn,
+        action: "auth.password_change", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"current_password":"Probe-Password-9","new_password":"Probe-Password-10"}"#),
+        handler: auth::change_password,
+    }
+    AUTH_TOTP_ENROLL {
+        route: POST "/v1/auth/totp/enroll",
+        scope: User, permission: -, plan: Free, bucket: SignIn,
+        action: "auth.totp_enroll", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"password":"Probe-Password-9"}"#),
+        handler: auth::totp_enroll,
+    }
+    AUTH_TOTP_CONFIRM {
+        route: POST "/v1/auth/totp/confirm",
+        scope: User, permission: -, plan: Free, bucket: SignIn,
+        action: "auth.totp_enable", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"code":"123456"}"#),
+        handler: auth::totp_confirm,
+    }
+    AUTH_BACKUP_CODES {
+        route: POST "/v1/auth/totp/backup-codes",
+        scope: User, permission: -, plan: Free, bucket: SignIn,
+        action: "auth.backup_codes_regenerate", mutates: true, destructive: false, target: None,
+        example: Some(r#"{"password":"Probe-Password-9"}"#),
+        handler: auth::regenerate_backup_codes,
+    }
+    AUTH_TOTP_DISABLE {
+        route: DELETE "/v1/auth/totp",
+        scope: User, permission: -, plan: Free, bucket: SignIn,
+        action: "auth.totp_disable", mutates: true, destructive: true, target: None,
+        example: None,
+        handler: auth::totp_disable,
+    }
 }
 
 /// Every declaration, without handlers.

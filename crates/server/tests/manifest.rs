@@ -101,6 +101,14 @@ fn entries_are_unique_and_complete() {
         if spec.destructive {
             assert!(spec.mutates);
         }
+        // What agents must confirm (the MCP issue reads the flag): every deletion at least.
+        if spec.method == axum::http::Method::DELETE {
+            assert!(
+                spec.destructive,
+                "{} {} deletes, so it is destructive",
+                spec.method, spec.path
+            );
+        }
         if let Some(body) = spec.example_body {
             serde_json::from_str::<serde_json::Value>(body).unwrap();
         }

@@ -1361,7 +1361,9 @@ pub async fn request_magic_link(
     }
     // Asked for by a browser: the link works only in that browser (a nonce in a cookie set on
     // this answer, its hash stored with the token). Set for every address alike.
-    let binding = session::from_browser(&facts.headers).then(token::mint).transpose()?;
+    let binding = session::from_browser(&facts.headers)
+        .then(token::mint)
+        .transpose()?;
     let cookie = binding.as_ref().map(|b| {
         session::set_magic_cookie(
             &identity,
