@@ -831,7 +831,8 @@ async fn edge_values_link_alike_in_the_database_and_in_rust(app: TestApp) {
                 target: Some(String::new()),
                 args: "{}".into(),
                 status: 599,
-                error_code: Some(String::new()),
+                // Typed since issue 33: an empty code can no longer be written.
+                error_code: Some(rampart_core::ErrorCode::Internal),
                 duration_ms: i64::MAX,
                 idempotency_key: Some("!\"#$%&'()*+,-./0123456789:;<=>?@[\\]^_`{|}~".into()),
                 request_id: String::new(),
@@ -844,7 +845,7 @@ async fn edge_values_link_alike_in_the_database_and_in_rust(app: TestApp) {
             NewEvent {
                 workspace: Some(a.ws),
                 actor: "operator".into(),
-                auth_method: Some("cli".into()),
+                auth_method: Some(rampart_core::AuthMethod::Cli),
                 method: "CLI".into(),
                 path: "rampart test".into(),
                 action: "test.event".into(),
@@ -860,7 +861,7 @@ async fn edge_values_link_alike_in_the_database_and_in_rust(app: TestApp) {
             NewEvent {
                 workspace: Some(a.ws),
                 actor: "usr_x".into(),
-                auth_method: Some(String::new()),
+                auth_method: Some(rampart_core::AuthMethod::Session),
                 method: "DELETE".into(),
                 path: "/".into(),
                 action: "a".into(),

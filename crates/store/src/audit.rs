@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use rampart_core::audit::{AuditEvent, EventFields, GENESIS};
-use rampart_core::{OrgId, WorkspaceId};
+use rampart_core::{AuthMethod, ErrorCode, OrgId, WorkspaceId};
 use serde::Serialize;
 use sqlx::{PgPool, Row};
 
@@ -26,8 +26,8 @@ pub struct NewEvent {
     pub workspace: Option<WorkspaceId>,
     /// `key_…`, `usr_…`, `operator` or `anonymous`.
     pub actor: String,
-    /// `api_key`, `session`, `cli`.
-    pub auth_method: Option<String>,
+    /// How the actor authenticated (`None`: nobody did).
+    pub auth_method: Option<AuthMethod>,
     /// HTTP method or `CLI`.
     pub method: String,
     /// Path or CLI command.
@@ -40,8 +40,8 @@ pub struct NewEvent {
     pub args: String,
     /// Outcome status.
     pub status: u16,
-    /// Error code, for failures.
-    pub error_code: Option<String>,
+    /// The error envelope's code, for failures.
+    pub error_code: Option<ErrorCode>,
     /// Duration in milliseconds.
     pub duration_ms: i64,
     /// Idempotency key sent.
@@ -83,7 +83,7 @@ impl NewEvent {
         Self {
             workspace: self.workspace,
             actor: fit(self.actor, MAX_SHORT_CHARS),
-            auth_method: short(self.auth_method),
+            auth_method: self.auth_method,
             method: fit(self.method, MAX_SHORT_CHARS),
             path: fit(self.path, MAX_PATH_CHARS),
             action: fit(self.action, MAX_SHORT_CHARS),
@@ -91,7 +91,7 @@ impl NewEvent {
             // JSON text from `redact_args`, whose escapes hold no raw NUL; checked anyway.
             args: fit(self.args, usize::MAX),
             status: self.status,
-            error_code: short(self.error_code),
+            error_code: self.error_code,
             duration_ms: self.duration_ms,
             idempotency_key: short(self.idempotency_key),
             request_id: fit(self.request_id, MAX_SHORT_CHARS),
@@ -280,14 +280,14 @@ macro_rules! pending {
             .bind(new.workspace.map(|w| w.to_string()))
             .bind($at)
             .bind(new.actor)
-            .bind(new.auth_method)
+            .bind(new.auth_method.map(AuthMethod::as_str))
             .bind(new.method)
             .bind(new.path)
             .bind(new.action)
             .bind(new.target)
             .bind(new.args)
             .bind(i32::from(new.status))
-            .bind(new.error_code)
+            .bind(new.error_code.map(ErrorCode::as_str))
             .bind(new.duration_ms)
             .bind(new.idempotency_key)
             .bind(new.request_id)
@@ -409,14 +409,14 @@ async fn append_with(
         workspace: new.workspace,
         at,
         actor: new.actor,
-        auth_method: new.auth_method,
+        auth_method: new.auth_method.map(|m| m.as_str().to_owned()),
         method: new.method,
         path: new.path,
         action: new.action,
         target: new.target,
         args: new.args,
         status: new.status,
-        error_code: new.error_code,
+        error_code: new.error_code.map(|c| c.as_str().to_owned()),
         duration_ms: new.duration_ms,
         idempotency_key: new.idempotency_key,
         request_id: new.request_id,

@@ -10,7 +10,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use rampart_audit::redact::truncate_ip;
-use rampart_core::UserId;
+use rampart_core::{AuthMethod, ErrorCode, UserId};
 use rampart_store::audit::NewEvent;
 use serde_json::Value;
 
@@ -111,7 +111,7 @@ impl RequestFacts {
         actor: Option<UserId>,
         action: &str,
         status: u16,
-        error_code: Option<&str>,
+        error_code: Option<ErrorCode>,
         args: &Value,
     ) -> NewEvent {
         if let Some(recorded) = &self.recorded {
@@ -120,14 +120,14 @@ impl RequestFacts {
         NewEvent {
             workspace: None,
             actor: actor.map_or_else(|| "anonymous".to_owned(), |u| u.to_string()),
-            auth_method: actor.map(|_| "session".to_owned()),
+            auth_method: actor.map(|_| AuthMethod::Session),
             method: self.method.clone(),
             path: self.path.clone(),
             action: action.to_owned(),
             target: actor.map(|u| u.to_string()),
             args: rampart_audit::redact::redact_args(args.to_string().as_bytes()),
             status,
-            error_code: error_code.map(str::to_owned),
+            error_code,
             duration_ms: 0,
             idempotency_key: None,
             request_id: self.request_id.clone(),

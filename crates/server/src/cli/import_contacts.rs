@@ -561,7 +561,7 @@ async fn write_batch(
     let event = NewEvent {
         workspace: Some(tx.workspace()),
         actor: "operator".to_owned(),
-        auth_method: Some(AuthMethod::Cli.as_str().to_owned()),
+        auth_method: Some(AuthMethod::Cli),
         method: "CLI".to_owned(),
         path: "rampart import contacts".to_owned(),
         action: "contact.import".to_owned(),

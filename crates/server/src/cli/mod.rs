@@ -158,7 +158,7 @@ async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
 pub fn operator_event(command: &str, action: &str, args: serde_json::Value) -> NewEvent {
     NewEvent {
         actor: "operator".to_owned(),
-        auth_method: Some(AuthMethod::Cli.as_str().to_owned()),
+        auth_method: Some(AuthMethod::Cli),
         method: "CLI".to_owned(),
         path: format!("rampart {command}"),
         action: action.to_owned(),

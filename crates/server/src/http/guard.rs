@@ -581,7 +581,7 @@ async fn user_route(
         Some(user),
         spec.action,
         outcome.status,
-        outcome.error_code.as_deref(),
+        outcome.error_code,
         &serde_json::Value::Null,
     );
     let event = rampart_store::audit::NewEvent { args, ..event };

@@ -44,7 +44,7 @@ struct Facts {
 /// The status and error code of a response: what the ledger records of an outcome.
 pub(crate) struct Outcome {
     pub status: u16,
-    pub error_code: Option<String>,
+    pub error_code: Option<ErrorCode>,
 }
 
 impl Outcome {
@@ -55,8 +55,6 @@ impl Outcome {
                 .extensions()
                 .get::<ApiError>()
                 .map_or_else(|| ApiError::from_status(response.status()).code, |e| e.code)
-                .as_str()
-                .to_owned()
         });
         Self {
             status: response.status().as_u16(),
@@ -76,7 +74,7 @@ impl Facts {
         NewEvent {
             workspace,
             actor: caller.map_or_else(|| "anonymous".to_owned(), |c| c.principal.actor.label()),
-            auth_method: caller.map(|c| c.principal.method.as_str().to_owned()),
+            auth_method: caller.map(|c| c.principal.method),
             method: self.method.clone(),
             path: self.path.clone(),
             action: self.spec.action.to_owned(),

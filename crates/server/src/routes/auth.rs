@@ -384,9 +384,9 @@ fn signin_event(
     reason: &str,
 ) -> rampart_store::audit::NewEvent {
     let code = (status >= 400).then_some(if status == 401 {
-        "UNAUTHENTICATED"
+        ErrorCode::Unauthenticated
     } else {
-        "FORBIDDEN"
+        ErrorCode::Forbidden
     });
     facts.event(
         Some(user),
@@ -432,7 +432,7 @@ fn locked_event(
         Some(user),
         action,
         401,
-        Some("UNAUTHENTICATED"),
+        Some(ErrorCode::Unauthenticated),
         &json!({"outcome": "locked", "scope": scope.as_str()}),
     )
 }
@@ -474,7 +474,7 @@ async fn password_failed(
             Some(user.id),
             "auth.lockout",
             401,
-            Some("UNAUTHENTICATED"),
+            Some(ErrorCode::Unauthenticated),
             &json!({"scope": scope.as_str(), "failed_attempts": threshold, "locked_until": until}),
         ),
     )
@@ -746,7 +746,7 @@ async fn second_factor_lockout(
             Some(user),
             "auth.second_factor_lockout",
             401,
-            Some("UNAUTHENTICATED"),
+            Some(ErrorCode::Unauthenticated),
             &json!({"failed_codes": settings.second_factor_user_max_failures, "locked_until": until}),
         ),
     )
@@ -805,7 +805,7 @@ pub async fn signin_second_factor(
             Some(user),
             "auth.signin_2fa",
             401,
-            Some("UNAUTHENTICATED"),
+            Some(ErrorCode::Unauthenticated),
             &json!({"outcome": outcome}),
         )
     };
@@ -855,7 +855,7 @@ pub async fn signin_second_factor(
                 Some(user),
                 "auth.signin_2fa",
                 401,
-                Some("UNAUTHENTICATED"),
+                Some(ErrorCode::Unauthenticated),
                 &json!({"outcome": "wrong_code", "session_ended": failure.session_ended}),
             ),
         )
@@ -1055,7 +1055,7 @@ async fn fresh_password(
                 Some(user),
                 action,
                 401,
-                Some("UNAUTHENTICATED"),
+                Some(ErrorCode::Unauthenticated),
                 &json!({"outcome": "wrong_password"}),
             ),
         )
@@ -1237,7 +1237,7 @@ async fn mail_allowed(
                             None,
                             action,
                             429,
-                            Some("RATE_LIMITED"),
+                            Some(ErrorCode::RateLimited),
                             &json!({"outcome": "per_email_limit"}),
                         ),
                     )
@@ -1501,7 +1501,7 @@ pub async fn totp_confirm(
                 Some(me.user),
                 "auth.totp_enable",
                 422,
-                Some("INVALID"),
+                Some(ErrorCode::Invalid),
                 &json!({}),
             ),
         )
