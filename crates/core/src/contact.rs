@@ -179,9 +179,144 @@ impl PersonName {
     }
 }
 
+/// A contact field that failed its check: which field, and why (never the input itself).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidContact {
+    /// The field's name on the wire (`email`, `tags`, …; `body` for a rule over several).
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl InvalidContact {
+    fn of(field: &'static str) -> impl Fn(FieldError) -> Self {
+        move |e| Self {
+            field,
+            message: e.0.to_owned(),
+        }
+    }
+}
+
+/// A contact's fields as text, however they arrived (an API body, a CSV row). Checking them
+/// here, once, is why the API and the import accept exactly the same contacts.
+#[derive(Debug, Default, Clone)]
+pub struct ContactText<'a> {
+    /// Display name.
+    pub name: Option<&'a str>,
+    /// Email address.
+    pub email: Option<&'a str>,
+    /// Phone number in any common notation.
+    pub phone: Option<&'a str>,
+    /// USPS state code.
+    pub us_state: Option<&'a str>,
+    /// Tags.
+    pub tags: Vec<&'a str>,
+}
+
+/// A contact's checked fields: at least one of name, email and phone, each parsed, and at
+/// most [`Tag::MAX_PER_CONTACT`] tags.
+#[derive(Debug, Clone)]
+pub struct ContactFields {
+    /// Display name.
+    pub name: Option<PersonName>,
+    /// Email.
+    pub email: Option<Email>,
+    /// Phone, E.164.
+    pub phone: Option<Phone>,
+    /// State.
+    pub us_state: Option<UsState>,
+    /// Tags.
+    pub tags: Vec<Tag>,
+}
+
+impl ContactText<'_> {
+    /// Checks every field, answering with the first that fails.
+    pub fn validate(&self) -> Result<ContactFields, InvalidContact> {
+        let fields = ContactFields {
+            name: self
+                .name
+                .map(PersonName::parse)
+                .transpose()
+                .map_err(InvalidContact::of("name"))?,
+            email: self
+                .email
+                .map(Email::parse)
+                .transpose()
+                .map_err(InvalidContact::of("email"))?,
+            phone: self
+                .phone
+                .map(Phone::parse)
+                .transpose()
+                .map_err(InvalidContact::of("phone"))?,
+            us_state: self
+                .us_state
+                .map(UsState::parse)
+                .transpose()
+                .map_err(InvalidContact::of("us_state"))?,
+            tags: tags(self.tags.iter().copied())?,
+        };
+        if fields.name.is_none() && fields.email.is_none() && fields.phone.is_none() {
+            return Err(InvalidContact {
+                field: "body",
+                message: "a contact needs at least a name, an email or a phone".to_owned(),
+            });
+        }
+        Ok(fields)
+    }
+}
+
+/// Parses a contact's tags: at most [`Tag::MAX_PER_CONTACT`], each a valid [`Tag`].
+pub fn tags<'a>(raw: impl ExactSizeIterator<Item = &'a str>) -> Result<Vec<Tag>, InvalidContact> {
+    if raw.len() > Tag::MAX_PER_CONTACT {
+        return Err(InvalidContact {
+            field: "tags",
+            message: format!("at most {} tags", Tag::MAX_PER_CONTACT),
+        });
+    }
+    raw.map(Tag::parse)
+        .collect::<Result<_, _>>()
+        .map_err(InvalidContact::of("tags"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_check_for_every_door() {
+        let ok = ContactText {
+            email: Some(" Ann@Example.com "),
+            tags: vec!["lead", " vip "],
+            ..ContactText::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(
+            ok.email.map(|e| e.normalized()),
+            Some("ann@example.com".to_owned())
+        );
+        assert_eq!(ok.tags.len(), 2);
+        let empty = ContactText::default().validate().unwrap_err();
+        assert_eq!(empty.field, "body");
+        let many: Vec<String> = (0..51).map(|i| format!("t{i}")).collect();
+        let too_many = ContactText {
+            name: Some("Ann"),
+            tags: many.iter().map(String::as_str).collect(),
+            ..ContactText::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(too_many.to_string(), "tags: at most 50 tags");
+        let bad = ContactText {
+            name: Some("Ann"),
+            phone: Some("12"),
+            ..ContactText::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(bad.field, "phone");
+    }
 
     #[test]
     fn emails() {

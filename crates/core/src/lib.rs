@@ -15,7 +15,9 @@ pub mod secret;
 pub mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use contact::{Email, FieldError, PersonName, Phone, Tag, UsState};
+pub use contact::{
+    ContactFields, ContactText, Email, FieldError, InvalidContact, PersonName, Phone, Tag, UsState,
+};
 pub use error::ErrorCode;
 pub use ids::{
     ApiKeyId, AuthTokenId, ContactId, CredentialId, IdError, InvitationId, JobId, MembershipId,

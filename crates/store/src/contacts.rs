@@ -60,6 +60,20 @@ pub struct NewContact {
     pub custom_fields: Map<String, Value>,
 }
 
+impl NewContact {
+    /// A contact from fields checked by [`rampart_core::ContactText::validate`].
+    pub fn from_fields(f: rampart_core::ContactFields, custom_fields: Map<String, Value>) -> Self {
+        Self {
+            name: f.name,
+            email: f.email,
+            phone: f.phone,
+            us_state: f.us_state,
+            tags: f.tags,
+            custom_fields,
+        }
+    }
+}
+
 /// A validated change: `None` leaves a field alone, `Some(None)` clears it. Custom fields
 /// merge key by key; a `null` value removes that key.
 #[derive(Debug, Clone, Default)]

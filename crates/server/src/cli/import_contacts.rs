@@ -23,10 +23,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use rampart_audit::redact_args;
-use rampart_core::{
-    AuthMethod, Clock, Email, PersonName, Phone, SystemClock, Tag, TenantGrant, UsState,
-    WorkspaceId,
-};
+use rampart_core::{AuthMethod, Clock, ContactText, Email, SystemClock, TenantGrant, WorkspaceId};
 use rampart_store::audit::{self, NewEvent};
 use rampart_store::contacts::{self, NewContact, PreparedContact};
 use rampart_store::{BackendKind, Mode, Store, TenantTx};
@@ -111,39 +108,32 @@ fn cell(record: &csv::StringRecord, col: Option<usize>) -> Option<&str> {
 
 /// Validates one row into a contact and its normalized email, or says what is wrong.
 fn parse_row(cols: &Columns, record: &csv::StringRecord) -> Result<(NewContact, String), String> {
-    let field = |name: &str, e: rampart_core::FieldError| format!("{name}: {e}");
-    let email = cell(record, Some(cols.email))
-        .ok_or_else(|| "email: is required".to_owned())
-        .and_then(|v| Email::parse(v).map_err(|e| field("email", e)))?;
-    let name = cell(record, cols.name)
-        .map(|v| PersonName::parse(v).map_err(|e| field("name", e)))
-        .transpose()?;
-    let phone = cell(record, cols.phone)
-        .map(|v| Phone::parse(v).map_err(|e| field("phone", e)))
-        .transpose()?;
-    let us_state = cell(record, cols.us_state)
-        .map(|v| UsState::parse(v).map_err(|e| field("us_state", e)))
-        .transpose()?;
-    let tags = cell(record, cols.tags)
-        .map(|v| {
-            v.split(';')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(|t| Tag::parse(t).map_err(|e| field("tags", e)))
-                .collect::<Result<Vec<Tag>, String>>()
-        })
-        .transpose()?
-        .unwrap_or_default();
-    let normalized = email.normalized();
+    // The import keys rows by email (duplicates within the file and the workspace), so it
+    // needs one; every other rule is the API's own (`ContactText::validate`).
+    let email = cell(record, Some(cols.email)).ok_or_else(|| "email: is required".to_owned())?;
+    let fields = ContactText {
+        name: cell(record, cols.name),
+        email: Some(email),
+        phone: cell(record, cols.phone),
+        us_state: cell(record, cols.us_state),
+        tags: cell(record, cols.tags)
+            .map(|v| {
+                v.split(';')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+    .validate()
+    .map_err(|e| e.to_string())?;
+    let normalized = fields
+        .email
+        .as_ref()
+        .map(Email::normalized)
+        .ok_or_else(|| "email: is required".to_owned())?;
     Ok((
-        NewContact {
-            name,
-            email: Some(email),
-            phone,
-            us_state,
-            tags,
-            custom_fields: serde_json::Map::new(),
-        },
+        NewContact::from_fields(fields, serde_json::Map::new()),
         normalized,
     ))
 }
@@ -609,5 +599,19 @@ mod tests {
                 .starts_with("us_state:")
         );
         assert!(Columns::from_header(&row(&["name", "mail"])).is_err());
+        // The API's limit of 50 tags holds here too (the import once took any number).
+        let many = (0..51)
+            .map(|i| format!("t{i}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        assert_eq!(
+            parse_row(&cols, &row(&["Ada", "a@example.com", "", "", &many])).unwrap_err(),
+            "tags: at most 50 tags"
+        );
+        assert!(
+            parse_row(&cols, &row(&["", "", "", "", ""]))
+                .unwrap_err()
+                .starts_with("email:")
+        );
     }
 }

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use rampart_core::contact::{self, ContactText, InvalidContact};
 use rampart_core::{ContactId, Email, FieldError, Permission, PersonName, Phone, Tag, UsState};
 use rampart_store::contacts::{self, Contact, ContactFilter, ContactPatch, NewContact};
 use serde::Deserialize;
@@ -72,16 +73,8 @@ fn field<T>(
         .transpose()
 }
 
-fn tags(raw: &[String]) -> ApiResult<Vec<Tag>> {
-    if raw.len() > Tag::MAX_PER_CONTACT {
-        return Err(ApiError::invalid(
-            "tags",
-            format!("at most {} tags", Tag::MAX_PER_CONTACT),
-        ));
-    }
-    raw.iter()
-        .map(|t| Tag::parse(t).map_err(|e| ApiError::invalid("tags", e.0)))
-        .collect()
+fn invalid(e: InvalidContact) -> ApiError {
+    ApiError::invalid(e.field, e.message)
 }
 
 fn check_custom_fields(fields: &Map<String, Value>) -> ApiResult<()> {
@@ -114,20 +107,16 @@ fn created(c: Contact) -> Response {
 /// `POST …/contacts`
 pub async fn create(mut ctx: Ctx, JsonBody(body): JsonBody<CreateBody>) -> ApiResult<Response> {
     check_custom_fields(&body.custom_fields)?;
-    let new = NewContact {
-        name: field("name", PersonName::parse, body.name.as_ref())?,
-        email: field("email", Email::parse, body.email.as_ref())?,
-        phone: field("phone", Phone::parse, body.phone.as_ref())?,
-        us_state: field("us_state", UsState::parse, body.us_state.as_ref())?,
-        tags: tags(&body.tags)?,
-        custom_fields: body.custom_fields,
-    };
-    if new.name.is_none() && new.email.is_none() && new.phone.is_none() {
-        return Err(ApiError::invalid(
-            "body",
-            "a contact needs at least a name, an email or a phone",
-        ));
+    let fields = ContactText {
+        name: body.name.as_deref(),
+        email: body.email.as_deref(),
+        phone: body.phone.as_deref(),
+        us_state: body.us_state.as_deref(),
+        tags: body.tags.iter().map(String::as_str).collect(),
     }
+    .validate()
+    .map_err(invalid)?;
+    let new = NewContact::from_fields(fields, body.custom_fields);
     let now = ctx.now();
     let contact = contacts::create(ctx.tx(), new, now).await?;
     Ok(created(contact))
@@ -195,8 +184,9 @@ pub async fn update(
         us_state: opt("us_state", UsState::parse, body.us_state)?,
         tags: body
             .tags
-            .map(|t| tags(&t.unwrap_or_default()))
-            .transpose()?,
+            .map(|t| contact::tags(t.unwrap_or_default().iter().map(String::as_str)))
+            .transpose()
+            .map_err(invalid)?,
         custom_fields: body.custom_fields,
     };
     let now = ctx.now();
