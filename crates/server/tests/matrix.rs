@@ -4,7 +4,10 @@
 //! workspace path and through forged paths in its own workspace. Every attempt must be
 //! indistinguishable from asking for something that does not exist, and nothing may change.
 //! A route added to the manifest joins the matrix without a new test; a new kind of `{id}`
-//! target fails to compile here until it has a fixture.
+//! target fails to compile here until it has a fixture. Every attempt is made and every
+//! failure reported together, so one broken route does not hide another. The personal routes
+//! (`/v1/auth/sessions/…`) are tried too: another organization's people, signed in, aim them
+//! at this organization's owner's session.
 
 #![allow(
     clippy::unwrap_used,
@@ -255,6 +258,35 @@ async fn member_session(app: &TestApp, org: &Org, role: Role) -> Browser {
     app.signed_in(&email, password).await
 }
 
+/// The ids of the sessions `cred`'s person holds (`GET /v1/auth/sessions`).
+async fn session_ids(app: &TestApp, cred: &Cred) -> Vec<String> {
+    let Cred::Session(b) = cred else {
+        return Vec::new();
+    };
+    let r = app
+        .client
+        .get(app.url("/v1/auth/sessions"))
+        .header("Cookie", b.cookie.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A second sign-in of the owner person [`member_session`] made in `org` (the same person,
+/// a new session), to look at the first session from outside it.
+async fn member_session_again(app: &TestApp, org: &Org) -> Browser {
+    let email = format!("{}-{}@b.example.com", Role::Owner, org.ws);
+    app.signed_in(&email, "Matrix-Attacker-9").await
+}
+
 async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
     let a = app.org("Victim").await;
     let b = app.org("Attacker").await;
@@ -268,6 +300,7 @@ async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
     }
 
     let mut attempts = 0;
+    let mut failures: Vec<String> = Vec::new();
     let tenant_routes: Vec<_> = specs()
         .into_iter()
         .filter(|s| s.scope == Scope::Tenant)
@@ -298,13 +331,13 @@ async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
                 ids.as_ref().map(|(real, _)| real.as_str()),
             );
             let got = attempt(&app, &spec.method, &path, key, spec.example_body).await;
-            assert_eq!(
-                got,
-                (404, "NOT_FOUND".into()),
-                "{role} ({}) on {} {path}",
-                key.kind(),
-                spec.method
-            );
+            if got != (404, "NOT_FOUND".into()) {
+                failures.push(format!(
+                    "{role} ({}) on {} {path}: {got:?}, not (404, NOT_FOUND)",
+                    key.kind(),
+                    spec.method
+                ));
+            }
             attempts += 1;
 
             // Forged: B's own workspace in the path, A's object id. Must answer exactly as for
@@ -326,24 +359,66 @@ async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
                     spec.example_body,
                 )
                 .await;
-                assert_eq!(
-                    forged, nowhere,
-                    "{role} on {} forged path with A's id",
-                    spec.method
-                );
+                if forged != nowhere {
+                    failures.push(format!(
+                        "{role} ({}) on {} {} with A's id: {forged:?}, but {nowhere:?} for an id that exists nowhere",
+                        key.kind(),
+                        spec.method,
+                        spec.path
+                    ));
+                }
                 // Whether the role lacks the permission is the README's word, not the server's.
                 let lacks = !readme::can(
                     *role,
                     readme::route_permission(spec.method.as_str(), spec.path),
                 );
-                assert!(
-                    forged.0 == 404 || (forged.0 == 403 && lacks),
-                    "{role}: {forged:?}"
-                );
+                if !(forged.0 == 404 || (forged.0 == 403 && lacks)) {
+                    failures.push(format!(
+                        "{role} ({}) on {} {} with A's id: {forged:?}",
+                        key.kind(),
+                        spec.method,
+                        spec.path
+                    ));
+                }
                 attempts += 2;
             }
         }
     }
+    // The personal routes: A's owner is signed in; every person of B, signed in, tries to end
+    // that session by its id and to see it in their own list. The id must mean nothing to them.
+    let victim = member_session(&app, &a, Role::Owner).await;
+    let victim_sessions = session_ids(&app, &Cred::Session(victim)).await;
+    assert_eq!(victim_sessions.len(), 1, "the victim has one session");
+    let victim_session = &victim_sessions[0];
+    let victim = Cred::Session(member_session_again(&app, &a).await);
+    let mut personal = 0;
+    for (role, cred) in attackers
+        .iter()
+        .filter(|(_, c)| matches!(c, Cred::Session(_)))
+    {
+        let got = attempt(
+            &app,
+            &Method::DELETE,
+            &format!("/v1/auth/sessions/{victim_session}"),
+            cred,
+            None,
+        )
+        .await;
+        if got != (404, "NOT_FOUND".into()) {
+            failures.push(format!(
+                "{role} (session) ending A's owner's session: {got:?}, not (404, NOT_FOUND)"
+            ));
+        }
+        if session_ids(&app, cred).await.contains(victim_session) {
+            failures.push(format!("{role} (session) lists A's owner's session"));
+        }
+        personal += 1;
+    }
+    assert_eq!(personal, Role::ALL.len());
+    if !session_ids(&app, &victim).await.contains(victim_session) {
+        failures.push("A's owner's session was ended by someone of B".to_owned());
+    }
+
     // A's owner key, aimed at B's workspace, is refused the same way (the rule is symmetric).
     let (status, code, _) = error_of(
         app.get(&format!("/v1/workspaces/{}/contacts", b.ws), &a.owner_key)
@@ -361,6 +436,12 @@ async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
         .sum();
     assert_eq!(attempts, per_attacker * attackers.len(), "attempts made");
 
+    assert!(
+        failures.is_empty(),
+        "{} of {attempts} attempts were not refused as they must be:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     let after = snapshot(&app, &a, &f).await;
     assert_eq!(after, before, "nothing of the victim's changed");
     assert_eq!(after["fixture_key_works"], true);
