@@ -15,7 +15,7 @@ use serde_json::json;
 
 /// mimalloc serves the server's many small, short-lived allocations (a read by id makes about
 /// 150) from per-thread pages; with glibc's allocator `malloc` and `free` took about a tenth
-/// of a read's CPU (see docs/design-notes.md).
+/// of a read's CPU (see docs/architecture.md#the-allocator).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

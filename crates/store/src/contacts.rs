@@ -201,7 +201,7 @@ async fn add_tags(
 }
 
 /// Inserts `(contact id, tag)` rows of the transaction's workspace in one statement: each
-/// statement is a round trip while the writer is held (docs/design-notes.md, "Write cost is
+/// statement is a round trip while the writer is held (docs/architecture.md, "Write cost is
 /// counted in statements").
 async fn insert_tags(tx: &mut TenantTx, rows: &[(&str, &str)]) -> Result<(), StoreError> {
     if rows.is_empty() {
@@ -294,7 +294,7 @@ pub async fn create(
         crate::conn::Conn::Sqlite(c) => {
             // SQLite runs several statements as one command, so the contact, its tags and its
             // first version cost one hand-off to sqlx's worker thread while the writer is held,
-            // not three (docs/design-notes.md, "Write cost is counted in statements").
+            // not three (docs/architecture.md, "Write cost is counted in statements").
             let mut q = contact!(sqlx::AssertSqlSafe(sqlite_create_sql(created.tags.len())));
             for tag in &created.tags {
                 q = q.bind(tag.as_str());
