@@ -610,7 +610,9 @@ pub async fn list(
 }
 
 /// Inserts a tag row naming `contact` but carrying `tag_workspace`: exists only so tests can
-/// show that the database itself refuses a cross-workspace reference.
+/// show that the database itself refuses a cross-workspace reference (feature `test-seams`,
+/// which only the server's test build enables).
+#[cfg(feature = "test-seams")]
 #[doc(hidden)]
 pub async fn insert_raw_tag_for_test(
     tx: &mut TenantTx,

@@ -1,6 +1,8 @@
 //! Account mail (confirm an address, reset a password, a sign-in link, security notices) as a
-//! job, so an SMTP outage delays mail and loses none. The server registers the handler (it
-//! owns the transport, the templates and the token minting); this crate only knows the job.
+//! job, so an SMTP outage delays mail and loses none. The server is to register the handler
+//! (it owns the transport, the templates and the token minting); this crate only knows the job.
+//! **Not wired yet (issue 33):** no handler is registered and nothing enqueues this job; the
+//! server still mails from the request (or a task it spawns after answering).
 //!
 //! The payload names the person and the kind of mail, never the address or a token: the
 //! handler reads the current address when it runs and, for a mail carrying a link, mints the
