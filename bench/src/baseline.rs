@@ -142,20 +142,9 @@ pub async fn serve(db: Database<'_>, listen: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
+/// Resolves on SIGTERM or Ctrl-C (as `rampart serve` does).
 pub async fn stopped() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
+    rampart::cli::serve::shutdown_signal().await;
 }
 
 /// The read's statements in an open transaction `$tx` (one body for both backends: the

@@ -310,9 +310,9 @@ impl CampaignWindow {
         }
     }
 
-    /// A short description for reason messages (`mon,tue 09:00-17:00`).
-    pub(crate) fn describe(&self) -> String {
-        let days: Vec<&str> = [
+    /// The days it opens on, Monday first.
+    fn open_days(&self) -> impl Iterator<Item = Weekday> + '_ {
+        [
             Weekday::Mon,
             Weekday::Tue,
             Weekday::Wed,
@@ -323,8 +323,11 @@ impl CampaignWindow {
         ]
         .into_iter()
         .filter(|d| self.opens_on(*d))
-        .map(day_key)
-        .collect();
+    }
+
+    /// A short description for reason messages (`mon,tue 09:00-17:00`).
+    pub(crate) fn describe(&self) -> String {
+        let days: Vec<&str> = self.open_days().map(day_key).collect();
         format!(
             "{} {}-{}",
             days.join(","),
@@ -386,19 +389,7 @@ impl TryFrom<CampaignWindowSpec> for CampaignWindow {
 
 impl From<CampaignWindow> for CampaignWindowSpec {
     fn from(w: CampaignWindow) -> Self {
-        let days = [
-            Weekday::Mon,
-            Weekday::Tue,
-            Weekday::Wed,
-            Weekday::Thu,
-            Weekday::Fri,
-            Weekday::Sat,
-            Weekday::Sun,
-        ]
-        .into_iter()
-        .filter(|d| w.opens_on(*d))
-        .map(|d| day_key(d).to_owned())
-        .collect();
+        let days = w.open_days().map(|d| day_key(d).to_owned()).collect();
         Self {
             days,
             start: hhmm(w.start),
