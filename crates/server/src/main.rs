@@ -70,7 +70,8 @@ async fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if json && e.use_stderr() => {
-            emit_error(true, e.to_string().trim());
+            let text = e.to_string();
+            emit_error(true, text.trim().trim_start_matches("error: "));
             return std::process::ExitCode::from(2);
         }
         Err(e) => e.exit(),

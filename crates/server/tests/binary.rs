@@ -34,7 +34,18 @@ async fn first_start_makes_a_private_data_dir_and_master_key() {
         std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
         0o700
     );
-    assert!(data.join("rampart.db").exists());
+    // The database is as private as the key beside it (it was 0644, issue 33).
+    for file in ["rampart.db", "rampart.db-wal"] {
+        assert_eq!(
+            std::fs::metadata(data.join(file))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600,
+            "{file}"
+        );
+    }
     assert!(
         server.log_text().contains("BACK IT UP"),
         "a loud line tells the operator to back the key up"
@@ -77,6 +88,51 @@ async fn first_start_makes_a_private_data_dir_and_master_key() {
             "--json",
         ],
     );
+    // Under --json an error is JSON too: a usage error (exit 2, naming the allowed plans) and a
+    // failed command (exit 1).
+    for (args, status, says) in [
+        (
+            &[
+                "admin",
+                "set-plan",
+                "--org",
+                "org_01m99dj8r0e3cmgk71j9w43bsn",
+                "--plan",
+                "gold",
+                "--json",
+            ][..],
+            2,
+            "possible values: free, starter, growth, pro, enterprise",
+        ),
+        (
+            &[
+                "admin",
+                "set-plan",
+                "--org",
+                "org_01m99dj8r0e3cmgk71j9w43bsn",
+                "--plan",
+                "pro",
+                "--json",
+            ][..],
+            1,
+            "organization not found",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("RAMPART_DATA_DIR", &data)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(status), "{args:?}");
+        let err: Value = serde_json::from_slice(&out.stderr).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{args:?}: {message}");
+    }
     std::fs::rename(&key, data.join("master.key.moved")).unwrap();
     let out = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])

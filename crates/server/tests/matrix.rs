@@ -291,6 +291,12 @@ async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
     let a = app.org("Victim").await;
     let b = app.org("Attacker").await;
     let f = fixtures(&app, &a).await;
+    // A person of A, signed in: the target of the personal routes below (made before the
+    // snapshot, as the victim's own state).
+    let victim = member_session(&app, &a, Role::Owner).await;
+    let victim_sessions = session_ids(&app, &Cred::Session(victim)).await;
+    assert_eq!(victim_sessions.len(), 1, "the victim has one session");
+    let victim_session = &victim_sessions[0];
     let before = snapshot(&app, &a, &f).await;
 
     let mut attackers = Vec::new();
@@ -386,10 +392,6 @@ async fn no_principal_of_another_org_reaches_anything(app: TestApp) {
     }
     // The personal routes: A's owner is signed in; every person of B, signed in, tries to end
     // that session by its id and to see it in their own list. The id must mean nothing to them.
-    let victim = member_session(&app, &a, Role::Owner).await;
-    let victim_sessions = session_ids(&app, &Cred::Session(victim)).await;
-    assert_eq!(victim_sessions.len(), 1, "the victim has one session");
-    let victim_session = &victim_sessions[0];
     let victim = Cred::Session(member_session_again(&app, &a).await);
     let mut personal = 0;
     for (role, cred) in attackers
