@@ -52,6 +52,7 @@ fn generous(s: rampart::AppState) -> rampart::AppState {
 both_backends_with!(generous;
     signup_confirm_and_sign_in,
     sessions_expire_rotate_and_end,
+    a_late_touch_never_moves_a_sessions_expiry_back,
     csrf_guards_cookie_changes_only,
     lockout_locks_and_unlocks,
     parallel_wrong_passwords_lock_exactly_once,
@@ -411,6 +412,37 @@ async fn sessions_expire_rotate_and_end(app: TestApp) {
 /// Waits until the session's last request has moved its idle expiry (the touch is written
 /// after the response, off the request path) to eight hours from now, or to its absolute
 /// expiry if that is sooner: the next request is judged against the moved expiry.
+/// A session's touch runs after the answer, in a task of its own; under load an older touch
+/// can land after a newer one. It must not move the idle expiry back (it did, and an active
+/// session then ended: seen once in CI on PostgreSQL).
+async fn a_late_touch_never_moves_a_sessions_expiry_back(app: TestApp) {
+    let (mut b, _) = app.person("late-touch@example.com", PW).await;
+    let (_, me) = app.browse(&mut b, Method::GET, "/v1/auth/me", None).await;
+    let sid: rampart_core::SessionId = me["session"]["id"].as_str().unwrap().parse().unwrap();
+    let now = app.clock.now_for_tests();
+    let (earlier, later) = (now + Duration::hours(1), now + Duration::hours(5));
+    app.store
+        .touch_session(sid, later, later + Duration::hours(8))
+        .await
+        .unwrap();
+    app.store
+        .touch_session(sid, earlier, earlier + Duration::hours(8))
+        .await
+        .unwrap();
+    app.clock.advance(Duration::hours(5));
+    let (status, me) = app.browse(&mut b, Method::GET, "/v1/auth/me", None).await;
+    assert_eq!(status, 200, "{me}");
+    let idle: chrono::DateTime<chrono::Utc> = me["session"]["idle_expires_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        idle > later + Duration::hours(8) - Duration::milliseconds(1),
+        "the later touch's expiry stands: {idle}"
+    );
+}
+
 async fn wait_for_touch(app: &TestApp, b: &mut Browser) {
     let now = app.clock.now_for_tests();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

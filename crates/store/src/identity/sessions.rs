@@ -217,7 +217,10 @@ impl Store {
         let mut c = self.platform(true).await?;
         execute!(
             &mut c,
-            "UPDATE sessions SET last_seen_at = $2, idle_expires_at = $3 WHERE id = $1 AND ended_at IS NULL",
+            // Only forward: a touch that lands late (its task waited behind others) must not
+            // move a newer touch's expiry back, which ended an active session under load.
+            "UPDATE sessions SET last_seen_at = $2, idle_expires_at = $3 \
+             WHERE id = $1 AND ended_at IS NULL AND last_seen_at < $2",
             session.to_string(),
             db_time(now),
             db_time(idle_expires_at)
