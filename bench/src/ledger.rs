@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, PgPool, QueryBuilder};
 
+use crate::progress::progress;
 use crate::stats::mix;
-use crate::suite::progress;
 
 const VERSION_TAG: &str = "rampart.audit.v1";
 /// 19 parameters a row: 500 rows stay inside both backends' parameter limits.

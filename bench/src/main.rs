@@ -24,6 +24,7 @@ mod load;
 mod pg;
 mod pocketbase;
 mod procs;
+mod progress;
 mod report;
 mod seed;
 mod shared;

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::procs::{ServerProc, free_loopback_addr};
-use crate::suite::progress;
+use crate::progress::progress;
 
 /// The version the report names; pinned so every run compares against the same peer.
 pub const VERSION: &str = "0.40.6";

@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, PgPool, QueryBuilder};
 
+use crate::progress::progress;
 use crate::stats::mix;
-use crate::suite::progress;
 
 /// Rows per INSERT statement (9 parameters each: well inside both backends' limits).
 const ROWS_PER_STATEMENT: usize = 500;

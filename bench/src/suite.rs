@@ -19,11 +19,10 @@
 //! Phases 1–5 run on SQLite, then on PostgreSQL when `RAMPART_BENCH_POSTGRES_URL` is set.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -38,6 +37,7 @@ use crate::load::{self, Load, Outcome};
 use crate::pg::{self, PgDb};
 use crate::pocketbase;
 use crate::procs::{self, Db, Rampart, ServerProc, Tenant, free_loopback_addr};
+use crate::progress::{self, progress};
 use crate::report::{self, Machine, Report, Row, Section, Target, Unit};
 use crate::seed;
 use crate::shared::{PerRequest, SharedRedis};
@@ -227,14 +227,6 @@ impl Config {
 /// bench/ in the source tree this binary was built from.
 fn repo_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-static START: OnceLock<Instant> = OnceLock::new();
-
-/// A progress line on stderr, stamped with the time since the suite started.
-pub fn progress(args: fmt::Arguments<'_>) {
-    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
-    eprintln!("[{t:6.1}s] {args}");
 }
 
 /// The backend a phase runs Rampart on.
@@ -776,7 +768,7 @@ async fn prepare_rampart(o: &Options) -> Result<PathBuf> {
 
 /// Runs the whole suite and writes the report.
 pub async fn run(options: Options) -> Result<()> {
-    START.get_or_init(Instant::now);
+    progress::started();
     let cfg = Config::new(&options)?;
     let machine = Machine::read(repo_dir().parent().unwrap_or(repo_dir()));
     let date = report::wall_clock();
@@ -871,7 +863,7 @@ pub async fn run(options: Options) -> Result<()> {
         machine,
         load_at_end: report::load_average(),
         other_load: OTHER_LOAD.lock().ok().and_then(|v| Summary::of(&v)),
-        elapsed_secs: START.get_or_init(Instant::now).elapsed().as_secs_f64() - build_secs,
+        elapsed_secs: progress::started().elapsed().as_secs_f64() - build_secs,
         build_secs,
         method: method(&cfg)
             .into_iter()

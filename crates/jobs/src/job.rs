@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use rampart_core::JobId;
+use rampart_store::StoreError;
 use rampart_store::jobs::JobSubject;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -167,4 +168,38 @@ impl Registry {
     ) -> Option<BoxFuture<Result<(), JobError>>> {
         self.handlers.get(kind).map(|h| h.run(payload, run))
     }
+}
+
+/// Longest serialized payload, in bytes (the table refuses longer): a payload holds ids.
+pub const MAX_PAYLOAD_BYTES: usize = 4096;
+
+/// Why a job could not be enqueued or looked at.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The database refused or could not be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The job could not be serialized.
+    #[error("the `{kind}` job could not be serialized")]
+    Payload {
+        /// The job kind.
+        kind: &'static str,
+    },
+    /// The payload is larger than ids make: something that is not an id was put in it.
+    #[error(
+        "the `{kind}` job's payload is over {MAX_PAYLOAD_BYTES} bytes: a job carries ids, not data"
+    )]
+    PayloadTooLarge {
+        /// The job kind.
+        kind: &'static str,
+    },
+}
+
+/// The serialized payload of `job`.
+pub(crate) fn payload<J: Job>(job: &J) -> Result<String, QueueError> {
+    let text = serde_json::to_string(job).map_err(|_| QueueError::Payload { kind: J::KIND })?;
+    if text.len() > MAX_PAYLOAD_BYTES {
+        return Err(QueueError::PayloadTooLarge { kind: J::KIND });
+    }
+    Ok(text)
 }

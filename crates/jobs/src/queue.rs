@@ -12,39 +12,8 @@ use tokio::sync::Notify;
 use crate::job::Job;
 use crate::schedule::Scheduled;
 
-/// Longest serialized payload, in bytes (the table refuses longer): a payload holds ids.
-pub const MAX_PAYLOAD_BYTES: usize = 4096;
-
-/// Why a job could not be enqueued or looked at.
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    /// The database refused or could not be reached.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The job could not be serialized.
-    #[error("the `{kind}` job could not be serialized")]
-    Payload {
-        /// The job kind.
-        kind: &'static str,
-    },
-    /// The payload is larger than ids make: something that is not an id was put in it.
-    #[error(
-        "the `{kind}` job's payload is over {MAX_PAYLOAD_BYTES} bytes: a job carries ids, not data"
-    )]
-    PayloadTooLarge {
-        /// The job kind.
-        kind: &'static str,
-    },
-}
-
-/// The serialized payload of `job`.
-pub(crate) fn payload<J: Job>(job: &J) -> Result<String, QueueError> {
-    let text = serde_json::to_string(job).map_err(|_| QueueError::Payload { kind: J::KIND })?;
-    if text.len() > MAX_PAYLOAD_BYTES {
-        return Err(QueueError::PayloadTooLarge { kind: J::KIND });
-    }
-    Ok(text)
-}
+use crate::job::payload;
+pub use crate::job::{MAX_PAYLOAD_BYTES, QueueError};
 
 /// The durable queue: enqueue from anywhere (a request handler, a CLI command, a job); cheap
 /// to clone. Clones share a wake-up signal with the [`crate::Worker`] built from them, so a

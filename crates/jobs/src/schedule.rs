@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, NaiveTime, Timelike, Utc};
 use rampart_store::jobs::JobSubject;
 
 use crate::job::Job;
-use crate::queue::QueueError;
+use crate::job::QueueError;
 
 /// When a scheduled job runs, in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +91,7 @@ impl Scheduled {
     pub fn new<J: Job>(job: &J, schedule: Schedule) -> Result<Self, QueueError> {
         Ok(Self {
             kind: J::KIND,
-            payload: crate::queue::payload(job)?,
+            payload: crate::job::payload(job)?,
             subject: job.subject(),
             max_attempts: J::MAX_ATTEMPTS,
             schedule,

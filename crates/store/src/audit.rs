@@ -112,17 +112,7 @@ pub struct StoredEvent {
     pub hash: String,
 }
 
-/// An event as the chain scan hands it over: its fields and its links (hex), borrowed from
-/// the rows being read, so that checking a ledger of millions copies nothing per event.
-#[derive(Debug, Clone, Copy)]
-pub struct ScannedLink<'a> {
-    /// The event's fields.
-    pub event: EventFields<'a>,
-    /// The previous link.
-    pub prev_hash: &'a str,
-    /// This event's link.
-    pub hash: &'a str,
-}
+pub use crate::ledger_scan::ScannedLink;
 
 /// A retention checkpoint: everything up to `seq` may be gone; `hash` is its link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -30,10 +30,21 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::StoreError;
-use crate::audit::ScannedLink;
 use crate::conn::{SqliteTx, parse_id};
 use crate::error::corrupt;
 use futures_util::TryStreamExt;
+
+/// An event as the chain scan hands it over: its fields and its links (hex), borrowed from
+/// the rows being read, so that checking a ledger of millions copies nothing per event.
+#[derive(Debug, Clone, Copy)]
+pub struct ScannedLink<'a> {
+    /// The event's fields.
+    pub event: EventFields<'a>,
+    /// The previous link.
+    pub prev_hash: &'a str,
+    /// This event's link.
+    pub hash: &'a str,
+}
 
 /// Sequence numbers per chunk: about 70 kB for events of a typical size, and, for the largest
 /// events there can be, still under SQLite's limit on one text value (a chunk over it would

@@ -68,7 +68,7 @@ mod tests {
             user,
             mail: AccountMailKind::PasswordReset,
         };
-        let text = crate::queue::payload(&job).unwrap();
+        let text = crate::job::payload(&job).unwrap();
         assert_eq!(
             text,
             format!(r#"{{"user":"{user}","mail":"password_reset"}}"#)
