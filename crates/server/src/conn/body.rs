@@ -103,21 +103,7 @@ where
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 let (deadline, why) = this.deadline(started, last_byte);
-                let timer = match &mut this.timer {
-                    Some((set, timer)) => {
-                        if *set != deadline {
-                            timer.as_mut().reset(deadline);
-                            *set = deadline;
-                        }
-                        timer
-                    }
-                    None => {
-                        &mut this
-                            .timer
-                            .insert((deadline, Box::pin(tokio::time::sleep_until(deadline))))
-                            .1
-                    }
-                };
+                let timer = super::armed(&mut this.timer, deadline);
                 ready!(timer.as_mut().poll(cx));
                 this.conn.body_timed_out(why);
                 Poll::Ready(Some(Err(Box::new(why))))

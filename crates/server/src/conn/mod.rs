@@ -325,6 +325,28 @@ pub async fn serve(
     }
 }
 
+/// The timer in `slot`, set to fire at `deadline`: made on first use, moved when the deadline
+/// has changed since (a body or a read whose deadline moves as bytes arrive).
+fn armed(
+    slot: &mut Option<(tokio::time::Instant, std::pin::Pin<Box<tokio::time::Sleep>>)>,
+    deadline: tokio::time::Instant,
+) -> &mut std::pin::Pin<Box<tokio::time::Sleep>> {
+    match slot {
+        Some((set, timer)) => {
+            if *set != deadline {
+                timer.as_mut().reset(deadline);
+                *set = deadline;
+            }
+            timer
+        }
+        None => {
+            &mut slot
+                .insert((deadline, Box::pin(tokio::time::sleep_until(deadline))))
+                .1
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,21 +87,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for TimedStream<IO> {
                 let Some((deadline, what)) = this.conn.read_deadline() else {
                     return Poll::Pending;
                 };
-                let timer = match &mut this.read_timer {
-                    Some((set, timer)) => {
-                        if *set != deadline {
-                            timer.as_mut().reset(deadline);
-                            *set = deadline;
-                        }
-                        timer
-                    }
-                    None => {
-                        &mut this
-                            .read_timer
-                            .insert((deadline, Box::pin(tokio::time::sleep_until(deadline))))
-                            .1
-                    }
-                };
+                let timer = super::armed(&mut this.read_timer, deadline);
                 ready!(timer.as_mut().poll(cx));
                 Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)))
             }

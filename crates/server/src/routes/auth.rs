@@ -13,7 +13,7 @@ use chrono::Duration;
 use rampart_core::{Email, ErrorCode, PersonName, Plan, Secret, SessionId, UserId};
 use rampart_crypto::random::RandomError;
 use rampart_store::identity::{
-    LockScope, NewSession, SecondFactorClaim, SessionStage, SigninClaim, SignupOutcome,
+    LockMail, LockScope, NewSession, SecondFactorClaim, SessionStage, SigninClaim, SignupOutcome,
     TokenPurpose, UserAuth,
 };
 use serde::Deserialize;
@@ -481,7 +481,12 @@ async fn password_failed(
     .await;
     if !state
         .store()
-        .claim_lock_mail(user.id, Duration::minutes(s.lock_mail_every_minutes), now)
+        .claim_lock_mail(
+            user.id,
+            LockMail::Password,
+            Duration::minutes(s.lock_mail_every_minutes),
+            now,
+        )
         .await?
     {
         return Ok(());
@@ -754,8 +759,9 @@ async fn second_factor_lockout(
     let now = state.clock().now();
     if !state
         .store()
-        .claim_second_factor_lock_mail(
+        .claim_lock_mail(
             user,
+            LockMail::SecondFactor,
             Duration::minutes(settings.lock_mail_every_minutes),
             now,
         )

@@ -217,6 +217,23 @@ pub async fn invite(
     })
 }
 
+/// Reads an `invitations` row (`id, email, role, invited_by, created_at, expires_at`) into an
+/// [`Invitation`]; a macro because each backend's row is its own type.
+macro_rules! invitation {
+    ($r:expr) => {{
+        let r = $r;
+        let e = StoreError::from_sqlx;
+        Ok::<_, StoreError>(Invitation {
+            id: id(r.try_get("id").map_err(e)?)?,
+            email: r.try_get("email").map_err(e)?,
+            role: parse_role(r.try_get("role").map_err(e)?)?,
+            invited_by: r.try_get("invited_by").map_err(e)?,
+            created_at: r.try_get("created_at").map_err(e)?,
+            expires_at: r.try_get("expires_at").map_err(e)?,
+        })
+    }};
+}
+
 /// Open invitations of this workspace.
 pub async fn invitations(
     tx: &mut TenantTx,
@@ -228,17 +245,7 @@ pub async fn invitations(
         "SELECT id, email, role, invited_by, created_at, expires_at FROM invitations \
          WHERE workspace_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $2 ORDER BY id",
         [ws, db_time(now)],
-        |r| {
-            let e = StoreError::from_sqlx;
-            Ok(Invitation {
-                id: id(r.try_get("id").map_err(e)?)?,
-                email: r.try_get("email").map_err(e)?,
-                role: parse_role(r.try_get("role").map_err(e)?)?,
-                invited_by: r.try_get("invited_by").map_err(e)?,
-                created_at: r.try_get("created_at").map_err(e)?,
-                expires_at: r.try_get("expires_at").map_err(e)?,
-            })
-        }
+        |r| invitation!(r)
     )
 }
 
@@ -254,17 +261,7 @@ pub async fn open_invitation(
         "SELECT id, email, role, invited_by, created_at, expires_at FROM invitations \
          WHERE workspace_id = $1 AND id = $2 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
         [ws, invitation.to_string(), db_time(now)],
-        |r| {
-            let e = StoreError::from_sqlx;
-            Ok(Invitation {
-                id: id(r.try_get("id").map_err(e)?)?,
-                email: r.try_get("email").map_err(e)?,
-                role: parse_role(r.try_get("role").map_err(e)?)?,
-                invited_by: r.try_get("invited_by").map_err(e)?,
-                created_at: r.try_get("created_at").map_err(e)?,
-                expires_at: r.try_get("expires_at").map_err(e)?,
-            })
-        }
+        |r| invitation!(r)
     )
 }
 

@@ -15,4 +15,4 @@ pub use members::{Accepted, Invitation, Member, NewInvitation};
 pub use second_factor::{SecondFactorClaim, SecondFactorFailure, backoff};
 pub use sessions::{NewSession, SessionRecord, SessionStage};
 pub use tokens::TokenPurpose;
-pub use users::{LockScope, SigninClaim, SignupOutcome, UserAuth};
+pub use users::{LockMail, LockScope, SigninClaim, SignupOutcome, UserAuth};

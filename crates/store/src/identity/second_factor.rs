@@ -206,29 +206,6 @@ impl Store {
         c.commit().await
     }
 
-    /// Whether to mail the owner about a second-factor lock now: true at most once per `every`
-    /// (a lock kept up by an attacker must not become a mail bomb).
-    pub async fn claim_second_factor_lock_mail(
-        &self,
-        user: UserId,
-        every: chrono::Duration,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let now = db_time(now);
-        let mut c = self.platform(true).await?;
-        let n = execute!(
-            &mut c,
-            "UPDATE users SET second_factor_lock_mailed_at = $2 WHERE id = $1 \
-             AND (second_factor_lock_mailed_at IS NULL OR second_factor_lock_mailed_at <= $3)",
-            user.to_string(),
-            now,
-            now - every
-        )
-        .map_err(StoreError::from_sqlx)?;
-        c.commit().await?;
-        Ok(n == 1)
-    }
-
     /// Stores an encrypted TOTP secret awaiting its first valid code; replaces any earlier
     /// pending one. The active secret, if any, is untouched until confirmation.
     pub async fn set_pending_totp(

@@ -40,6 +40,15 @@ impl UserAuth {
     }
 }
 
+/// Which lock a mail about it concerns; each kind is limited on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMail {
+    /// Password sign-in locked after failed attempts.
+    Password,
+    /// The second factor locked after failed codes.
+    SecondFactor,
+}
+
 /// Where a sign-in lock applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockScope {
@@ -383,24 +392,29 @@ impl Store {
         c.commit().await
     }
 
-    /// Whether to mail the owner about a sign-in lock now: true at most once per `every`.
+    /// Whether to mail the owner about a `lock` now: true at most once per `every` for each
+    /// kind of lock (a lock kept up by an attacker must not become a mail bomb).
     pub async fn claim_lock_mail(
         &self,
         user: UserId,
+        lock: LockMail,
         every: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let sql = match lock {
+            LockMail::Password => {
+                "UPDATE users SET lock_mailed_at = $2 WHERE id = $1 \
+                 AND (lock_mailed_at IS NULL OR lock_mailed_at <= $3)"
+            }
+            LockMail::SecondFactor => {
+                "UPDATE users SET second_factor_lock_mailed_at = $2 WHERE id = $1 \
+                 AND (second_factor_lock_mailed_at IS NULL OR second_factor_lock_mailed_at <= $3)"
+            }
+        };
         let now = db_time(now);
         let mut c = self.platform(true).await?;
-        let n = execute!(
-            &mut c,
-            "UPDATE users SET lock_mailed_at = $2 WHERE id = $1 \
-             AND (lock_mailed_at IS NULL OR lock_mailed_at <= $3)",
-            user.to_string(),
-            now,
-            now - every
-        )
-        .map_err(StoreError::from_sqlx)?;
+        let n = execute!(&mut c, sql, user.to_string(), now, now - every)
+            .map_err(StoreError::from_sqlx)?;
         c.commit().await?;
         Ok(n == 1)
     }
