@@ -157,7 +157,7 @@ async fn signup_confirm_and_sign_in(app: TestApp) {
         "{body}"
     );
     assert!(b.cookie.is_none(), "sign-up does not sign in");
-    let mails = app.mails_to(email);
+    let mails = app.mails_to(email).await;
     assert_eq!(mails.len(), 1);
     assert!(mails[0].subject.contains("Confirm"));
 
@@ -177,10 +177,11 @@ async fn signup_confirm_and_sign_in(app: TestApp) {
             .unwrap()
             .contains("confirm")
     );
-    assert_eq!(app.mails_to(email).len(), 2);
+    assert_eq!(app.mails_to(email).await.len(), 2);
 
     // Only the newest link works (the first was superseded).
-    let first = common::people::token_in(&app.mails_to(email)[0].body, "/auth/confirm").unwrap();
+    let first =
+        common::people::token_in(&app.mails_to(email).await[0].body, "/auth/confirm").unwrap();
     let (status, _) = app
         .browse(
             &mut b,
@@ -190,7 +191,7 @@ async fn signup_confirm_and_sign_in(app: TestApp) {
         )
         .await;
     assert_eq!(status, 422);
-    let token = app.link_token(email, "/auth/confirm");
+    let token = app.link_token(email, "/auth/confirm").await;
     let (status, body) = app
         .browse(
             &mut b,
@@ -274,7 +275,7 @@ async fn signup_confirm_and_sign_in(app: TestApp) {
         })))
         .await;
     assert_eq!(status, 202);
-    let late = app.link_token("late@example.com", "/auth/confirm");
+    let late = app.link_token("late@example.com", "/auth/confirm").await;
     app.clock
         .advance(Duration::hours(24) + Duration::minutes(1));
     let (status, _) = app
@@ -545,7 +546,7 @@ async fn csrf_guards_cookie_changes_only(app: TestApp) {
 async fn lockout_locks_and_unlocks(app: TestApp) {
     let email = "lock@example.com";
     app.signup_confirmed(email, PW).await;
-    let before = app.mails_to(email).len();
+    let before = app.mails_to(email).await.len();
     let mut b = Browser::default();
     for _ in 0..5 {
         let (status, _) = app
@@ -577,7 +578,7 @@ async fn lockout_locks_and_unlocks(app: TestApp) {
         )
         .await;
     assert_eq!(locked["error"]["message"], unknown["error"]["message"]);
-    let mails = app.mails_to(email);
+    let mails = app.mails_to(email).await;
     assert_eq!(mails.len(), before + 1, "the owner is told once");
     assert!(mails.last().unwrap().subject.contains("locked"));
     // 14 minutes later still locked; 15 later it opens.
@@ -656,6 +657,7 @@ async fn parallel_wrong_passwords_lock_exactly_once(app: TestApp) {
     );
     assert_eq!(
         app.mails_to(email)
+            .await
             .iter()
             .filter(|m| m.subject.contains("locked"))
             .count(),
@@ -738,7 +740,7 @@ async fn password_change_and_reset_end_other_sessions(app: TestApp) {
     assert_eq!(status, 401, "no silent truncation");
 
     // Reset by email: single use, 1 hour, ends every session, does not sign in.
-    let before = app.mail_mark(email);
+    let before = app.mail_mark(email).await;
     let (status, _) = app
         .browse(
             &mut Browser::default(),
@@ -788,7 +790,7 @@ async fn password_change_and_reset_end_other_sessions(app: TestApp) {
     assert_eq!(status, 422, "single use");
     app.signed_in(email, "Reset-Pass-2024x").await;
     // An hour-old link is dead.
-    let before = app.mail_mark(email);
+    let before = app.mail_mark(email).await;
     app.browse(
         &mut Browser::default(),
         Method::POST,
@@ -812,7 +814,7 @@ async fn password_change_and_reset_end_other_sessions(app: TestApp) {
 async fn magic_links_are_single_use_and_short_lived(app: TestApp) {
     let email = "magic@example.com";
     app.signup_confirmed(email, PW).await;
-    let before = app.mail_mark(email);
+    let before = app.mail_mark(email).await;
     let (status, _) = app
         .browse(
             &mut Browser::default(),
@@ -850,7 +852,7 @@ async fn magic_links_are_single_use_and_short_lived(app: TestApp) {
         )
         .await;
     assert_eq!(status, 422, "single use");
-    let before = app.mail_mark(email);
+    let before = app.mail_mark(email).await;
     app.browse(
         &mut Browser::default(),
         Method::POST,
@@ -870,7 +872,7 @@ async fn magic_links_are_single_use_and_short_lived(app: TestApp) {
         .await;
     assert_eq!(status, 422, "10 minutes");
     // A reset token is not a magic link.
-    let before = app.mail_mark(email);
+    let before = app.mail_mark(email).await;
     app.browse(
         &mut Browser::default(),
         Method::POST,
@@ -924,6 +926,7 @@ async fn unknown_and_known_emails_answer_alike(app: TestApp) {
     // The known address was told someone tried to sign up with it.
     assert!(
         app.mails_to("known@example.com")
+            .await
             .iter()
             .any(|m| m.subject.contains("already have an account"))
     );
@@ -1022,7 +1025,7 @@ async fn members_invite_accept_change_and_remove(app: TestApp) {
         )
         .await;
     assert_eq!(status, 201, "{inv}");
-    let token = app.link_token("new@example.com", "/auth/invitation");
+    let token = app.link_token("new@example.com", "/auth/invitation").await;
     // A new address must choose a password; a weak one is refused and the link survives.
     let (status, _) = app
         .browse(
@@ -1347,7 +1350,7 @@ async fn a_lock_holds_one_source_and_mailbox_proof_passes(backend: common::Backe
     assert_eq!(status, 200, "the owner, elsewhere, signs in: {body}");
 
     // A magic link proves the mailbox: it signs in even where the password is locked.
-    let sent = app.mail_mark(email);
+    let sent = app.mail_mark(email).await;
     let r = app
         .client
         .post(app.url("/v1/auth/magic-link"))
@@ -1402,6 +1405,7 @@ async fn a_lock_holds_one_source_and_mailbox_proof_passes(backend: common::Backe
     assert_eq!(signin_from(&app, attacker, email, PW).await.0, 200);
     let locks = app
         .mails_to(email)
+        .await
         .iter()
         .filter(|m| m.subject.contains("locked"))
         .count();
@@ -1419,7 +1423,7 @@ async fn a_lock_holds_one_source_and_mailbox_proof_passes(backend: common::Backe
         401,
         "past 100 failures the password is locked everywhere"
     );
-    let sent = app.mail_mark(email);
+    let sent = app.mail_mark(email).await;
     let r = app
         .client
         .post(app.url("/v1/auth/magic-link"))
@@ -1506,6 +1510,7 @@ async fn reauthentication_failures_count_toward_the_lock(app: TestApp) {
     assert_eq!(status, 401);
     assert!(
         app.mails_to(email)
+            .await
             .iter()
             .any(|m| m.subject.contains("locked")),
         "the owner is told"
@@ -1604,7 +1609,7 @@ async fn mail_to_one_address_is_limited_whatever_the_source(backend: common::Bac
     };
     assert_eq!(requests, 5);
     assert_eq!(refused, 1, "recorded once a minute, not once a request");
-    assert_eq!(app.mail_count(known), 5);
+    assert_eq!(app.mail_count(known).await, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1981,6 +1986,155 @@ async fn mail_goes_through_a_real_smtp_server() {
     app.signed_in("smtp@example.com", PW).await;
 }
 
+/// An SMTP outage delays account mail and loses none (issue 33): the sign-up is answered while
+/// no SMTP server listens; the mail job fails, keeps its attempts and a failure that names no
+/// address, and waits its backoff; once a real SMTP server (aiosmtpd) is up on that port the
+/// worker's retry delivers it. The link is minted when the mail goes, so it works even though
+/// the outage outlasted a confirmation link's whole lifetime.
+#[tokio::test]
+async fn an_smtp_outage_delays_account_mail_and_loses_none() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("smtp://127.0.0.1:{port}?tls=none");
+    let app = TestApp::spawn_configured(
+        common::Backend::Sqlite,
+        std::time::Duration::from_secs(30),
+        move |s| {
+            let mailer =
+                rampart::auth::mail::Mailer::from_url(&url, "Rampart <no-reply@example.com>")
+                    .unwrap();
+            let hasher = rampart::auth::password::Hasher::for_this_machine().unwrap();
+            generous(s).with_identity(rampart::auth::Identity::new(
+                Default::default(),
+                hasher,
+                mailer,
+                "http://rampart.test",
+            ))
+        },
+    )
+    .await
+    .unwrap();
+    let email = "outage@example.com";
+    let (status, _) = signup_status(&app, email, PW).await;
+    assert_eq!(status, 202, "the answer does not wait for the mail");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let failed = loop {
+        let jobs = app.store.jobs().list(None, 100).await.unwrap();
+        let mail: Vec<_> = jobs.into_iter().filter(|j| j.kind == "auth.mail").collect();
+        assert_eq!(mail.len(), 1, "one mail job: {mail:?}");
+        if mail[0].attempts >= 1 && mail[0].last_error.is_some() {
+            break mail[0].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mail job never ran: {mail:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        failed.state,
+        rampart_store::jobs::JobState::Queued,
+        "{failed:?}"
+    );
+    assert!(
+        failed.run_at > app.clock.now_for_tests(),
+        "it waits a backoff: {failed:?}"
+    );
+    let error = failed.last_error.clone().unwrap();
+    assert!(
+        error.contains("no usable connection to the SMTP server"),
+        "{error}"
+    );
+    assert!(
+        !error.contains(email) && !failed.payload.contains(email),
+        "{failed:?}"
+    );
+
+    // The outage outlasts the confirmation link's lifetime (24 h); then the server is back.
+    let Some(peer) = SmtpPeer::start_on(port).await else {
+        return;
+    };
+    peer.release();
+    app.clock.advance(Duration::hours(25));
+    let delivered = peer.await_delivered(1).await;
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].to, email);
+    let token = common::people::token_in(&delivered[0].body, "/auth/confirm").unwrap();
+    let (status, body) = app
+        .browse(
+            &mut Browser::default(),
+            Method::POST,
+            "/v1/auth/confirm",
+            Some(&json!({"token": token})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app.signed_in(email, PW).await;
+    app.settle_mail().await;
+    let jobs = app.store.jobs().list(None, 100).await.unwrap();
+    let done: Vec<_> = jobs.iter().filter(|j| j.kind == "auth.mail").collect();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(
+        done[0].state,
+        rampart_store::jobs::JobState::Done,
+        "{done:?}"
+    );
+    assert_eq!(done[0].attempts, 2, "{done:?}");
+    assert_eq!(peer.delivered().len(), 1, "sent once");
+}
+
+/// A mail the SMTP server refuses for good (a 5xx) is not retried: its job is dead at once, for
+/// an operator (`rampart jobs list --state dead`), and what is stored names the SMTP code, not
+/// the server's words, which quote the address.
+#[tokio::test]
+async fn a_refused_account_mail_is_dead_at_once_and_names_no_address() {
+    let Some(peer) = SmtpPeer::start().await else {
+        return;
+    };
+    peer.refuse();
+    peer.release();
+    let url = peer.url();
+    let app = TestApp::spawn_configured(
+        common::Backend::Sqlite,
+        std::time::Duration::from_secs(30),
+        move |s| {
+            let mailer =
+                rampart::auth::mail::Mailer::from_url(&url, "Rampart <no-reply@example.com>")
+                    .unwrap();
+            let hasher = rampart::auth::password::Hasher::for_this_machine().unwrap();
+            generous(s).with_identity(rampart::auth::Identity::new(
+                Default::default(),
+                hasher,
+                mailer,
+                "http://rampart.test",
+            ))
+        },
+    )
+    .await
+    .unwrap();
+    let email = "refused@example.com";
+    let (status, _) = signup_status(&app, email, PW).await;
+    assert_eq!(status, 202);
+    app.settle_mail().await;
+    let jobs = app.store.jobs().list(None, 100).await.unwrap();
+    let mail: Vec<_> = jobs.iter().filter(|j| j.kind == "auth.mail").collect();
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(
+        mail[0].state,
+        rampart_store::jobs::JobState::Dead,
+        "{mail:?}"
+    );
+    assert_eq!(mail[0].attempts, 1, "not retried: {mail:?}");
+    let error = mail[0].last_error.clone().unwrap();
+    assert!(error.contains("refused the message: SMTP 550"), "{error}");
+    assert!(!error.contains(email), "{error}");
+    assert!(peer.delivered().is_empty());
+}
+
 /// The TOTP code an authenticator app would show for `uri` at `unix_time`, computed by pyotp
 /// (PyPI), an independent implementation; `None` (after saying so) when pyotp is missing
 /// outside CI.
@@ -2246,7 +2400,7 @@ async fn totp_with_backup_codes_replay_protection_and_rotation(app: TestApp) {
     assert_eq!(status, 401, "the pending session ended after 5 failures");
 
     // A password reset does not bypass the second factor.
-    let before = app.mail_mark(email);
+    let before = app.mail_mark(email).await;
     app.browse(
         &mut Browser::default(),
         Method::POST,
@@ -2276,7 +2430,7 @@ async fn totp_with_backup_codes_replay_protection_and_rotation(app: TestApp) {
         .await;
     assert_eq!(body["status"], "second_factor_required");
     // So does a magic link.
-    let before = app.mail_mark(email);
+    let before = app.mail_mark(email).await;
     app.browse(
         &mut Browser::default(),
         Method::POST,
@@ -2435,7 +2589,7 @@ async fn pre_hijacked_accounts_are_cleared_by_every_other_proof(app: TestApp) {
         )
         .await;
     assert_eq!(status, 201, "{inv}");
-    let token = app.link_token(victim, "/auth/invitation");
+    let token = app.link_token(victim, "/auth/invitation").await;
     let (status, err) = app
         .browse(
             &mut Browser::default(),
@@ -2471,7 +2625,7 @@ async fn pre_hijacked_accounts_are_cleared_by_every_other_proof(app: TestApp) {
     // 2. A magic link proves the mailbox: it signs in, and the attacker's password is gone.
     let victim = "magic@corp.example";
     attacker_signs_up(&app, victim).await;
-    let before = app.mail_mark(victim);
+    let before = app.mail_mark(victim).await;
     app.browse(
         &mut Browser::default(),
         Method::POST,
@@ -2498,7 +2652,7 @@ async fn pre_hijacked_accounts_are_cleared_by_every_other_proof(app: TestApp) {
     // 3. A password reset: only the new password works.
     let victim = "reset@corp.example";
     attacker_signs_up(&app, victim).await;
-    let before = app.mail_mark(victim);
+    let before = app.mail_mark(victim).await;
     app.browse(
         &mut Browser::default(),
         Method::POST,
@@ -2522,8 +2676,8 @@ async fn pre_hijacked_accounts_are_cleared_by_every_other_proof(app: TestApp) {
     // 4. The victim signs up too: their sign-up replaces the unconfirmed one, whose link dies.
     let victim = "twice@corp.example";
     attacker_signs_up(&app, victim).await;
-    let first = app.link_token(victim, "/auth/confirm");
-    let before = app.mail_mark(victim);
+    let first = app.link_token(victim, "/auth/confirm").await;
+    let before = app.mail_mark(victim).await;
     let (status, _) = app
         .browse(
             &mut Browser::default(),
@@ -2595,7 +2749,7 @@ async fn turning_totp_on_needs_the_password_and_the_operator_can_reset_it(
     assert_eq!(status, 200, "{enrol}");
     let uri = enrol["otpauth_uri"].as_str().unwrap().to_owned();
     let code = pyotp_code(&uri, app.clock.now_for_tests().timestamp()).expect("pyotp");
-    let before = app.mail_mark(email);
+    let before = app.mail_mark(email).await;
     let (status, on) = app
         .browse(
             &mut b,
@@ -2626,7 +2780,7 @@ async fn turning_totp_on_needs_the_password_and_the_operator_can_reset_it(
     assert_eq!(body["status"], "second_factor_required");
 
     // The operator resets it: TOTP off, codes gone, sessions ended, the owner mailed, audited.
-    let before = app.mail_mark(email);
+    let before = app.mail_mark(email).await;
     let out = op.run(&["admin", "reset-2fa", "--email", email, "--json"]);
     assert_eq!(out["totp_was_on"], true, "{out}");
     assert_eq!(
@@ -2776,7 +2930,7 @@ async fn second_factor_failures_are_counted_first_per_session_and_per_user(app: 
     assert_eq!(status, 401, "that pending session is over");
 
     // A correct password does not reset the count: 5 more on a fresh sign-in lock the factor.
-    let before = app.mail_mark(email);
+    let before = app.mail_mark(email).await;
     let mut q = pending(&app, email).await;
     for _ in 0..5 {
         assert_eq!(second_factor(&app, &mut q, "999999").await.0, 401);
@@ -2820,6 +2974,7 @@ async fn second_factor_failures_are_counted_first_per_session_and_per_user(app: 
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         app.mails_to(email)
+            .await
             .iter()
             .filter(|m| m.subject.contains("locked"))
             .count(),
@@ -2910,7 +3065,7 @@ async fn join(app: &TestApp, inviter: &mut Browser, ws: &str, email: &str, role:
         )
         .await;
     assert_eq!(status, 201, "{inv}");
-    let token = app.link_token(email, "/auth/invitation");
+    let token = app.link_token(email, "/auth/invitation").await;
     let (status, joined) = app
         .browse(
             &mut Browser::default(),
@@ -2936,7 +3091,9 @@ async fn invitations_can_be_revoked(app: TestApp) {
         .await;
     assert_eq!(status, 201, "{inv}");
     let id = inv["id"].as_str().unwrap().to_owned();
-    let token = app.link_token("unwanted@example.com", "/auth/invitation");
+    let token = app
+        .link_token("unwanted@example.com", "/auth/invitation")
+        .await;
     let r = app
         .as_browser(
             &mut owner,
@@ -3190,7 +3347,7 @@ fn cookie_named(r: &reqwest::Response, name: &str) -> Option<(String, String)> {
 async fn magic_links_are_bound_to_the_browser_that_asked(app: TestApp) {
     let email = "bound@example.com";
     app.signup_confirmed(email, PW).await;
-    let before = app.mail_mark(email);
+    let before = app.mail_mark(email).await;
     let r = app
         .client
         .post(app.url("/v1/auth/magic-link"))
@@ -3232,7 +3389,7 @@ async fn magic_links_are_bound_to_the_browser_that_asked(app: TestApp) {
 
     // Ten minutes, not fifteen.
     for (minutes, want) in [(9, 200), (11, 422)] {
-        let before = app.mail_mark(email);
+        let before = app.mail_mark(email).await;
         app.browse(
             &mut Browser::default(),
             Method::POST,

@@ -628,7 +628,12 @@ async fn the_daily_audit_retention_runs_as_a_scheduled_job(app: TestApp) {
     let mut config = rampart::config::Settings::default();
     config.jobs.poll_min_ms = 10;
     config.jobs.poll_max_ms = 20;
-    let worker = rampart::cli::worker::build(&config, app.state.jobs().clone()).unwrap();
+    let worker = rampart::cli::worker::build(
+        &config,
+        app.state.jobs().clone(),
+        app.state.identity().unwrap().clone(),
+    )
+    .unwrap();
     let running = Running::start(worker);
     until("the retention job is done", || async {
         app.store

@@ -20,9 +20,17 @@ pub enum MailError {
     /// Building the message failed.
     #[error("could not build the message")]
     Build,
-    /// The transport refused or failed.
-    #[error("sending mail failed: {0}")]
-    Send(String),
+    /// The transport could not be set up (a mail directory, a relay name).
+    #[error("setting up the mail transport failed: {0}")]
+    Setup(String),
+    /// The transport failed in a way that may pass (no connection, a timeout, an SMTP 4xx):
+    /// worth another attempt. The text names the class of failure and the SMTP code, never
+    /// the server's words, which may quote the address.
+    #[error("sending mail failed for now: {0}")]
+    Transient(String),
+    /// The server refused the message for good (an SMTP 5xx): another attempt would fail too.
+    #[error("the mail server refused the message: {0}")]
+    Refused(String),
     /// No transport is configured.
     #[error("no mail transport is configured")]
     Unconfigured,
@@ -67,7 +75,7 @@ impl Mailer {
         let from: Mailbox = from.parse().map_err(|_| MailError::BadAddress)?;
         let transport = if let Some(dir) = url.strip_prefix("file:") {
             let dir = PathBuf::from(dir);
-            std::fs::create_dir_all(&dir).map_err(|e| MailError::Send(e.to_string()))?;
+            std::fs::create_dir_all(&dir).map_err(|e| MailError::Setup(e.to_string()))?;
             Transport::File(AsyncFileTransport::new(dir))
         } else if url.starts_with("smtp://") || url.starts_with("smtps://") {
             let parsed = url::Url::parse(url).map_err(|_| MailError::BadTransport)?;
@@ -75,12 +83,12 @@ impl Mailer {
             let plain = parsed.query_pairs().any(|(k, v)| k == "tls" && v == "none");
             let mut builder = if parsed.scheme() == "smtps" {
                 AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
-                    .map_err(|e| MailError::Send(e.to_string()))?
+                    .map_err(|e| MailError::Setup(e.to_string()))?
             } else if plain {
                 AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
             } else {
                 AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)
-                    .map_err(|e| MailError::Send(e.to_string()))?
+                    .map_err(|e| MailError::Setup(e.to_string()))?
             };
             if let Some(port) = parsed.port() {
                 builder = builder.port(port);
@@ -119,12 +127,13 @@ impl Mailer {
                 .send(message)
                 .await
                 .map(|_| ())
-                .map_err(|e| MailError::Send(e.to_string())),
+                // A full disk or a missing directory may be fixed by the operator.
+                .map_err(|_| MailError::Transient("writing the message file failed".into())),
             Transport::Smtp(t) => t
                 .send(message)
                 .await
                 .map(|_| ())
-                .map_err(|e| MailError::Send(e.to_string())),
+                .map_err(|e| smtp_error(&e)),
             Transport::None => Err(MailError::Unconfigured),
         }
     }
@@ -163,6 +172,19 @@ mod test_seams {
         fn display(&self) -> HeaderValue {
             HeaderValue::new(Self::name(), self.0.to_string())
         }
+    }
+}
+
+/// Classifies an SMTP failure without the server's text (a rejection often quotes the
+/// recipient's address): a 5xx is final, everything else (4xx, no connection, a timeout, TLS)
+/// may pass.
+fn smtp_error(e: &lettre::transport::smtp::Error) -> MailError {
+    match e.status() {
+        Some(code) if e.is_permanent() => MailError::Refused(format!("SMTP {code}")),
+        Some(code) => MailError::Transient(format!("SMTP {code}")),
+        None if e.is_timeout() => MailError::Transient("the SMTP server timed out".into()),
+        None if e.is_tls() => MailError::Transient("TLS with the SMTP server failed".into()),
+        None => MailError::Transient("no usable connection to the SMTP server".into()),
     }
 }
 

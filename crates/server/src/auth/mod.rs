@@ -3,6 +3,7 @@
 //! and the mail that carries them. Sessions resolve to the same [`rampart_core::Principal`] as
 //! API keys, so everything past authentication is shared.
 
+pub mod account_mail;
 pub mod breach;
 pub mod events;
 pub mod hash_threads;

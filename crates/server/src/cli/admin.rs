@@ -106,7 +106,7 @@ pub enum Admin {
     /// Delete an organization now: destroy its data key (crypto-erasure) and its rows.
     DeleteOrg(org::DeleteOrg),
     /// Turn a person's two-factor authentication off (secret and backup codes deleted), end
-    /// every session and mail them; audited in each of their organizations.
+    /// every session and queue a mail to them; audited in each of their organizations.
     #[command(name = "reset-2fa")]
     ResetTwoFactor(identity::ResetTwoFactor),
 }
@@ -115,13 +115,12 @@ pub enum Admin {
 pub async fn run(settings: &Settings, cmd: Admin) -> Result<()> {
     let (store, vault) = open_with_vault(settings).await?;
     let now = SystemClock.now();
-    let result = admin_on(settings, &store, &vault, now, cmd).await;
+    let result = admin_on(&store, &vault, now, cmd).await;
     close(store, vault).await;
     result
 }
 
 async fn admin_on(
-    settings: &Settings,
     store: &Store,
     vault: &Vault,
     now: DateTime<Utc>,
@@ -129,14 +128,9 @@ async fn admin_on(
 ) -> Result<()> {
     match cmd {
         Admin::ResetTwoFactor(args) => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let mailer = crate::auth::mail::Mailer::from_url(
-                &settings.mail_transport(),
-                &settings.auth.mail_from,
-            )
-            .context("mail_transport")?;
             let event = operator_event("admin reset-2fa", "user.reset_2fa", json!({}));
-            let done = identity::reset_two_factor(store, &mailer, &args, now, event).await?;
+            let queue = rampart_jobs::Queue::new(store.clone(), std::sync::Arc::new(SystemClock));
+            let done = identity::reset_two_factor(store, &queue, &args, now, event).await?;
             emit(
                 args.json,
                 done.clone(),

@@ -8,7 +8,8 @@ use rampart_store::Store;
 use rampart_store::audit::NewEvent;
 use serde_json::{Value, json};
 
-use crate::auth::mail::{Mail, Mailer};
+use rampart_jobs::Queue;
+use rampart_jobs::kinds::account_mail::{AccountMail, AccountMailKind};
 
 /// Arguments of `admin reset-2fa`.
 #[derive(Debug, clap::Args)]
@@ -22,11 +23,11 @@ pub struct ResetTwoFactor {
 }
 
 /// Turns the person's second factor off (secret and every backup code deleted), ends every
-/// session, records `event` in the ledger of each of their organizations, and mails them. The
-/// operator is expected to have checked who is asking (ASVS V6.4.4) before running it.
+/// session, records `event` in the ledger of each of their organizations, and queues a mail to
+/// them. The operator is expected to have checked who is asking (ASVS V6.4.4) before running it.
 pub async fn reset_two_factor(
     store: &Store,
-    mailer: &Mailer,
+    queue: &Queue,
     args: &ResetTwoFactor,
     now: DateTime<Utc>,
     event: NewEvent,
@@ -47,26 +48,18 @@ pub async fn reset_two_factor(
             .as_bytes(),
     );
     store.record_for_user(user.id, &event, now).await?;
-    let mail = Mail {
-        to: user.email.clone(),
-        subject: "Your two-factor authentication was reset".to_owned(),
-        body: "An operator turned two-factor authentication off for your Rampart account and \
-               signed out every session, at your request. Sign in with your password and turn it \
-               on again. If you did not ask for this, contact your administrator now.\n"
-            .to_owned(),
-    };
-    // The reset stands even if the mail cannot go; the operator is told.
-    let mailed = match mailer.send(&mail).await {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("warning: the reset is done, but the notification mail failed: {e}");
-            false
-        }
-    };
+    // The reset stands whatever becomes of the mail; the worker (in `serve`, or `rampart
+    // worker`) sends it, retrying through an SMTP outage.
+    let job = queue
+        .enqueue(&AccountMail {
+            user: user.id,
+            mail: AccountMailKind::TwoFactorReset,
+        })
+        .await?;
     Ok(json!({
         "user_id": user.id,
         "totp_was_on": user.totp_enabled,
         "sessions_ended": ended,
-        "mailed": mailed,
+        "mail_job": job,
     }))
 }

@@ -46,8 +46,9 @@ pub async fn run(mut settings: Settings, args: ServeArgs) -> Result<()> {
     serve(settings).await
 }
 
-/// Identity services from `[auth]`, the mail transport and the public URL.
-fn identity(settings: &Settings) -> Result<crate::auth::Identity> {
+/// Identity services from `[auth]`, the mail transport and the public URL (the worker's
+/// account mail uses the same).
+pub(crate) fn identity(settings: &Settings) -> Result<crate::auth::Identity> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mailer =
         crate::auth::mail::Mailer::from_url(&settings.mail_transport(), &settings.auth.mail_from)
@@ -110,13 +111,18 @@ async fn serve(settings: Settings) -> Result<()> {
         quotas: settings.quotas.clone(),
         disabled_for_benchmarks: false,
     };
+    let identity = identity(&settings)?;
     let state = state
         .with_edge(edge)
         .with_limits(limiter, limits)
         .with_trusted_proxies(settings.trusted_proxy_nets()?)
-        .with_identity(identity(&settings)?);
+        .with_identity(identity.clone());
     let worker = if settings.jobs.run_in_serve {
-        Some(super::worker::build(&settings, state.jobs().clone())?)
+        Some(super::worker::build(
+            &settings,
+            state.jobs().clone(),
+            identity,
+        )?)
     } else {
         tracing::info!("jobs.run_in_serve is false: this node runs no jobs (run `rampart worker`)");
         None

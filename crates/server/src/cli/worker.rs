@@ -15,6 +15,8 @@ use rampart_jobs::{Backoff, Queue, Registry, Schedule, Scheduled, Worker, Worker
 use rampart_store::Store;
 use tokio::sync::watch;
 
+use crate::auth::Identity;
+use crate::auth::account_mail::AccountMailHandler;
 use crate::config::Settings;
 
 /// The worker's settings from the configuration (`[jobs]` and `shutdown_grace_secs`).
@@ -33,14 +35,19 @@ pub fn worker_settings(settings: &Settings) -> WorkerSettings {
     }
 }
 
-/// The worker over `queue` with every job kind this build runs and the platform's schedules:
-/// the daily audit retention (at `audit.retention_at` UTC) and the hourly removal of old done
-/// jobs.
-pub fn build(settings: &Settings, queue: Queue) -> Result<Worker> {
+/// The worker over `queue` with every job kind this build runs (account mail through
+/// `identity`'s transport among them) and the platform's schedules: the daily audit retention
+/// (at `audit.retention_at` UTC) and the hourly removal of old done jobs.
+pub fn build(settings: &Settings, queue: Queue, identity: Identity) -> Result<Worker> {
     let store = queue.store().clone();
     let clock: Arc<dyn Clock> = queue.clock().clone();
     let mut registry = Registry::new();
     registry
+        .register(AccountMailHandler::new(
+            store.clone(),
+            identity,
+            clock.clone(),
+        ))
         .register(RetentionHandler::new(
             store.clone(),
             clock.clone(),
@@ -73,7 +80,8 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
-    let worker = build(settings, Queue::new(store.clone(), clock))?;
+    let identity = super::serve::identity(settings)?;
+    let worker = build(settings, Queue::new(store.clone(), clock), identity)?;
     let (stopping_tx, stopping_rx) = watch::channel(false);
     let running = tokio::spawn(worker.run(stopping_rx));
     tracing::info!(database = ?store.kind(), "rampart worker is running");

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Duration;
 use rampart_core::{Email, ErrorCode, PersonName, Plan, Secret, SessionId, UserId};
 use rampart_crypto::random::RandomError;
+use rampart_jobs::kinds::account_mail::AccountMailKind;
 use rampart_store::identity::{
     LockMail, LockScope, NewSession, SecondFactorClaim, SessionStage, SigninClaim, SignupOutcome,
     TokenPurpose, UserAuth,
@@ -19,9 +20,9 @@ use rampart_store::identity::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::auth::account_mail;
 use crate::auth::breach::Verdict;
 use crate::auth::events::{RequestFacts, record};
-use crate::auth::mail::Mail;
 use crate::auth::password::{HashError, PolicyError, Verified};
 use crate::auth::session::{self, SessionUser};
 use crate::auth::{Identity, secrets, token, totp};
@@ -58,17 +59,30 @@ fn failed() -> ApiError {
     ApiError::new(ErrorCode::Unauthenticated, SIGNIN_FAILED)
 }
 
-/// Mails without letting a transport failure change the answer (which would tell whether the
-/// address has an account); the failure is logged for the operator.
-async fn send(identity: &Identity, to: &str, subject: &str, body: String) {
-    let mail = Mail {
-        to: to.to_owned(),
-        subject: subject.to_owned(),
-        body,
-    };
-    if let Err(e) = identity.mailer().send(&mail).await {
-        tracing::error!(error = %e, subject, "could not send mail");
+/// Queues an account mail for the worker (see [`crate::auth::account_mail`]); a request never
+/// waits for the transport. An error here is the database's, and fails the request.
+async fn queue_mail(state: &AppState, user: UserId, mail: AccountMailKind) -> ApiResult<()> {
+    account_mail::enqueue(state.jobs(), user, mail)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "could not queue an account mail");
+            ApiError::internal()
+        })
+}
+
+/// Queues a notice about a change already made: failing to queue it must not turn the change's
+/// answer into an error, so the failure is logged for the operator.
+async fn notify(state: &AppState, user: UserId, mail: AccountMailKind) {
+    if let Err(e) = account_mail::enqueue(state.jobs(), user, mail).await {
+        tracing::error!(error = %e, "could not queue an account notice");
     }
+}
+
+/// [`notify`] after the answer: a mail only some outcomes send must not show in their timing.
+fn notify_later(state: &AppState, user: UserId, mail: AccountMailKind) {
+    use tracing::Instrument;
+    let state = state.clone();
+    tokio::spawn(async move { notify(&state, user, mail).await }.in_current_span());
 }
 
 /// Checks policy and breach lists; the error names the `password` field (or `field`).
@@ -88,58 +102,21 @@ async fn acceptable_password(identity: &Identity, field: &str, password: &str) -
     }
 }
 
-fn link(identity: &Identity, path: &str, token: &Secret<String>) -> String {
-    format!("{}{path}?token={}", identity.public_url(), token.expose())
-}
-
+/// Queues the mail carrying a `purpose` link; the worker mints its token when it sends it.
 async fn mail_token(
     state: &AppState,
-    identity: &Identity,
     user: &UserAuth,
     purpose: TokenPurpose,
     browser_hash: Option<&str>,
 ) -> ApiResult<()> {
-    let now = state.clock().now();
-    let (lifetime, path, subject, what) = match purpose {
-        TokenPurpose::Confirm => (
-            Duration::hours(identity.settings().confirm_hours),
-            "/auth/confirm",
-            "Confirm your email address",
-            "confirm your email address",
-        ),
-        TokenPurpose::Reset => (
-            Duration::minutes(identity.settings().reset_minutes),
-            "/auth/reset",
-            "Reset your password",
-            "choose a new password",
-        ),
-        TokenPurpose::MagicLink => (
-            Duration::minutes(identity.settings().magic_link_minutes),
-            "/auth/magic",
-            "Your sign-in link",
-            "sign in",
-        ),
+    let mail = match purpose {
+        TokenPurpose::Confirm => AccountMailKind::ConfirmEmail,
+        TokenPurpose::Reset => AccountMailKind::PasswordReset,
+        TokenPurpose::MagicLink => AccountMailKind::MagicLink {
+            browser_hash: browser_hash.map(str::to_owned),
+        },
     };
-    let minted = token::mint()?;
-    state
-        .store()
-        .create_auth_token(
-            user.id,
-            purpose,
-            &minted.hash,
-            browser_hash,
-            now,
-            now + lifetime,
-        )
-        .await?;
-    let minutes = lifetime.num_minutes();
-    let body = format!(
-        "Follow this link to {what}. It works once and expires in {minutes} minutes.\n\n{}\n\n\
-         If you did not ask for this, ignore this message.\n",
-        link(identity, path, &minted.token)
-    );
-    send(identity, &user.email, subject, body).await;
-    Ok(())
+    queue_mail(state, user.id, mail).await
 }
 
 /// A new session: the cookie header, the CSRF token and the session id.
@@ -281,14 +258,14 @@ pub async fn signup(
     match outcome {
         SignupOutcome::Created { user, .. } => {
             if let Some(u) = state.store().user_auth(user).await? {
-                mail_token(&state, &identity, &u, TokenPurpose::Confirm, None).await?;
+                mail_token(&state, &u, TokenPurpose::Confirm, None).await?;
             }
         }
         SignupOutcome::Replaced(user) => {
             // A new link for this sign-up; it supersedes the earlier one, which was mailed for a
             // password this sign-up has replaced.
             if let Some(u) = state.store().user_auth(user).await? {
-                mail_token(&state, &identity, &u, TokenPurpose::Confirm, None).await?;
+                mail_token(&state, &u, TokenPurpose::Confirm, None).await?;
             }
             record(
                 &state,
@@ -305,21 +282,9 @@ pub async fn signup(
         }
         SignupOutcome::Existing(user) => match state.store().user_auth(user).await? {
             Some(u) if u.email_confirmed_at.is_none() => {
-                mail_token(&state, &identity, &u, TokenPurpose::Confirm, None).await?;
+                mail_token(&state, &u, TokenPurpose::Confirm, None).await?;
             }
-            Some(u) => {
-                send(
-                    &identity,
-                    &u.email,
-                    "You already have an account",
-                    format!(
-                        "Someone tried to sign up with this address, which already has an account.\n\
-                         Sign in at {0}, or reset your password at {0}/auth/reset.\n",
-                        identity.public_url()
-                    ),
-                )
-                .await;
-            }
+            Some(u) => queue_mail(&state, u.id, AccountMailKind::AlreadyRegistered).await?,
             None => {}
         },
     }
@@ -491,31 +456,16 @@ async fn password_failed(
     {
         return Ok(());
     }
-    let url = identity.public_url();
-    let when = until.format("%Y-%m-%d %H:%M");
-    let body = match scope {
-        LockScope::Source => format!(
-            "After {threshold} failed sign-in attempts from one network address, password sign-in to \
-             your account from there is locked until {when} UTC. You can still sign in from \
-             elsewhere, or with a sign-in link ({url}/auth/magic).\n\
-             If this was not you, reset your password at {url}/auth/reset.\n"
-        ),
-        LockScope::Account => format!(
-            "After {threshold} failed sign-in attempts from many network addresses, password \
-             sign-in to your account is locked until {when} UTC. You can still sign in with a \
-             sign-in link ({url}/auth/magic).\n\
-             If this was not you, reset your password at {url}/auth/reset.\n"
-        ),
-    };
-    send_later(identity, &user.email, "Your account was locked", body);
+    notify_later(
+        state,
+        user.id,
+        AccountMailKind::PasswordLocked {
+            scope,
+            failed: threshold,
+            until,
+        },
+    );
     Ok(())
-}
-
-/// [`send`] after the answer: a mail only some outcomes send must not show in their timing.
-fn send_later(identity: &Identity, to: &str, subject: &'static str, body: String) {
-    use tracing::Instrument;
-    let (identity, to) = (identity.clone(), to.to_owned());
-    tokio::spawn(async move { send(&identity, &to, subject, body).await }.in_current_span());
 }
 
 /// `POST /v1/auth/signin`: a session, or a pending second-factor step.
@@ -591,7 +541,7 @@ pub async fn signin(
         .await
         .is_ok()
         {
-            mail_token(&state, &identity, &user, TokenPurpose::Confirm, None).await?;
+            mail_token(&state, &user, TokenPurpose::Confirm, None).await?;
         }
         record(
             &state,
@@ -769,20 +719,14 @@ async fn second_factor_lockout(
     {
         return Ok(());
     }
-    if let Some(u) = state.store().user_auth(user).await? {
-        send_later(
-            identity,
-            &u.email,
-            "Two-factor sign-in to your account was locked",
-            format!(
-                "Someone who knows your password entered {} wrong two-factor codes. Two-factor \
-                 sign-in is locked until {} UTC. Change your password now at {}/auth/reset.\n",
-                settings.second_factor_user_max_failures,
-                until.format("%Y-%m-%d %H:%M"),
-                identity.public_url()
-            ),
-        );
-    }
+    notify_later(
+        state,
+        user,
+        AccountMailKind::SecondFactorLocked {
+            failed: settings.second_factor_user_max_failures,
+            until,
+        },
+    );
     Ok(())
 }
 
@@ -1120,7 +1064,7 @@ pub async fn change_password(
         ),
     )
     .await;
-    send(&identity, &u.email, "Your password was changed", "Your Rampart password was just changed. If this was not you, reset it now and contact your administrator.\n".to_owned()).await;
+    notify(&state, u.id, AccountMailKind::PasswordChanged).await;
     Ok(Json(
         json!({"status": "password_changed", "sessions_ended": ended}),
     ))
@@ -1135,7 +1079,6 @@ pub struct EmailBody {
 
 async fn mail_if_known(
     state: &AppState,
-    identity: &Identity,
     raw: &str,
     purpose: TokenPurpose,
     facts: &RequestFacts,
@@ -1148,7 +1091,7 @@ async fn mail_if_known(
     };
     match user {
         Some(u) if u.disabled_at.is_none() => {
-            mail_token(state, identity, &u, purpose, browser_hash).await?;
+            mail_token(state, &u, purpose, browser_hash).await?;
             record(
                 state,
                 u.id,
@@ -1166,11 +1109,12 @@ async fn mail_if_known(
 /// Starts [`mail_if_known`] after the answer instead of before it: looking the address up,
 /// storing a token, mailing and recording take time only when the address has an account, so
 /// doing them first would tell by the answer's timing whether it has one (issue 32, finding 8).
-/// Every address takes this same path. The work runs in a task of its own, in the request's
-/// span; a durable job queue (so that a restart cannot lose a link) comes with the jobs issue.
+/// Every address takes this same path. The lookup runs in a task of its own, in the request's
+/// span, and queues the mail as a durable job: from there a restart or an SMTP outage delays
+/// the link and loses none (only a crash in the milliseconds between the answer and the queue
+/// can).
 fn mail_later(
     state: &AppState,
-    identity: Identity,
     raw: String,
     purpose: TokenPurpose,
     facts: RequestFacts,
@@ -1183,7 +1127,6 @@ fn mail_later(
         async move {
             if let Err(e) = mail_if_known(
                 &state,
-                &identity,
                 &raw,
                 purpose,
                 &facts,
@@ -1274,7 +1217,7 @@ pub async fn request_reset(
     facts: RequestFacts,
     JsonBody(body): JsonBody<EmailBody>,
 ) -> ApiResult<Response> {
-    let identity = identity(&state)?;
+    identity(&state)?; // 503 when sign-in is not configured here
     if let Err(refused) =
         mail_allowed(&state, &body.email, &facts, "auth.password_reset_request").await
     {
@@ -1282,7 +1225,6 @@ pub async fn request_reset(
     }
     mail_later(
         &state,
-        identity,
         body.email,
         TokenPurpose::Reset,
         facts,
@@ -1379,7 +1321,6 @@ pub async fn request_magic_link(
     });
     mail_later(
         &state,
-        identity,
         body.email,
         TokenPurpose::MagicLink,
         facts,
@@ -1488,7 +1429,7 @@ pub async fn totp_confirm(
     facts: RequestFacts,
     JsonBody(body): JsonBody<CodeBody>,
 ) -> ApiResult<Response> {
-    let identity = identity(&state)?;
+    identity(&state)?; // 503 when sign-in is not configured here
     let sealed = state
         .store()
         .totp_secret(me.user, true)
@@ -1545,18 +1486,7 @@ pub async fn totp_confirm(
         ),
     )
     .await;
-    if let Some(u) = state.store().user_auth(me.user).await? {
-        send(
-            &identity,
-            &u.email,
-            "Two-factor authentication was turned on",
-            "Two-factor authentication was just turned on for your Rampart account, and every other \
-             session was signed out. If this was not you, reset your password now and contact your \
-             administrator.\n"
-                .to_owned(),
-        )
-        .await;
-    }
+    notify(&state, me.user, AccountMailKind::TwoFactorEnabled).await;
     Ok(
         Json(json!({"status": "enabled", "backup_codes": codes, "sessions_ended": ended}))
             .into_response(),
@@ -1637,7 +1567,7 @@ pub async fn totp_disable(
         facts.event(Some(me.user), "auth.totp_disable", 204, None, &json!({})),
     )
     .await;
-    send(&identity, &u.email, "Two-factor authentication was turned off", "Two-factor authentication was just turned off for your Rampart account. If this was not you, reset your password now.\n".to_owned()).await;
+    notify(&state, u.id, AccountMailKind::TwoFactorDisabled).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

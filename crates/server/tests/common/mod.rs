@@ -74,6 +74,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// The state the app serves (its key cache, its clock).
     pub state: AppState,
+    /// Stops the app's account-mail worker when the app is dropped.
+    _mail_worker: tokio::sync::watch::Sender<bool>,
 }
 
 /// An organization with its first workspace and an owner key.
@@ -360,6 +362,7 @@ impl TestApp {
             AppState::new(store.clone(), vault.clone(), Arc::new(clock.clone()), ttl)
                 .with_identity(test_identity(dir.path(), AuthSettings::default())),
         );
+        let mail_worker = mail_worker(&state, &store, &clock);
         let app = rampart::app::build(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -385,6 +388,7 @@ impl TestApp {
             dir,
             addr,
             state,
+            _mail_worker: mail_worker,
         }
     }
 
@@ -735,6 +739,36 @@ pub async fn wait_until_blocked_on(pool: &sqlx::PgPool, table: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A job worker for the app's account mail only (as `serve` runs one), polling often so a
+/// test's wait for mail stays short; it stops when the returned sender is dropped. The jobs
+/// tests run workers of their own for the other kinds.
+fn mail_worker(
+    state: &AppState,
+    store: &Store,
+    clock: &ManualClock,
+) -> tokio::sync::watch::Sender<bool> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    if let Some(identity) = state.identity() {
+        let mut registry = rampart_jobs::Registry::new();
+        registry.register(rampart::auth::account_mail::AccountMailHandler::new(
+            store.clone(),
+            identity.clone(),
+            Arc::new(clock.clone()),
+        ));
+        let worker = rampart_jobs::Worker::new(
+            state.jobs().clone(),
+            registry,
+            rampart_jobs::WorkerSettings {
+                poll_min: Duration::from_millis(10),
+                poll_max: Duration::from_millis(100),
+                ..Default::default()
+            },
+        );
+        tokio::spawn(worker.run(stopped));
+    }
+    stop
 }
 
 /// Identity services for a test app: mail as `.eml` files in `DIR/mail`, an http public URL

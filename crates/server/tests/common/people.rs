@@ -75,8 +75,50 @@ pub fn session_cookie(r: &Response) -> Option<(String, String)> {
 }
 
 impl TestApp {
-    /// Every message written to the file transport, oldest first.
-    pub fn mails(&self) -> Vec<Mail> {
+    /// Waits (up to 10 s) until the worker has run every account mail that is due: mail is
+    /// queued as a job by the request and sent by the app's worker, so a test reading the
+    /// mailbox waits for the queue instead of sleeping. A mail waiting for a retry later (on the
+    /// app's clock) does not count.
+    pub async fn settle_mail(&self) {
+        use rampart_core::Clock;
+        use rampart_store::jobs::JobState;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let now = self.clock.now();
+            let mut pending = Vec::new();
+            for state in [JobState::Queued, JobState::Running] {
+                pending.extend(
+                    self.store
+                        .jobs()
+                        .list(Some(state), 10_000)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .filter(|j| {
+                            j.kind == "auth.mail"
+                                && (j.state == JobState::Running || j.run_at <= now)
+                        }),
+                );
+            }
+            if pending.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "account mail still queued after 10 s: {pending:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Every message written to the file transport, oldest first, once the due mail is sent.
+    pub async fn mails(&self) -> Vec<Mail> {
+        self.settle_mail().await;
+        self.mails_now()
+    }
+
+    /// Every message written to the file transport so far, oldest first.
+    fn mails_now(&self) -> Vec<Mail> {
         let dir = self.dir.path().join("mail");
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
@@ -95,17 +137,22 @@ impl TestApp {
         mails
     }
 
-    /// Messages to `to`.
-    pub fn mails_to(&self, to: &str) -> Vec<Mail> {
-        self.mails()
+    /// Messages to `to`, once the due mail is sent.
+    pub async fn mails_to(&self, to: &str) -> Vec<Mail> {
+        self.settle_mail().await;
+        self.mails_to_now(to)
+    }
+
+    fn mails_to_now(&self, to: &str) -> Vec<Mail> {
+        self.mails_now()
             .into_iter()
             .filter(|m| m.to.contains(to))
             .collect()
     }
 
-    /// How many messages went to `to` so far.
-    pub fn mail_count(&self, to: &str) -> usize {
-        self.mails_to(to).len()
+    /// How many messages went to `to`, once the due mail is sent.
+    pub async fn mail_count(&self, to: &str) -> usize {
+        self.mails_to(to).await.len()
     }
 
     /// Every message file written so far, with its message.
@@ -126,7 +173,8 @@ impl TestApp {
 
     /// What has been mailed to `to` so far, to tell later messages from it: file times are too
     /// coarse to order messages written within a few milliseconds of each other.
-    pub fn mail_mark(&self, to: &str) -> MailMark {
+    pub async fn mail_mark(&self, to: &str) -> MailMark {
+        self.settle_mail().await;
         MailMark {
             to: to.to_owned(),
             seen: self
@@ -169,11 +217,11 @@ impl TestApp {
     /// Waits (up to 10 s) until `n` messages in all went to `to`.
     pub async fn await_mail_count(&self, to: &str, n: usize) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while self.mail_count(to) < n {
+        while self.mails_to_now(to).len() < n {
             assert!(
                 std::time::Instant::now() < deadline,
                 "{to} got {} mails, not {n}",
-                self.mail_count(to)
+                self.mails_to_now(to).len()
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
@@ -197,13 +245,14 @@ impl TestApp {
         }
     }
 
-    /// The token of the newest link to `path` mailed to `to`.
-    pub fn link_token(&self, to: &str, path: &str) -> String {
-        self.mails_to(to)
+    /// The token of the newest link to `path` mailed to `to`, once the due mail is sent.
+    pub async fn link_token(&self, to: &str, path: &str) -> String {
+        let mails = self.mails_to(to).await;
+        mails
             .iter()
             .rev()
             .find_map(|m| token_in(&m.body, path))
-            .unwrap_or_else(|| panic!("no {path} link mailed to {to}: {:?}", self.mails_to(to)))
+            .unwrap_or_else(|| panic!("no {path} link mailed to {to}: {mails:?}"))
     }
 
     /// Sends a request as `browser` (cookie and, when it has one, the CSRF header) and keeps
@@ -263,7 +312,7 @@ impl TestApp {
             })))
             .await;
         assert_eq!(status, 202, "{body}");
-        let token = self.link_token(email, "/auth/confirm");
+        let token = self.link_token(email, "/auth/confirm").await;
         let (status, body) = self
             .browse(
                 &mut b,
@@ -427,6 +476,11 @@ for sub in ("held", "new"):
 class Hold:
     def __init__(self):
         self.n = 0
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if os.path.exists(os.path.join(d, "refuse")):
+            return "550 5.1.1 <%s>: mailbox unavailable" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
     async def handle_DATA(self, server, session, envelope):
         self.n += 1
         n = self.n
@@ -448,6 +502,17 @@ while True:
 impl SmtpPeer {
     /// Starts the server; `None` (after saying so) when aiosmtpd is missing, except in CI.
     pub async fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port).await
+    }
+
+    /// Starts the server on `port` (one a test kept free, to play an SMTP server coming back
+    /// after an outage); `None` as [`Self::start`].
+    pub async fn start_on(port: u16) -> Option<Self> {
         let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
         let available = std::process::Command::new("python3")
             .args(["-c", "import aiosmtpd"])
@@ -458,11 +523,6 @@ impl SmtpPeer {
             super::announce_skip("the SMTP tests", "pip install aiosmtpd to run them");
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let dir = tempfile::tempdir().unwrap();
         let child = std::process::Command::new("python3")
             .args(["-c", HOLDING_SMTP, &port.to_string()])
@@ -508,6 +568,12 @@ impl SmtpPeer {
     pub async fn await_held(&self, n: usize) {
         self.wait_for("messages held at DATA", || self.held() >= n)
             .await;
+    }
+
+    /// Refuses every later recipient for good (`550 5.1.1 <address>: mailbox unavailable`, the
+    /// address quoted as real servers do).
+    pub fn refuse(&self) {
+        std::fs::write(self.dir.path().join("refuse"), b"").unwrap();
     }
 
     /// Lets every held message (and every later one) through.

@@ -50,7 +50,8 @@ pub enum LockMail {
 }
 
 /// Where a sign-in lock applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LockScope {
     /// One source (a client IP or IPv6 /64) for this account.
     Source,
