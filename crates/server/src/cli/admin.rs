@@ -120,12 +120,7 @@ pub async fn run(settings: &Settings, cmd: Admin) -> Result<()> {
     result
 }
 
-async fn admin_on(
-    store: &Store,
-    vault: &Vault,
-    now: DateTime<Utc>,
-    cmd: Admin,
-) -> Result<()> {
+async fn admin_on(store: &Store, vault: &Vault, now: DateTime<Utc>, cmd: Admin) -> Result<()> {
     match cmd {
         Admin::ResetTwoFactor(args) => {
             let event = operator_event("admin reset-2fa", "user.reset_2fa", json!({}));
