@@ -192,8 +192,26 @@ pub async fn sign_up_confirmed(base: &str, mail_dir: &Path, n: usize) -> Result<
             );
         }
     }
-    // Mail is written before the sign-up answers, so every link is there now.
-    let tokens = confirm_tokens(mail_dir)?;
+    // Mail is a job the server's worker sends after the answer: wait (up to 60 s) until every
+    // address has its link.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let tokens = loop {
+        let tokens = confirm_tokens(mail_dir)?;
+        let all = (0..n).all(|i| {
+            let to = email(i);
+            tokens.iter().any(|(addr, _)| addr.contains(&to))
+        });
+        if all {
+            break tokens;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "after 60 s only {} of {n} confirmation links were mailed",
+                tokens.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     for i in 0..n {
         let to = email(i);
         let token = tokens
