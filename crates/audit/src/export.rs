@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
-use rampart_core::OrgId;
+use rampart_core::OrgGrant;
 use rampart_store::{Mode, Store, StoreError};
 
 const BATCH: u32 = 5_000;
@@ -20,15 +20,16 @@ pub enum ExportError {
     Io(#[from] std::io::Error),
 }
 
-/// Writes `org`'s events with `since <= at < until` to `out`; returns how many.
+/// Writes the events of the organization `grant` stands in with `since <= at < until` to
+/// `out`; returns how many.
 pub async fn export_ndjson(
     store: &Store,
-    org: OrgId,
+    grant: &impl OrgGrant,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
     out: &mut dyn Write,
 ) -> Result<u64, ExportError> {
-    let mut tx = store.ledger(org, Mode::Read).await?;
+    let mut tx = store.ledger(grant, Mode::Read).await?;
     let mut after = 0i64;
     let mut count = 0u64;
     loop {

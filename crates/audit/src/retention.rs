@@ -3,20 +3,20 @@
 //! everything that remains. The database refuses any other deletion.
 
 use chrono::{DateTime, Duration, Utc};
-use rampart_core::OrgId;
+use rampart_core::OrgGrant;
 use rampart_store::audit::Checkpoint;
 use rampart_store::{Mode, Store, StoreError};
 
-/// Removes `org`'s events older than `retention_days` before `now`; returns the checkpoint
-/// recorded, if anything was old enough.
+/// Removes the events of the organization `grant` stands in that are older than
+/// `retention_days` before `now`; returns the checkpoint recorded, if anything was old enough.
 pub async fn apply(
     store: &Store,
-    org: OrgId,
+    grant: &impl OrgGrant,
     retention_days: u32,
     now: DateTime<Utc>,
 ) -> Result<Option<Checkpoint>, StoreError> {
     let cutoff = now - Duration::days(i64::from(retention_days));
-    let mut tx = store.ledger(org, Mode::Write).await?;
+    let mut tx = store.ledger(grant, Mode::Write).await?;
     let checkpoint = tx.prune_before(cutoff, now).await?;
     tx.commit().await?;
     Ok(checkpoint)

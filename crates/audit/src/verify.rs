@@ -3,8 +3,8 @@
 //! end equal to the recorded head, so a changed field, a deleted or reordered row, or a cut
 //! tail each name the first sequence number that is wrong.
 
-use rampart_core::OrgId;
 use rampart_core::audit::GENESIS;
+use rampart_core::{OrgGrant, OrgId};
 use rampart_store::{Store, StoreError};
 use serde::Serialize;
 
@@ -47,10 +47,12 @@ fn is_hex_of(text: &str, hash: &[u8; 32]) -> bool {
     hex::encode_to_slice(hash, &mut expected).is_ok() && text.as_bytes() == expected
 }
 
-/// Verifies `org`'s whole ledger (from its newest checkpoint).
-pub async fn verify_org(store: &Store, org: OrgId) -> Result<VerifyReport, VerifyError> {
+/// Verifies the whole ledger (from its newest checkpoint) of the organization `grant` stands
+/// in.
+pub async fn verify_org(store: &Store, grant: &impl OrgGrant) -> Result<VerifyReport, VerifyError> {
+    let org = grant.ledger_org();
     let broken = |seq, reason| VerifyError::Broken { org, seq, reason };
-    let mut tx = store.chain_reader(org).await?;
+    let mut tx = store.chain_reader(grant).await?;
     let (start, mut prev) = match tx.latest_checkpoint().await? {
         Some(cp) => {
             let mut h = [0u8; 32];

@@ -24,6 +24,8 @@ pub use ids::{
     OrgId, SessionId, UserId, WorkspaceId,
 };
 pub use plan::Plan;
-pub use principal::{AccessDenied, Actor, AuthMethod, Membership, Principal, TenantGrant};
+pub use principal::{
+    AccessDenied, Actor, AuthMethod, Membership, OperatorGrant, OrgGrant, Principal, TenantGrant,
+};
 pub use role::{Permission, Role};
 pub use secret::Secret;

@@ -1,9 +1,11 @@
-//! Who is calling, and the grant that lets them into one workspace.
+//! Who is calling, and the grants that let them into tenant data.
 //!
 //! Sessions and API keys both resolve to a [`Principal`]. A [`TenantGrant`] is the only thing
 //! the store accepts to open a tenant transaction, and it can be made in two ways: by
 //! [`TenantGrant::authorize`], which checks the caller's membership of that very workspace
-//! against the permission table, or by [`TenantGrant::operator`], the platform operator's CLI.
+//! against the permission table, or from an [`OperatorGrant`] (the platform operator's CLI and
+//! the platform's own lifecycle jobs), which names the operator in every event it leads to. An
+//! organization's ledger opens only through an [`OrgGrant`]: one of those two.
 
 use serde::Serialize;
 
@@ -132,19 +134,6 @@ impl TenantGrant {
         })
     }
 
-    /// The platform operator acting inside a tenant (CLI, admin tooling).
-    pub fn operator(org: OrgId, workspace: WorkspaceId) -> Self {
-        Self {
-            principal: Principal {
-                actor: Actor::Operator,
-                method: AuthMethod::Cli,
-            },
-            org,
-            workspace,
-            role: Role::Owner,
-        }
-    }
-
     /// Who holds the grant.
     pub fn principal(&self) -> Principal {
         self.principal
@@ -163,6 +152,81 @@ impl TenantGrant {
     /// The role the grant was made under.
     pub fn role(&self) -> Role {
         self.role
+    }
+}
+
+/// The platform operator (a CLI command) or the platform's own lifecycle work (retention,
+/// erasure) acting on one organization, outside any request. It is recorded as actor
+/// `operator`, method `CLI`. Nothing a request holds can become one: only the commands and
+/// jobs that construct it, which are found by searching for `OperatorGrant::new`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperatorGrant {
+    org: OrgId,
+}
+
+impl OperatorGrant {
+    /// The operator's standing in `org`.
+    pub fn new(org: OrgId) -> Self {
+        Self { org }
+    }
+
+    /// The organization.
+    pub fn org(&self) -> OrgId {
+        self.org
+    }
+
+    /// Who acts: the operator, through the CLI.
+    pub fn principal(&self) -> Principal {
+        Principal {
+            actor: Actor::Operator,
+            method: AuthMethod::Cli,
+        }
+    }
+
+    /// The operator inside `workspace` of this organization, with an owner's permissions. The
+    /// caller has checked that the workspace belongs to the organization.
+    pub fn in_workspace(&self, workspace: WorkspaceId) -> TenantGrant {
+        TenantGrant {
+            principal: self.principal(),
+            org: self.org,
+            workspace,
+            role: Role::Owner,
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::TenantGrant {}
+    impl Sealed for super::OperatorGrant {}
+}
+
+/// Standing in one organization, which opens its ledger: a [`TenantGrant`] (its ledger is the
+/// workspace's organization's) or an [`OperatorGrant`]. Sealed: no other type can be one.
+///
+/// ```compile_fail
+/// // Outside this crate a type cannot become a grant (the sealing trait is private):
+/// struct Forged(rampart_core::OrgId);
+/// impl rampart_core::OrgGrant for Forged {
+///     fn ledger_org(&self) -> rampart_core::OrgId {
+///         self.0
+///     }
+/// }
+/// ```
+pub trait OrgGrant: sealed::Sealed + Send + Sync {
+    /// The organization whose ledger this grant opens.
+    fn ledger_org(&self) -> OrgId;
+}
+
+impl OrgGrant for TenantGrant {
+    fn ledger_org(&self) -> OrgId {
+        self.org
+    }
+}
+
+impl OrgGrant for OperatorGrant {
+    fn ledger_org(&self) -> OrgId {
+        self.org
     }
 }
 

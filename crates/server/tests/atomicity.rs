@@ -172,7 +172,7 @@ async fn concurrent_writes_each_stand_or_fall_alone(app: TestApp) {
             .collect();
         assert_eq!(mine, vec![u64::from(*status)], "request {i}'s event");
     }
-    rampart_audit::verify_org(&app.store, org.org)
+    rampart_audit::verify_org(&app.store, &rampart_core::OperatorGrant::new(org.org))
         .await
         .unwrap();
     if let (Some(before), Some(after)) = (before, app.store.write_stats()) {

@@ -46,7 +46,7 @@ fn rid(r: &reqwest::Response) -> String {
 }
 
 async fn verify(app: &TestApp, org: &Org) -> Result<i64, (i64, &'static str)> {
-    match verify_org(&app.store, org.org).await {
+    match verify_org(&app.store, &rampart_core::OperatorGrant::new(org.org)).await {
         Ok(report) => Ok(report.last_seq),
         Err(VerifyError::Broken { seq, reason, .. }) => Err((seq, reason)),
         Err(e) => panic!("{e}"),
@@ -243,7 +243,11 @@ async fn seed_events(app: &TestApp, org: &Org, n: usize) {
 
 /// Appends `n` events to `org`'s ledger in one transaction (faster than `n` requests).
 async fn append_events(app: &TestApp, org: &Org, n: usize) {
-    let mut tx = app.store.ledger(org.org, Mode::Write).await.unwrap();
+    let mut tx = app
+        .store
+        .ledger(&rampart_core::OperatorGrant::new(org.org), Mode::Write)
+        .await
+        .unwrap();
     for i in 0..n {
         let event = NewEvent {
             workspace: Some(org.ws),
@@ -290,7 +294,11 @@ async fn a_long_chain_verifies_in_one_snapshot_and_tampering_past_the_first_chun
 
     // A chain reader sees one snapshot: an event appended while it reads does not show up as a
     // head past the end of the chain it read.
-    let mut reader = app.store.chain_reader(a.org).await.unwrap();
+    let mut reader = app
+        .store
+        .chain_reader(&rampart_core::OperatorGrant::new(a.org))
+        .await
+        .unwrap();
     let mut read = 0i64;
     reader
         .scan_after(0, |_| {
@@ -443,10 +451,15 @@ async fn retention_cuts_only_behind_a_checkpoint(app: TestApp) {
     app.clock.advance(chrono::Duration::days(400));
     seed_events(&app, &a, 2).await;
     let now = app.clock.now_for_tests();
-    let cp = rampart_audit::retention::apply(&app.store, a.org, 365, now)
-        .await
-        .unwrap()
-        .unwrap();
+    let cp = rampart_audit::retention::apply(
+        &app.store,
+        &rampart_core::OperatorGrant::new(a.org),
+        365,
+        now,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(cp.seq, 4, "the four contacts made over a year ago");
     let ev = events(&app, &a.ws, &a.owner_key).await;
     assert_eq!(ev.first().unwrap()["seq"], 5);
@@ -540,7 +553,11 @@ async fn appends_link_to_the_real_head_after_another_node_or_a_rollback(app: Tes
     }
 
     // An append that rolls back: linked in its transaction, never in the chain.
-    let mut tx = app.store.ledger(a.org, Mode::Write).await.unwrap();
+    let mut tx = app
+        .store
+        .ledger(&rampart_core::OperatorGrant::new(a.org), Mode::Write)
+        .await
+        .unwrap();
     tx.append(
         NewEvent {
             workspace: Some(a.ws),
@@ -874,7 +891,11 @@ async fn edge_values_link_alike_in_the_database_and_in_rust(app: TestApp) {
             },
         ),
     ];
-    let mut tx = app.store.ledger(a.org, Mode::Write).await.unwrap();
+    let mut tx = app
+        .store
+        .ledger(&rampart_core::OperatorGrant::new(a.org), Mode::Write)
+        .await
+        .unwrap();
     for (when, event) in cases {
         tx.append(event, when).await.unwrap();
     }
@@ -910,13 +931,25 @@ async fn an_uncommitted_write_does_not_hold_its_organizations_chain() {
         ..NewEvent::default()
     };
     let now = app.clock.now_for_tests();
-    let mut first = app.store.ledger(a.org, Mode::Write).await.unwrap();
+    let mut first = app
+        .store
+        .ledger(&rampart_core::OperatorGrant::new(a.org), Mode::Write)
+        .await
+        .unwrap();
     first.append(event("first"), now).await.unwrap();
-    let mut abandoned = app.store.ledger(a.org, Mode::Write).await.unwrap();
+    let mut abandoned = app
+        .store
+        .ledger(&rampart_core::OperatorGrant::new(a.org), Mode::Write)
+        .await
+        .unwrap();
     abandoned.append(event("abandoned"), now).await.unwrap();
 
     let second = async {
-        let mut tx = app.store.ledger(a.org, Mode::Write).await.unwrap();
+        let mut tx = app
+            .store
+            .ledger(&rampart_core::OperatorGrant::new(a.org), Mode::Write)
+            .await
+            .unwrap();
         tx.append(event("second"), now).await.unwrap();
         tx.commit().await.unwrap();
     };
@@ -933,7 +966,11 @@ async fn an_uncommitted_write_does_not_hold_its_organizations_chain() {
     assert_eq!(find(&ev, "second")["seq"], before + 1);
     assert_eq!(find(&ev, "first")["seq"], before + 2);
     assert!(ev.iter().all(|e| e["request_id"] != "abandoned"));
-    let mut reader = app.store.ledger(a.org, Mode::Read).await.unwrap();
+    let mut reader = app
+        .store
+        .ledger(&rampart_core::OperatorGrant::new(a.org), Mode::Read)
+        .await
+        .unwrap();
     assert_eq!(reader.unsealed().await.unwrap(), 0);
 }
 

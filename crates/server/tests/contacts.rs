@@ -642,7 +642,7 @@ async fn requests_without_a_valid_key_are_refused(app: TestApp) {
 /// found (case-insensitively, and only in this workspace), and each created contact gets its
 /// tags and its version history, as the single-contact path writes them.
 async fn the_bulk_path_finds_taken_emails_and_writes_whole_rows(app: TestApp) {
-    use rampart_core::{Email, PersonName, Tag, TenantGrant, WorkspaceId};
+    use rampart_core::{Email, OperatorGrant, PersonName, Tag, WorkspaceId};
     use rampart_store::Mode;
     use rampart_store::contacts::{self, NewContact};
 
@@ -666,7 +666,7 @@ async fn the_bulk_path_finds_taken_emails_and_writes_whole_rows(app: TestApp) {
         .await;
     assert_eq!(r.status(), 201);
 
-    let grant = TenantGrant::operator(org.org, org.ws);
+    let grant = OperatorGrant::new(org.org).in_workspace(org.ws);
     let mut tx = app.store.tenant(&grant, Mode::Write).await.unwrap();
     let asked: Vec<String> = ["ann@example.com", "bob@example.com", "cy@example.com"]
         .iter()

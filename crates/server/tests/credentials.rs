@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use common::{Db, Org, TestApp, error_of, events, owner_sql};
 use rampart::routes::credentials::reveal;
-use rampart_core::{Role, TenantGrant};
+use rampart_core::{OperatorGrant, Role};
 use rampart_store::credentials::{self, COLUMN, TABLE};
 use rampart_store::{KeyScope, Mode};
 use reqwest::Method;
@@ -119,7 +119,10 @@ async fn open_credential(
 ) -> Result<Vec<u8>, rampart_store::VaultError> {
     let mut tx = app
         .store
-        .tenant(&TenantGrant::operator(org.org, org.ws), Mode::Read)
+        .tenant(
+            &OperatorGrant::new(org.org).in_workspace(org.ws),
+            Mode::Read,
+        )
         .await
         .unwrap();
     let stored = credentials::get(&mut tx, provider).await.unwrap().unwrap();
@@ -316,7 +319,7 @@ async fn a_ciphertext_moved_to_another_row_column_or_org_does_not_open(app: Test
     // Another column or table, same row id.
     let mut tx = app
         .store
-        .tenant(&TenantGrant::operator(a.org, a.ws), Mode::Read)
+        .tenant(&OperatorGrant::new(a.org).in_workspace(a.ws), Mode::Read)
         .await
         .unwrap();
     let stored = credentials::get(&mut tx, "twilio").await.unwrap().unwrap();

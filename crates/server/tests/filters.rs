@@ -209,7 +209,10 @@ async fn audit_pages_walk_the_ledger_by_key(app: TestApp) {
     let (org_s, ws_s) = (org.org.to_string(), org.ws.to_string());
     let mut ledger = app
         .store
-        .ledger(org.org, rampart_store::Mode::Write)
+        .ledger(
+            &rampart_core::OperatorGrant::new(org.org),
+            rampart_store::Mode::Write,
+        )
         .await
         .unwrap();
     for i in 0..2_000 {

@@ -12,7 +12,7 @@
 mod common;
 
 use common::{Backend, Db, TestApp, error_of};
-use rampart_core::{Role, TenantGrant};
+use rampart_core::{OperatorGrant, Role};
 use rampart_store::idempotency::Claim;
 use serde_json::{Value, json};
 
@@ -174,7 +174,7 @@ async fn keys_expire_and_abandoned_claims_are_taken_over(app: TestApp) {
     assert_eq!(app.all_contacts(&org).await.len(), 2);
 
     // A claim whose request died (a crash) blocks duplicates only until its lock lapses.
-    let grant = TenantGrant::operator(org.org, org.ws);
+    let grant = OperatorGrant::new(org.org).in_workspace(org.ws);
     let now = app.clock.now_for_tests();
     assert_eq!(
         app.store

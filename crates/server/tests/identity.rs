@@ -28,7 +28,10 @@ async fn org_events(app: &TestApp, ws: &str) -> Vec<rampart_store::audit::Stored
         .unwrap();
     let mut ledger = app
         .store
-        .ledger(org, rampart_store::Mode::Read)
+        .ledger(
+            &rampart_core::OperatorGrant::new(org),
+            rampart_store::Mode::Read,
+        )
         .await
         .unwrap();
     ledger.events_after(0, None, None, 10_000).await.unwrap()
@@ -126,7 +129,10 @@ async fn ledger_actions(app: &TestApp, email: &str) -> Vec<Value> {
     for (org, _) in app.store.user_orgs(user).await.unwrap() {
         let mut ledger = app
             .store
-            .ledger(org, rampart_store::Mode::Read)
+            .ledger(
+                &rampart_core::OperatorGrant::new(org),
+                rampart_store::Mode::Read,
+            )
             .await
             .unwrap();
         for e in ledger.events_after(0, None, None, 10_000).await.unwrap() {

@@ -652,7 +652,9 @@ async fn the_daily_audit_retention_runs_as_a_scheduled_job(app: TestApp) {
         .map(|e| e["seq"].as_i64().unwrap())
         .collect();
     assert_eq!(left, vec![3], "the two events over a year old are gone");
-    let report = rampart_audit::verify_org(&app.store, a.org).await.unwrap();
+    let report = rampart_audit::verify_org(&app.store, &rampart_core::OperatorGrant::new(a.org))
+        .await
+        .unwrap();
     assert_eq!(report.from_checkpoint, 2);
 }
 

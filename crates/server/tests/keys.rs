@@ -20,7 +20,7 @@ use rampart::cli::import::{ImportCredentials, credentials as import_credentials}
 use rampart::cli::keys::{RotateOrg, rotate_master, rotate_org};
 use rampart::cli::org::{DeleteOrg, delete_org};
 use rampart::routes::credentials::reveal;
-use rampart_core::TenantGrant;
+use rampart_core::OperatorGrant;
 use rampart_store::audit::NewEvent;
 use rampart_store::credentials;
 use rampart_store::{KeyScope, MasterKey, Mode, Store, Vault, VaultError};
@@ -63,7 +63,10 @@ async fn open(
     provider: &str,
 ) -> Result<String, VaultError> {
     let mut tx = store
-        .tenant(&TenantGrant::operator(org.org, org.ws), Mode::Read)
+        .tenant(
+            &OperatorGrant::new(org.org).in_workspace(org.ws),
+            Mode::Read,
+        )
         .await
         .unwrap();
     let stored = credentials::get(&mut tx, provider).await.unwrap().unwrap();
@@ -76,7 +79,10 @@ async fn stored_versions(app: &TestApp, org: &Org) -> Vec<Option<u32>> {
     let mut out = Vec::new();
     let mut tx = app
         .store
-        .tenant(&TenantGrant::operator(org.org, org.ws), Mode::Read)
+        .tenant(
+            &OperatorGrant::new(org.org).in_workspace(org.ws),
+            Mode::Read,
+        )
         .await
         .unwrap();
     for p in PROVIDERS {
@@ -211,7 +217,9 @@ async fn deleting_an_org_destroys_its_key_and_rows(app: TestApp) {
         );
     }
     // The deletion is in the org's ledger, which still verifies without the destroyed key.
-    let report = rampart_audit::verify_org(&app.store, a.org).await.unwrap();
+    let report = rampart_audit::verify_org(&app.store, &rampart_core::OperatorGrant::new(a.org))
+        .await
+        .unwrap();
     assert!(report.events >= 1);
 
     // The copy from before, opened with the master key in hand: nothing of A opens, B does.
@@ -620,7 +628,7 @@ async fn fernet_values_import_under_the_org_key(app: TestApp) {
     assert!(err.to_string().contains("line 1"), "{err}");
     let mut tx = app
         .store
-        .tenant(&TenantGrant::operator(a.org, a.ws), Mode::Read)
+        .tenant(&OperatorGrant::new(a.org).in_workspace(a.ws), Mode::Read)
         .await
         .unwrap();
     assert!(credentials::get(&mut tx, "smtp").await.unwrap().is_none());

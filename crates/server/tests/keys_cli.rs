@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use rampart_core::{OrgId, SystemClock, TenantGrant, WorkspaceId};
+use rampart_core::{OperatorGrant, OrgId, SystemClock, WorkspaceId};
 use rampart_store::credentials;
 use rampart_store::{KeyScope, Keyring, MasterKey, Mode, PoolSettings, Store, Vault, VaultError};
 use serde_json::Value;
@@ -56,7 +56,7 @@ async fn open_openai(
         .unwrap();
     let vault = Vault::new(ring, key.clone(), Vec::new(), Arc::new(SystemClock));
     let mut tx = store
-        .tenant(&TenantGrant::operator(org, ws), Mode::Read)
+        .tenant(&OperatorGrant::new(org).in_workspace(ws), Mode::Read)
         .await
         .unwrap();
     let stored = credentials::get(&mut tx, "openai").await.unwrap().unwrap();

@@ -10,7 +10,7 @@
 mod common;
 
 use common::{APP_ROLE, Backend, Db, OWNER_ROLE, TestApp, error_of};
-use rampart_core::{ContactId, Role, TenantGrant};
+use rampart_core::{ContactId, OperatorGrant, Role};
 use rampart_store::contacts::{self, ContactPatch};
 use rampart_store::{Mode, Store, StoreError};
 use serde_json::json;
@@ -29,7 +29,7 @@ async fn composite_foreign_keys_refuse_cross_workspace_references(app: TestApp) 
     let contact: ContactId = c["id"].as_str().unwrap().parse().unwrap();
     let mut tx = app
         .store
-        .tenant(&TenantGrant::operator(b.org, b.ws), Mode::Write)
+        .tenant(&OperatorGrant::new(b.org).in_workspace(b.ws), Mode::Write)
         .await
         .unwrap();
     let err = contacts::insert_raw_tag_for_test(&mut tx, b.ws, contact)
@@ -59,7 +59,7 @@ async fn a_tenant_transaction_cannot_see_another_workspace(app: TestApp) {
     let contact: ContactId = c["id"].as_str().unwrap().parse().unwrap();
     let mut tx = app
         .store
-        .tenant(&TenantGrant::operator(b.org, b.ws), Mode::Write)
+        .tenant(&OperatorGrant::new(b.org).in_workspace(b.ws), Mode::Write)
         .await
         .unwrap();
     assert!(contacts::get(&mut tx, contact).await.unwrap().is_none());

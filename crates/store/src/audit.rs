@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use rampart_core::audit::{AuditEvent, EventFields, GENESIS};
-use rampart_core::{AuthMethod, ErrorCode, OrgId, WorkspaceId};
+use rampart_core::{AuthMethod, ErrorCode, OrgGrant, OrgId, WorkspaceId};
 use serde::Serialize;
 use sqlx::{PgPool, Row};
 
@@ -681,8 +681,37 @@ pub struct LedgerTx {
 }
 
 impl Store {
-    /// Opens a transaction bound to `org`'s ledger.
-    pub async fn ledger(&self, org: OrgId, mode: Mode) -> Result<LedgerTx, StoreError> {
+    /// Opens a transaction on the ledger of the organization `grant` stands in: only a tenant
+    /// or an operator grant opens a ledger.
+    ///
+    /// ```compile_fail
+    /// // A bare organization id opens nothing:
+    /// async fn open(store: &rampart_store::Store, org: rampart_core::OrgId) {
+    ///     let _ = store.ledger(&org, rampart_store::Mode::Read).await;
+    /// }
+    /// ```
+    pub async fn ledger(&self, grant: &impl OrgGrant, mode: Mode) -> Result<LedgerTx, StoreError> {
+        self.org_ledger(grant.ledger_org(), mode).await
+    }
+
+    /// Appends `event` to `org`'s ledger in a transaction of its own, and can do nothing else
+    /// (no read, no prune): the door for recording a request whose own transaction never
+    /// opened or rolled back, refused before or without a grant among them (issue 32 caps how
+    /// many of those an anonymous caller can cause).
+    pub async fn append_event_apart(
+        &self,
+        org: OrgId,
+        event: NewEvent,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut ledger = self.org_ledger(org, Mode::Write).await?;
+        ledger.append(event, now).await?;
+        ledger.commit().await
+    }
+
+    /// Opens a transaction bound to `org`'s ledger, for the store's own recording in ledgers
+    /// it has already established a right to (a person's own organizations, a job's subject).
+    pub(crate) async fn org_ledger(&self, org: OrgId, mode: Mode) -> Result<LedgerTx, StoreError> {
         let e = StoreError::from_sqlx;
         let conn = match (&*self.0, mode) {
             (Backend::Sqlite { readers, .. }, Mode::Read) => {
@@ -700,7 +729,8 @@ impl Store {
     /// On SQLite its connection holds at most three chunks of the chain in memory (one being
     /// checked, one waiting, one being built); a [`Mode::Read`] connection would let up to 51
     /// pile up.
-    pub async fn chain_reader(&self, org: OrgId) -> Result<LedgerTx, StoreError> {
+    pub async fn chain_reader(&self, grant: &impl OrgGrant) -> Result<LedgerTx, StoreError> {
+        let org = grant.ledger_org();
         match &*self.0 {
             Backend::Sqlite { scans, .. } => Ok(LedgerTx {
                 org,
@@ -930,7 +960,10 @@ mod tests {
     }
 
     async fn append_one(store: &Store, org: OrgId, i: usize) {
-        let mut ledger = store.ledger(org, Mode::Write).await.unwrap();
+        let mut ledger = store
+            .ledger(&rampart_core::OperatorGrant::new(org), Mode::Write)
+            .await
+            .unwrap();
         ledger.append(event(i), at()).await.unwrap();
         ledger.commit().await.unwrap();
     }
@@ -945,7 +978,10 @@ mod tests {
 
     /// Every stored event in order, each checked to follow the one before it.
     async fn chain(store: &Store, org: OrgId) -> Vec<StoredEvent> {
-        let mut ledger = store.ledger(org, Mode::Read).await.unwrap();
+        let mut ledger = store
+            .ledger(&rampart_core::OperatorGrant::new(org), Mode::Read)
+            .await
+            .unwrap();
         let events = ledger.events_after(0, None, None, 1000).await.unwrap();
         let mut prev = GENESIS;
         for (n, e) in events.iter().enumerate() {
@@ -997,7 +1033,10 @@ mod tests {
         hints.forget(org);
         append_one(&store, org, 5).await;
         // An append that rolls back leaves the memory one ahead of the chain.
-        let mut ledger = store.ledger(org, Mode::Write).await.unwrap();
+        let mut ledger = store
+            .ledger(&rampart_core::OperatorGrant::new(org), Mode::Write)
+            .await
+            .unwrap();
         ledger.append(event(99), at()).await.unwrap();
         drop(ledger);
         assert_eq!(hints.get(org).map(|h| h.seq), Some(6));
@@ -1028,7 +1067,10 @@ mod tests {
      {
         let dir = tempfile::tempdir().unwrap();
         let (store, org) = store_with_org(&dir).await;
-        let mut ledger = store.ledger(org, Mode::Write).await.unwrap();
+        let mut ledger = store
+            .ledger(&rampart_core::OperatorGrant::new(org), Mode::Write)
+            .await
+            .unwrap();
         let Conn::Sqlite(tx) = &mut ledger.conn else {
             panic!("a SQLite store")
         };

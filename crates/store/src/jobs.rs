@@ -690,7 +690,8 @@ impl Jobs<'_> {
                 for org in &orgs {
                     let mut event = event.clone();
                     event.workspace = self.0.org_workspaces(*org).await?.first().copied();
-                    let mut ledger = self.0.ledger(*org, crate::Mode::Write).await?;
+                    let grant = rampart_core::OperatorGrant::new(*org);
+                    let mut ledger = self.0.ledger(&grant, crate::Mode::Write).await?;
                     ledger.append(event, now).await?;
                     ledger.commit().await?;
                 }

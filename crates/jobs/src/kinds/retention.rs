@@ -45,8 +45,13 @@ impl Handler<AuditRetention> for RetentionHandler {
             .map_err(|e| JobError::retry(format!("could not list the organizations: {e}")))?;
         let mut failed = Vec::new();
         for org in &orgs {
-            match rampart_audit::retention::apply(&self.store, *org, self.days, self.clock.now())
-                .await
+            match rampart_audit::retention::apply(
+                &self.store,
+                &rampart_core::OperatorGrant::new(*org),
+                self.days,
+                self.clock.now(),
+            )
+            .await
             {
                 Ok(Some(cp)) => {
                     tracing::info!(%org, seq = cp.seq, "audit retention: checkpoint recorded, older events removed")

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
-use rampart_core::{Clock, Email, OrgId, Plan, Role, SystemClock, TenantGrant, WorkspaceId};
+use rampart_core::{Clock, Email, OperatorGrant, OrgId, Plan, Role, SystemClock, WorkspaceId};
 use rampart_crypto::NewApiKey;
 use rampart_store::audit;
 use rampart_store::{KeyScope, Mode, Store, Vault, api_keys};
@@ -206,7 +206,7 @@ async fn admin_on(store: &Store, vault: &Vault, now: DateTime<Utc>, cmd: Admin) 
                 bail!("workspace {workspace} not found");
             };
             let minted = NewApiKey::generate(workspace)?;
-            let grant = TenantGrant::operator(org, workspace);
+            let grant = OperatorGrant::new(org).in_workspace(workspace);
             let mut tx = store.tenant(&grant, Mode::Write).await?;
             let record = api_keys::create(
                 &mut tx,

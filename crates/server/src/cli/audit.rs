@@ -80,7 +80,8 @@ async fn audit_on(store: &Store, settings: &Settings, cmd: AuditCmd) -> Result<(
             let mut results = Vec::new();
             let mut broken = Vec::new();
             for org in orgs_or_all(store, org).await? {
-                match rampart_audit::verify_org(store, org).await {
+                match rampart_audit::verify_org(store, &rampart_core::OperatorGrant::new(org)).await
+                {
                     Ok(report) => {
                         if !out.json {
                             println!(
@@ -117,8 +118,14 @@ async fn audit_on(store: &Store, settings: &Settings, cmd: AuditCmd) -> Result<(
             let stdout = std::io::stdout();
             let mut lock = std::io::BufWriter::new(stdout.lock());
             let org = known_org(store, org).await?;
-            let n =
-                rampart_audit::export::export_ndjson(store, org, since, until, &mut lock).await?;
+            let n = rampart_audit::export::export_ndjson(
+                store,
+                &rampart_core::OperatorGrant::new(org),
+                since,
+                until,
+                &mut lock,
+            )
+            .await?;
             eprintln!("exported {n} event(s)");
         }
         AuditCmd::Prune { org, out } => {
@@ -126,7 +133,13 @@ async fn audit_on(store: &Store, settings: &Settings, cmd: AuditCmd) -> Result<(
             let now = SystemClock.now();
             let mut results = Vec::new();
             for org in orgs_or_all(store, org).await? {
-                let cp = rampart_audit::retention::apply(store, org, days, now).await?;
+                let cp = rampart_audit::retention::apply(
+                    store,
+                    &rampart_core::OperatorGrant::new(org),
+                    days,
+                    now,
+                )
+                .await?;
                 if !out.json {
                     match &cp {
                         Some(cp) => println!(

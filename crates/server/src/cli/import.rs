@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
 use chrono::{DateTime, Utc};
-use rampart_core::{CredentialId, TenantGrant, WorkspaceId};
+use rampart_core::{CredentialId, OperatorGrant, WorkspaceId};
 use rampart_crypto::{FernetKey, fernet};
 use rampart_store::audit::{self, NewEvent};
 use rampart_store::credentials::{self, COLUMN, PROVIDERS, TABLE};
@@ -108,7 +108,7 @@ pub async fn credentials(
             .map_err(|_| anyhow!("line {}: the decrypted secret is not UTF-8", n + 1))?;
         plain.push((*provider, rampart_core::Secret::new(value)));
     }
-    let grant = TenantGrant::operator(org, args.workspace);
+    let grant = OperatorGrant::new(org).in_workspace(args.workspace);
     let mut tx = store.tenant(&grant, Mode::Write).await?;
     let mut imported = Vec::new();
     for (provider, secret) in &plain {

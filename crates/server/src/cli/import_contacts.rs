@@ -23,7 +23,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use rampart_audit::redact_args;
-use rampart_core::{AuthMethod, Clock, ContactText, Email, SystemClock, TenantGrant, WorkspaceId};
+use rampart_core::{
+    AuthMethod, Clock, ContactText, Email, OperatorGrant, SystemClock, TenantGrant, WorkspaceId,
+};
 use rampart_store::audit::{self, NewEvent};
 use rampart_store::contacts::{self, NewContact, PreparedContact};
 use rampart_store::{BackendKind, Mode, Store, TenantTx};
@@ -299,7 +301,7 @@ pub async fn import(store: &Store, args: &ImportContactsArgs) -> Result<Summary>
     let Some((org, _plan)) = store.workspace_org(args.workspace).await? else {
         bail!("workspace {} not found", args.workspace);
     };
-    let grant = TenantGrant::operator(org, args.workspace);
+    let grant = OperatorGrant::new(org).in_workspace(args.workspace);
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("opening {}", args.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);

@@ -184,7 +184,7 @@ async fn check_database(path: &Path) -> Result<(i64, Vec<OrgChain>)> {
 async fn verify_chains(store: &Store) -> Result<Vec<OrgChain>> {
     let mut chains = Vec::new();
     for org in store.org_ids().await? {
-        let report = rampart_audit::verify_org(store, org)
+        let report = rampart_audit::verify_org(store, &rampart_core::OperatorGrant::new(org))
             .await
             .map_err(|e| anyhow!("audit chain verification failed on the restored copy: {e}"))?;
         chains.push(OrgChain {

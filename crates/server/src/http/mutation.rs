@@ -157,15 +157,10 @@ async fn record_apart(
     event: NewEvent,
 ) -> Result<(), rampart_store::StoreError> {
     let action = event.action.clone();
-    let result = async {
-        let mut ledger = state
-            .store()
-            .ledger(org, rampart_store::Mode::Write)
-            .await?;
-        ledger.append(event, state.clock().now()).await?;
-        ledger.commit().await
-    }
-    .await;
+    let result = state
+        .store()
+        .append_event_apart(org, event, state.clock().now())
+        .await;
     if let Err(e) = &result {
         alert_unrecorded(e, &action);
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rampart::AppState;
 use rampart::auth::{AuthSettings, Identity};
-use rampart_core::{Email, ManualClock, Plan, Role, TenantGrant, WorkspaceId};
+use rampart_core::{Email, ManualClock, OperatorGrant, Plan, Role, WorkspaceId};
 use rampart_crypto::{MasterKey, NewApiKey};
 use rampart_store::{Keyring, Mode, PoolSettings, Store, Vault, api_keys, keyring_path_for};
 use reqwest::{Client, Method, RequestBuilder, Response};
@@ -417,7 +417,7 @@ impl TestApp {
         let minted = NewApiKey::generate(ws).unwrap();
         let mut tx = self
             .store
-            .tenant(&TenantGrant::operator(org, ws), Mode::Write)
+            .tenant(&OperatorGrant::new(org).in_workspace(ws), Mode::Write)
             .await
             .unwrap();
         api_keys::create(

@@ -570,7 +570,7 @@ impl Store {
             event.workspace = Some(workspace);
             event.target.get_or_insert_with(|| user.to_string());
             let appended = async {
-                let mut ledger = self.ledger(org, crate::Mode::Write).await?;
+                let mut ledger = self.org_ledger(org, crate::Mode::Write).await?;
                 ledger.append(event, now).await?;
                 ledger.commit().await
             }
