@@ -129,13 +129,14 @@ impl Queue {
         Ok(self.store.jobs().get(id).await?)
     }
 
-    /// Up to `limit` jobs, newest first, in `state` or in any.
+    /// Up to `limit` jobs, newest first, in `state` (or any) and of `kind` (or any).
     pub async fn list(
         &self,
         state: Option<JobState>,
+        kind: Option<&str>,
         limit: u32,
     ) -> Result<Vec<JobRecord>, QueueError> {
-        Ok(self.store.jobs().list(state, limit).await?)
+        Ok(self.store.jobs().list(state, kind, limit).await?)
     }
 
     /// Queues a dead job again with all its attempts, recording `event` (an operator's) in the

@@ -2029,7 +2029,7 @@ async fn an_smtp_outage_delays_account_mail_and_loses_none() {
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let failed = loop {
-        let jobs = app.store.jobs().list(None, 100).await.unwrap();
+        let jobs = app.store.jobs().list(None, None, 100).await.unwrap();
         let mail: Vec<_> = jobs.into_iter().filter(|j| j.kind == "auth.mail").collect();
         assert_eq!(mail.len(), 1, "one mail job: {mail:?}");
         if mail[0].attempts >= 1 && mail[0].last_error.is_some() {
@@ -2081,7 +2081,7 @@ async fn an_smtp_outage_delays_account_mail_and_loses_none() {
     assert_eq!(status, 200, "{body}");
     app.signed_in(email, PW).await;
     app.settle_mail().await;
-    let jobs = app.store.jobs().list(None, 100).await.unwrap();
+    let jobs = app.store.jobs().list(None, None, 100).await.unwrap();
     let done: Vec<_> = jobs.iter().filter(|j| j.kind == "auth.mail").collect();
     assert_eq!(done.len(), 1, "{done:?}");
     assert_eq!(
@@ -2126,7 +2126,7 @@ async fn a_refused_account_mail_is_dead_at_once_and_names_no_address() {
     let (status, _) = signup_status(&app, email, PW).await;
     assert_eq!(status, 202);
     app.settle_mail().await;
-    let jobs = app.store.jobs().list(None, 100).await.unwrap();
+    let jobs = app.store.jobs().list(None, None, 100).await.unwrap();
     let mail: Vec<_> = jobs.iter().filter(|j| j.kind == "auth.mail").collect();
     assert_eq!(mail.len(), 1, "{mail:?}");
     assert_eq!(

@@ -108,7 +108,12 @@ async fn job(store: &Store, id: JobId) -> rampart_jobs::JobRecord {
 }
 
 async fn count_in(store: &Store, state: JobState) -> usize {
-    store.jobs().list(Some(state), 1000).await.unwrap().len()
+    store
+        .jobs()
+        .list(Some(state), None, 1000)
+        .await
+        .unwrap()
+        .len()
 }
 
 // ---- two workers ------------------------------------------------------------------------
@@ -595,7 +600,7 @@ async fn a_scheduled_slot_enqueued_by_two_nodes_is_stored_and_run_once(app: Test
     for w in workers {
         w.stop().await;
     }
-    let all = app.store.jobs().list(None, 1000).await.unwrap();
+    let all = app.store.jobs().list(None, None, 1000).await.unwrap();
     let mut keys: Vec<String> = all.iter().filter_map(|j| j.dedup_key.clone()).collect();
     keys.sort();
     assert_eq!(
@@ -638,7 +643,7 @@ async fn the_daily_audit_retention_runs_as_a_scheduled_job(app: TestApp) {
     until("the retention job is done", || async {
         app.store
             .jobs()
-            .list(Some(JobState::Done), 100)
+            .list(Some(JobState::Done), None, 100)
             .await
             .unwrap()
             .iter()
@@ -939,6 +944,17 @@ async fn jobs_cli_lists_dead_jobs_and_an_audited_retry_queues_them_again() {
     assert_eq!(listed[0]["last_error"], error);
     let queued = cli(&data, &[], &["jobs", "list", "--state", "queued", "--json"]);
     assert!(queued["jobs"].as_array().unwrap().is_empty());
+    // By kind: the dead chore is found under its own kind and under no other.
+    let of_kind = |kind: &str| {
+        cli(&data, &[], &["jobs", "list", "--kind", kind, "--json"])["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of_kind(OrgChore::KIND), vec![id.to_string()]);
+    assert!(of_kind("auth.mail").is_empty());
 
     let retried = cli(&data, &[], &["jobs", "retry", &id.to_string(), "--json"]);
     assert_eq!(retried["job"]["state"], "queued");

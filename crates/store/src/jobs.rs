@@ -607,20 +607,22 @@ impl Jobs<'_> {
         )
     }
 
-    /// Up to `limit` jobs, newest first, in `state` or in any.
+    /// Up to `limit` jobs, newest first, in `state` (or any) and of `kind` (or any).
     pub async fn list(
         &self,
         state: Option<JobState>,
+        kind: Option<&str>,
         limit: u32,
     ) -> Result<Vec<JobRecord>, StoreError> {
         let mut c = self.0.platform_read().await?;
         let sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM jobs WHERE ($1 IS NULL OR state = $1) ORDER BY id DESC LIMIT $2"
+            "SELECT {RECORD_COLUMNS} FROM jobs WHERE ($1 IS NULL OR state = $1) \
+             AND ($2 IS NULL OR kind = $2) ORDER BY id DESC LIMIT $3"
         );
         fetch_all!(
             &mut c,
             sqlx::AssertSqlSafe(sql),
-            [state.map(JobState::as_str), i64::from(limit)],
+            [state.map(JobState::as_str), kind, i64::from(limit)],
             |r| record!(r)
         )
     }

@@ -54,6 +54,9 @@ pub struct ListArgs {
     /// Only jobs in this state.
     #[arg(long, value_enum)]
     pub state: Option<StateArg>,
+    /// Only jobs of this kind (`auth.mail`, `audit.retention`, `jobs.prune_done`).
+    #[arg(long)]
+    pub kind: Option<String>,
     /// At most this many jobs (1 to 1000).
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
@@ -80,7 +83,9 @@ pub async fn run(store: &rampart_store::Store, cmd: JobsCmd) -> Result<()> {
             if !(1..=1000).contains(&args.limit) {
                 bail!("--limit must be between 1 and 1000");
             }
-            let jobs = queue.list(args.state.map(Into::into), args.limit).await?;
+            let jobs = queue
+                .list(args.state.map(Into::into), args.kind.as_deref(), args.limit)
+                .await?;
             let text = if jobs.is_empty() {
                 "no jobs".to_owned()
             } else {

@@ -90,7 +90,7 @@ impl TestApp {
                 pending.extend(
                     self.store
                         .jobs()
-                        .list(Some(state), 10_000)
+                        .list(Some(state), Some("auth.mail"), 10_000)
                         .await
                         .unwrap()
                         .into_iter()
