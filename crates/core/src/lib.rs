@@ -25,7 +25,8 @@ pub use ids::{
 };
 pub use plan::Plan;
 pub use principal::{
-    AccessDenied, Actor, AuthMethod, Membership, OperatorGrant, OrgGrant, Principal, TenantGrant,
+    AccessDenied, Actor, AuthMethod, EventActor, Membership, OperatorGrant, OrgGrant, Principal,
+    TenantGrant,
 };
 pub use role::{Permission, Role};
 pub use secret::Secret;

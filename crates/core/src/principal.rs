@@ -34,6 +34,33 @@ impl Actor {
     }
 }
 
+/// Whom a ledger event names as acting: someone who authenticated, or nobody (a request
+/// refused before authentication, a sign-in attempt that named no account it could prove).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventActor {
+    /// An authenticated actor.
+    Known(Actor),
+    /// Nobody proved who they are (also what an event names until told otherwise).
+    #[default]
+    Anonymous,
+}
+
+impl EventActor {
+    /// How the ledger names it: `usr_…`, `key_…`, `operator` or `anonymous`.
+    pub fn label(&self) -> String {
+        match self {
+            EventActor::Known(actor) => actor.label(),
+            EventActor::Anonymous => "anonymous".to_owned(),
+        }
+    }
+}
+
+impl From<Actor> for EventActor {
+    fn from(actor: Actor) -> Self {
+        EventActor::Known(actor)
+    }
+}
+
 /// How the actor proved who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

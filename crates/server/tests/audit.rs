@@ -251,7 +251,7 @@ async fn append_events(app: &TestApp, org: &Org, n: usize) {
     for i in 0..n {
         let event = NewEvent {
             workspace: Some(org.ws),
-            actor: "operator".into(),
+            actor: rampart_core::Actor::Operator.into(),
             method: "CLI".into(),
             path: "rampart test".into(),
             action: "test.event".into(),
@@ -561,7 +561,7 @@ async fn appends_link_to_the_real_head_after_another_node_or_a_rollback(app: Tes
     tx.append(
         NewEvent {
             workspace: Some(a.ws),
-            actor: "operator".into(),
+            actor: rampart_core::Actor::Operator.into(),
             method: "CLI".into(),
             path: "rampart test".into(),
             action: "test.rolled_back".into(),
@@ -841,7 +841,7 @@ async fn edge_values_link_alike_in_the_database_and_in_rust(app: TestApp) {
             at("0001-01-01T00:00:00Z"),
             NewEvent {
                 workspace: None,
-                actor: "anonymous".into(),
+                actor: rampart_core::EventActor::Anonymous,
                 method: "POST".into(),
                 path: "/v1/ünïcödé/😀".into(),
                 action: "x.y".into(),
@@ -861,7 +861,7 @@ async fn edge_values_link_alike_in_the_database_and_in_rust(app: TestApp) {
             at("9999-12-31T23:59:59.999999Z"),
             NewEvent {
                 workspace: Some(a.ws),
-                actor: "operator".into(),
+                actor: rampart_core::Actor::Operator.into(),
                 auth_method: Some(rampart_core::AuthMethod::Cli),
                 method: "CLI".into(),
                 path: "rampart test".into(),
@@ -877,7 +877,7 @@ async fn edge_values_link_alike_in_the_database_and_in_rust(app: TestApp) {
             at("1969-12-31T23:59:59.000001Z"),
             NewEvent {
                 workspace: Some(a.ws),
-                actor: "usr_x".into(),
+                actor: rampart_core::Actor::User(rampart_core::UserId::generate()).into(),
                 auth_method: Some(rampart_core::AuthMethod::Session),
                 method: "DELETE".into(),
                 path: "/".into(),
@@ -921,7 +921,7 @@ async fn an_uncommitted_write_does_not_hold_its_organizations_chain() {
     let before = verify(&app, &a).await.unwrap();
     let event = |request_id: &str| NewEvent {
         workspace: Some(a.ws),
-        actor: "operator".into(),
+        actor: rampart_core::Actor::Operator.into(),
         method: "CLI".into(),
         path: "rampart test".into(),
         action: "test.event".into(),

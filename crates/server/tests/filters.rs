@@ -220,7 +220,7 @@ async fn audit_pages_walk_the_ledger_by_key(app: TestApp) {
             .append(
                 NewEvent {
                     workspace: Some(org.ws),
-                    actor: format!("key_{i}"),
+                    actor: rampart_core::Actor::ApiKey(rampart_core::ApiKeyId::generate()).into(),
                     method: "POST".into(),
                     path: "/seed".into(),
                     action: "contact.create".into(),

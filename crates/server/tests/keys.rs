@@ -95,7 +95,7 @@ async fn stored_versions(app: &TestApp, org: &Org) -> Vec<Option<u32>> {
 
 fn operator_event(action: &str) -> NewEvent {
     NewEvent {
-        actor: "operator".into(),
+        actor: rampart_core::Actor::Operator.into(),
         auth_method: Some(rampart_core::AuthMethod::Cli),
         method: "CLI".into(),
         path: format!("rampart test {action}"),

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use rampart_core::audit::{AuditEvent, EventFields, GENESIS};
-use rampart_core::{AuthMethod, ErrorCode, OrgGrant, OrgId, WorkspaceId};
+use rampart_core::{AuthMethod, ErrorCode, EventActor, OrgGrant, OrgId, WorkspaceId};
 use serde::Serialize;
 use sqlx::{PgPool, Row};
 
@@ -24,8 +24,8 @@ use crate::{Backend, Mode, Store, StoreError, TenantTx, db_time};
 pub struct NewEvent {
     /// The workspace acted in or from.
     pub workspace: Option<WorkspaceId>,
-    /// `key_…`, `usr_…`, `operator` or `anonymous`.
-    pub actor: String,
+    /// Who acted (stored as `key_…`, `usr_…`, `operator` or `anonymous`).
+    pub actor: EventActor,
     /// How the actor authenticated (`None`: nobody did).
     pub auth_method: Option<AuthMethod>,
     /// HTTP method or `CLI`.
@@ -82,7 +82,7 @@ impl NewEvent {
         let short = |s: Option<String>| s.map(|s| fit(s, MAX_SHORT_CHARS));
         Self {
             workspace: self.workspace,
-            actor: fit(self.actor, MAX_SHORT_CHARS),
+            actor: self.actor,
             auth_method: self.auth_method,
             method: fit(self.method, MAX_SHORT_CHARS),
             path: fit(self.path, MAX_PATH_CHARS),
@@ -269,7 +269,7 @@ macro_rules! pending {
             .bind($org.to_string())
             .bind(new.workspace.map(|w| w.to_string()))
             .bind($at)
-            .bind(new.actor)
+            .bind(new.actor.label())
             .bind(new.auth_method.map(AuthMethod::as_str))
             .bind(new.method)
             .bind(new.path)
@@ -398,7 +398,7 @@ async fn append_with(
         seq: 0,
         workspace: new.workspace,
         at,
-        actor: new.actor,
+        actor: new.actor.label(),
         auth_method: new.auth_method.map(|m| m.as_str().to_owned()),
         method: new.method,
         path: new.path,
@@ -933,7 +933,7 @@ mod tests {
 
     fn event(i: usize) -> NewEvent {
         NewEvent {
-            actor: "operator".into(),
+            actor: rampart_core::Actor::Operator.into(),
             method: "CLI".into(),
             path: "rampart test".into(),
             action: "test.event".into(),

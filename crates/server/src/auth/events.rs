@@ -10,7 +10,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use rampart_audit::redact::truncate_ip;
-use rampart_core::{AuthMethod, ErrorCode, UserId};
+use rampart_core::{Actor, AuthMethod, ErrorCode, EventActor, UserId};
 use rampart_store::audit::NewEvent;
 use serde_json::Value;
 
@@ -119,7 +119,7 @@ impl RequestFacts {
         }
         NewEvent {
             workspace: None,
-            actor: actor.map_or_else(|| "anonymous".to_owned(), |u| u.to_string()),
+            actor: actor.map_or(EventActor::Anonymous, |u| Actor::User(u).into()),
             auth_method: actor.map(|_| AuthMethod::Session),
             method: self.method.clone(),
             path: self.path.clone(),

@@ -4,12 +4,11 @@
 use anyhow::{Result, anyhow};
 use chrono::{DateTime, Utc};
 use rampart_core::Email;
+use rampart_jobs::Queue;
+use rampart_jobs::kinds::account_mail::{AccountMail, AccountMailKind};
 use rampart_store::Store;
 use rampart_store::audit::NewEvent;
 use serde_json::{Value, json};
-
-use rampart_jobs::Queue;
-use rampart_jobs::kinds::account_mail::{AccountMail, AccountMailKind};
 
 /// Arguments of `admin reset-2fa`.
 #[derive(Debug, clap::Args)]

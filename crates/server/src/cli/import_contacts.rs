@@ -552,7 +552,7 @@ async fn write_batch(
     written.created = created.len() as u64;
     let event = NewEvent {
         workspace: Some(tx.workspace()),
-        actor: "operator".to_owned(),
+        actor: rampart_core::Actor::Operator.into(),
         auth_method: Some(AuthMethod::Cli),
         method: "CLI".to_owned(),
         path: "rampart import contacts".to_owned(),

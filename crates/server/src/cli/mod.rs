@@ -157,7 +157,7 @@ async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
 /// The ledger event for an operator's CLI action inside a tenant (arguments redacted).
 pub fn operator_event(command: &str, action: &str, args: serde_json::Value) -> NewEvent {
     NewEvent {
-        actor: "operator".to_owned(),
+        actor: rampart_core::Actor::Operator.into(),
         auth_method: Some(AuthMethod::Cli),
         method: "CLI".to_owned(),
         path: format!("rampart {command}"),

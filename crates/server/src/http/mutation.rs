@@ -16,7 +16,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rampart_audit::{redact_args, truncate_ip};
-use rampart_core::{ErrorCode, OrgId, TenantGrant, WorkspaceId};
+use rampart_core::{ErrorCode, EventActor, OrgId, TenantGrant, WorkspaceId};
 use rampart_store::audit::{self, NewEvent};
 use rampart_store::idempotency::{Claim, StoredResponse};
 use sha2::{Digest, Sha256};
@@ -73,7 +73,7 @@ impl Facts {
         let Outcome { status, error_code } = outcome;
         NewEvent {
             workspace,
-            actor: caller.map_or_else(|| "anonymous".to_owned(), |c| c.principal.actor.label()),
+            actor: caller.map_or(EventActor::Anonymous, |c| c.principal.actor.into()),
             auth_method: caller.map(|c| c.principal.method),
             method: self.method.clone(),
             path: self.path.clone(),

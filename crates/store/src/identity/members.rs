@@ -396,7 +396,7 @@ impl Store {
         let membership = insert_membership(&mut *c, workspace, user, role, now).await?;
         let mut event = event;
         event.workspace = Some(workspace);
-        event.actor = user.to_string();
+        event.actor = rampart_core::Actor::User(user).into();
         event.target = Some(membership.to_string());
         crate::audit::append_on(&mut *c, org, event, now).await?;
         tx.commit().await?;

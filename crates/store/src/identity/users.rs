@@ -210,7 +210,7 @@ impl Store {
         crate::audit::create_head(&mut c, org).await?;
         let mut event = event;
         event.workspace = Some(workspace);
-        event.actor = user.to_string();
+        event.actor = rampart_core::Actor::User(user).into();
         event.target.get_or_insert_with(|| user.to_string());
         append_in_platform(&mut c, org, event, now).await?;
         c.commit().await?;
