@@ -140,3 +140,30 @@ pub async fn close(store: Store, vault: Vault) {
     vault.keyring().close().await;
     store.close().await;
 }
+
+/// Identity services from `[auth]`, the mail transport and the public URL (the worker's
+/// account mail uses the same).
+pub fn identity(settings: &Settings) -> Result<crate::auth::Identity> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mailer =
+        crate::auth::mail::Mailer::from_url(&settings.mail_transport(), &settings.auth.mail_from)
+            .context("mail_transport")?;
+    let hasher = crate::auth::password::Hasher::with_threads(
+        settings.auth.hash_threads,
+        settings.auth.hash_nice,
+    )
+    .context("setting up password hashing")?;
+    match hasher.priority() {
+        Ok(nice) => tracing::debug!(nice, "password hashing threads started"),
+        Err(reason) => tracing::warn!(
+            %reason,
+            "password hashing threads run at the request threads' priority: a sign-in flood will slow other requests more"
+        ),
+    }
+    Ok(crate::auth::Identity::new(
+        settings.auth.clone(),
+        hasher,
+        mailer,
+        &settings.public_url(),
+    ))
+}

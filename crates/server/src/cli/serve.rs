@@ -46,33 +46,6 @@ pub async fn run(mut settings: Settings, args: ServeArgs) -> Result<()> {
     serve(settings).await
 }
 
-/// Identity services from `[auth]`, the mail transport and the public URL (the worker's
-/// account mail uses the same).
-pub(crate) fn identity(settings: &Settings) -> Result<crate::auth::Identity> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mailer =
-        crate::auth::mail::Mailer::from_url(&settings.mail_transport(), &settings.auth.mail_from)
-            .context("mail_transport")?;
-    let hasher = crate::auth::password::Hasher::with_threads(
-        settings.auth.hash_threads,
-        settings.auth.hash_nice,
-    )
-    .context("setting up password hashing")?;
-    match hasher.priority() {
-        Ok(nice) => tracing::debug!(nice, "password hashing threads started"),
-        Err(reason) => tracing::warn!(
-            %reason,
-            "password hashing threads run at the request threads' priority: a sign-in flood will slow other requests more"
-        ),
-    }
-    Ok(crate::auth::Identity::new(
-        settings.auth.clone(),
-        hasher,
-        mailer,
-        &settings.public_url(),
-    ))
-}
-
 async fn serve(settings: Settings) -> Result<()> {
     // Before the listener opens: otherwise the first write with a phone number after every
     // start waited about 90 ms for it (bench scenario 7). On this thread rather than one of its
@@ -111,7 +84,7 @@ async fn serve(settings: Settings) -> Result<()> {
         quotas: settings.quotas.clone(),
         disabled_for_benchmarks: false,
     };
-    let identity = identity(&settings)?;
+    let identity = super::open::identity(&settings)?;
     let state = state
         .with_edge(edge)
         .with_limits(limiter, limits)

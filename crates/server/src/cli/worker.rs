@@ -80,7 +80,7 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
-    let identity = super::serve::identity(settings)?;
+    let identity = super::open::identity(settings)?;
     let worker = build(settings, Queue::new(store.clone(), clock), identity)?;
     let (stopping_tx, stopping_rx) = watch::channel(false);
     let running = tokio::spawn(worker.run(stopping_rx));
