@@ -25,6 +25,7 @@ both_backends!(
     an_event_that_cannot_be_written_fails_the_request_closed,
     every_route_holds_its_body_to_the_limit,
     a_persons_refused_change_is_recorded_in_their_ledger,
+    a_request_framed_by_both_length_and_chunks_is_read_by_its_chunks_then_closed,
 );
 
 mod capped {
@@ -329,6 +330,64 @@ async fn an_event_that_cannot_be_written_fails_the_request_closed(app: TestApp) 
         )
         .await;
     assert_eq!(r.status(), 200);
+}
+
+/// A request with both `Content-Length` and `Transfer-Encoding` is the shape of request
+/// smuggling (a proxy and this server may disagree on where it ends). RFC 9112 section 6.3:
+/// `Transfer-Encoding` wins, and the server must close the connection after answering, so no
+/// bytes after it are ever read as another request. hyper does both (and strips the length
+/// before a handler could see it, so the server could not refuse instead); this pins that
+/// down whatever the declared length.
+async fn a_request_framed_by_both_length_and_chunks_is_read_by_its_chunks_then_closed(
+    app: TestApp,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let org = app.org("Acme").await;
+    let body = r#"{"name":"Smuggled"}"#;
+    let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    // A second request behind the first, on the same connection: it must never be read.
+    let behind = format!(
+        "GET /v1/workspaces/{}/contacts HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n",
+        org.ws, app.addr, org.owner_key
+    );
+    for length in [0, body.len(), chunked.len()] {
+        let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let head = format!(
+            "POST /v1/workspaces/{}/contacts HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {length}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n",
+            org.ws, app.addr, org.owner_key
+        );
+        s.write_all(format!("{head}{chunked}{behind}").as_bytes())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
+            .await
+            .expect("the server closes the connection")
+            .unwrap();
+        let text = String::from_utf8_lossy(&out).into_owned();
+        assert!(
+            text.starts_with("HTTP/1.1 201"),
+            "read by its chunks (Content-Length {length}): {text}"
+        );
+        assert_eq!(
+            text.matches("HTTP/1.1 ").count(),
+            1,
+            "one answer, the request behind it unread: {text}"
+        );
+    }
+    let names: Vec<Value> = app
+        .all_contacts(&org)
+        .await
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        vec![json!("Smuggled"); 3],
+        "one contact per request, each whole"
+    );
 }
 
 /// Sends `len` bytes of JSON whitespace to `path` in chunked encoding (no declared length),
