@@ -234,7 +234,7 @@ fn serve(dir: &Path, name: &str, env: &[(&str, String)]) -> Result<(Running, Str
     let data = dir.join(name);
     let log = dir.join(format!("{name}.log"));
     let file = std::fs::File::create(&log).unwrap();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -245,6 +245,8 @@ fn serve(dir: &Path, name: &str, env: &[(&str, String)]) -> Result<(Running, Str
         .stderr(file)
         .spawn()
         .unwrap();
+    // Killed when dropped, so a failed assertion below leaves no server behind.
+    let mut running = Running(child);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -253,16 +255,16 @@ fn serve(dir: &Path, name: &str, env: &[(&str, String)]) -> Result<(Running, Str
                 && v["fields"]["message"] == "rampart is serving"
             {
                 let addr = v["fields"]["listen"].as_str().unwrap().to_owned();
-                return Ok((Running(child), addr));
+                return Ok((running, addr));
             }
         }
-        if child.try_wait().unwrap().is_some() {
+        if running.0.try_wait().unwrap().is_some() {
             return Err(text);
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("serve neither served nor exited: {text}");
-        }
+        assert!(
+            Instant::now() <= deadline,
+            "serve neither served nor exited: {text}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
