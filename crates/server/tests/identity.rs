@@ -116,6 +116,23 @@ with_operator!(
 
 const PW: &str = "Correct-Horse-42";
 
+/// An app on `backend` whose mail goes over SMTP to `url` (a real server, or a port nothing
+/// listens on yet), with [`generous`] limits; `None` when PostgreSQL is not configured.
+async fn smtp_app(backend: common::Backend, url: String) -> Option<TestApp> {
+    TestApp::spawn_configured(backend, std::time::Duration::from_secs(30), move |s| {
+        let mailer =
+            rampart::auth::mail::Mailer::from_url(&url, "Rampart <no-reply@example.com>").unwrap();
+        let hasher = rampart::auth::password::Hasher::for_this_machine().unwrap();
+        generous(s).with_identity(rampart::auth::Identity::new(
+            Default::default(),
+            hasher,
+            mailer,
+            "http://rampart.test",
+        ))
+    })
+    .await
+}
+
 async fn ledger_actions(app: &TestApp, email: &str) -> Vec<Value> {
     // Every event in every ledger that names this user as actor, read as the owner role would.
     let user = app
@@ -1201,21 +1218,7 @@ async fn link_requests_answer_before_the_mail_is_sent(backend: common::Backend) 
         return;
     };
     let url = peer.url();
-    let Some(app) =
-        TestApp::spawn_configured(backend, std::time::Duration::from_secs(30), move |s| {
-            let mailer =
-                rampart::auth::mail::Mailer::from_url(&url, "Rampart <no-reply@example.com>")
-                    .unwrap();
-            let hasher = rampart::auth::password::Hasher::for_this_machine().unwrap();
-            generous(s).with_identity(rampart::auth::Identity::new(
-                Default::default(),
-                hasher,
-                mailer,
-                "http://rampart.test",
-            ))
-        })
-        .await
-    else {
+    let Some(app) = smtp_app(backend, url).await else {
         return;
     };
     let org = app.org("Held").await;
@@ -1940,24 +1943,7 @@ async fn mail_goes_through_a_real_smtp_server() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let url = format!("smtp://127.0.0.1:{port}?tls=none");
-    let app = TestApp::spawn_configured(
-        common::Backend::Sqlite,
-        std::time::Duration::from_secs(30),
-        move |s| {
-            let mailer =
-                rampart::auth::mail::Mailer::from_url(&url, "Rampart <no-reply@example.com>")
-                    .unwrap();
-            let hasher = rampart::auth::password::Hasher::for_this_machine().unwrap();
-            generous(s).with_identity(rampart::auth::Identity::new(
-                Default::default(),
-                hasher,
-                mailer,
-                "http://rampart.test",
-            ))
-        },
-    )
-    .await
-    .unwrap();
+    let app = smtp_app(common::Backend::Sqlite, url).await.unwrap();
     let (status, _) = signup_status(&app, "smtp@example.com", PW).await;
     assert_eq!(status, 202);
     let mut received = Vec::new();
@@ -2005,32 +1991,19 @@ async fn an_smtp_outage_delays_account_mail_and_loses_none() {
         .unwrap()
         .port();
     let url = format!("smtp://127.0.0.1:{port}?tls=none");
-    let app = TestApp::spawn_configured(
-        common::Backend::Sqlite,
-        std::time::Duration::from_secs(30),
-        move |s| {
-            let mailer =
-                rampart::auth::mail::Mailer::from_url(&url, "Rampart <no-reply@example.com>")
-                    .unwrap();
-            let hasher = rampart::auth::password::Hasher::for_this_machine().unwrap();
-            generous(s).with_identity(rampart::auth::Identity::new(
-                Default::default(),
-                hasher,
-                mailer,
-                "http://rampart.test",
-            ))
-        },
-    )
-    .await
-    .unwrap();
+    let app = smtp_app(common::Backend::Sqlite, url).await.unwrap();
     let email = "outage@example.com";
     let (status, _) = signup_status(&app, email, PW).await;
     assert_eq!(status, 202, "the answer does not wait for the mail");
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let failed = loop {
-        let jobs = app.store.jobs().list(None, None, 100).await.unwrap();
-        let mail: Vec<_> = jobs.into_iter().filter(|j| j.kind == "auth.mail").collect();
+        let mail = app
+            .store
+            .jobs()
+            .list(None, Some("auth.mail"), 100)
+            .await
+            .unwrap();
         assert_eq!(mail.len(), 1, "one mail job: {mail:?}");
         if mail[0].attempts >= 1 && mail[0].last_error.is_some() {
             break mail[0].clone();
@@ -2081,8 +2054,12 @@ async fn an_smtp_outage_delays_account_mail_and_loses_none() {
     assert_eq!(status, 200, "{body}");
     app.signed_in(email, PW).await;
     app.settle_mail().await;
-    let jobs = app.store.jobs().list(None, None, 100).await.unwrap();
-    let done: Vec<_> = jobs.iter().filter(|j| j.kind == "auth.mail").collect();
+    let done = app
+        .store
+        .jobs()
+        .list(None, Some("auth.mail"), 100)
+        .await
+        .unwrap();
     assert_eq!(done.len(), 1, "{done:?}");
     assert_eq!(
         done[0].state,
@@ -2104,30 +2081,17 @@ async fn a_refused_account_mail_is_dead_at_once_and_names_no_address() {
     peer.refuse();
     peer.release();
     let url = peer.url();
-    let app = TestApp::spawn_configured(
-        common::Backend::Sqlite,
-        std::time::Duration::from_secs(30),
-        move |s| {
-            let mailer =
-                rampart::auth::mail::Mailer::from_url(&url, "Rampart <no-reply@example.com>")
-                    .unwrap();
-            let hasher = rampart::auth::password::Hasher::for_this_machine().unwrap();
-            generous(s).with_identity(rampart::auth::Identity::new(
-                Default::default(),
-                hasher,
-                mailer,
-                "http://rampart.test",
-            ))
-        },
-    )
-    .await
-    .unwrap();
+    let app = smtp_app(common::Backend::Sqlite, url).await.unwrap();
     let email = "refused@example.com";
     let (status, _) = signup_status(&app, email, PW).await;
     assert_eq!(status, 202);
     app.settle_mail().await;
-    let jobs = app.store.jobs().list(None, None, 100).await.unwrap();
-    let mail: Vec<_> = jobs.iter().filter(|j| j.kind == "auth.mail").collect();
+    let mail = app
+        .store
+        .jobs()
+        .list(None, Some("auth.mail"), 100)
+        .await
+        .unwrap();
     assert_eq!(mail.len(), 1, "{mail:?}");
     assert_eq!(
         mail[0].state,

@@ -94,10 +94,7 @@ impl TestApp {
                         .await
                         .unwrap()
                         .into_iter()
-                        .filter(|j| {
-                            j.kind == "auth.mail"
-                                && (j.state == JobState::Running || j.run_at <= now)
-                        }),
+                        .filter(|j| j.state == JobState::Running || j.run_at <= now),
                 );
             }
             if pending.is_empty() {
